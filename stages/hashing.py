@@ -1,0 +1,71 @@
+"""Content hashes shared by every stage: files, directories, canonical JSON."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_files(root: str | Path) -> list[str]:
+    """Relative POSIX paths of every file below root, sorted bytewise (stable across machines)."""
+    root = Path(root)
+    out = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            out.append(Path(dirpath, name).relative_to(root).as_posix())
+    return sorted(out, key=lambda p: p.encode("utf-8"))
+
+
+def hash_dir(root: str | Path, exclude: tuple[str, ...] = ()) -> str:
+    """One hash for a directory tree: sha256 over 'relpath\\0filehash\\n' lines, sorted.
+
+    ``exclude`` names relative paths to leave out (a manifest cannot contain its own hash).
+    """
+    h = hashlib.sha256()
+    for rel in list_files(root):
+        if rel in exclude:
+            continue
+        h.update(f"{rel}\0{hash_file(Path(root, rel))}\n".encode("utf-8"))
+    return h.hexdigest()
+
+
+def hash_path(path: str | Path, exclude: tuple[str, ...] = ()) -> str:
+    path = Path(path)
+    return hash_dir(path, exclude) if path.is_dir() else hash_file(path)
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal data gives equal bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def hash_json(obj: Any) -> str:
+    return sha256_bytes(canonical_json(obj).encode("utf-8"))
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write via a temp name in the same folder and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

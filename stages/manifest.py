@@ -1,0 +1,93 @@
+"""Per-artifact manifests: what was built, from what, with which params, seed,
+code and libraries. Written as <output dir>/manifest.json; they hold no
+timestamps or host names, so two clean builds write identical manifests."""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from stages.codedeps import module_closure
+from stages.determinism import nondeterminism_notes
+from stages.hashing import canonical_json, hash_file, hash_path, write_atomic
+
+MANIFEST_NAME = "manifest.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LIBRARIES = (
+    "torch", "numpy", "pillow", "pyarrow", "duckdb", "tokenizers", "transformers",
+    "diffusers", "accelerate", "safetensors", "dvc", "snakemake",
+)
+
+
+def library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def code_revision() -> str:
+    """The git commit the build ran from, or 'unknown'. Deliberately without a '-dirty' flag
+    (dvc.lock changes mid-build); `code.files` holds the hash of every source file that ran."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+        )
+        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def code_hashes(code_files: list[str]) -> dict:
+    """sha256 of each source file the stage runs (the same list DVC/Snakemake track as deps)."""
+    out = {}
+    for rel in code_files:
+        path = REPO_ROOT / rel
+        out[rel] = hash_path(path, exclude=()) if path.exists() else None
+    return out
+
+
+def output_hash(out_dir: str | Path) -> str:
+    return hash_path(out_dir, exclude=(MANIFEST_NAME,))
+
+
+def write_manifest(
+    out_dir: str | Path,
+    *,
+    stage: str,
+    inputs: list[str | Path],
+    params: dict,
+    seed: int,
+    module: str,
+    extra: dict | None = None,
+    nondeterminism: list[str] | None = None,
+) -> dict:
+    """Write <out_dir>/manifest.json and return it. Call after everything else is written."""
+    out_dir = Path(out_dir)
+    manifest = {
+        "stage": stage,
+        "output": {"path": out_dir.as_posix(), "sha256": output_hash(out_dir)},
+        "inputs": {Path(p).as_posix(): hash_path(p) for p in inputs},
+        "params": params,
+        "seed": seed,
+        "code": {"revision": code_revision(), "files": code_hashes(module_closure(module))},
+        "versions": library_versions(),
+        "nondeterminism": (nondeterminism or []) + nondeterminism_notes(),
+        **(extra or {}),
+    }
+    write_atomic(out_dir / MANIFEST_NAME, (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    return manifest
+
+
+def read_manifest(out_dir: str | Path) -> dict:
+    with open(Path(out_dir) / MANIFEST_NAME, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+__all__ = ["write_manifest", "read_manifest", "output_hash", "library_versions", "code_revision", "canonical_json", "hash_file"]

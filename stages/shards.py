@@ -1,0 +1,83 @@
+"""The training-shard format written by `export` and read by every training stage.
+
+    data/export/
+      index.json                 resolutions, row counts, shard names, caption template
+      train-00000.parquet ...    rows sorted by file_id
+      val-00000.parquet ...
+      manifest.json
+
+Columns: file_id (string), sha256 (of the snapshot image), caption (string), and per
+resolution R in index.json an `image_R` column: raw RGB uint8 pixels, R*R*3 bytes,
+row-major HWC (no codec: nothing to decode, nothing nondeterministic).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stages.errors import PddError
+
+SPLITS = ("train", "val")
+WRITE_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=False,
+                     write_statistics=False, write_page_index=False, store_schema=False)
+
+
+def image_column(resolution: int) -> str:
+    return f"image_{resolution}"
+
+
+def schema(resolutions: list[int]) -> pa.Schema:
+    return pa.schema([("file_id", pa.string()), ("sha256", pa.string()), ("caption", pa.string())]
+                     + [(image_column(r), pa.binary()) for r in resolutions])
+
+
+def write_split(rows: list[dict], out_dir: str | Path, split: str, resolutions: list[int], shard_rows: int) -> list[str]:
+    """Write rows (already in their fixed order) as numbered shards; returns the shard file names."""
+    out_dir = Path(out_dir)
+    sch = schema(resolutions)
+    names = []
+    for i, start in enumerate(range(0, max(len(rows), 1), shard_rows)):
+        chunk = rows[start:start + shard_rows]
+        if not chunk and i > 0:
+            break
+        table = pa.table({f.name: [r[f.name] for r in chunk] for f in sch}, schema=sch)
+        name = f"{split}-{i:05d}.parquet"
+        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+        pq.write_table(table, tmp, row_group_size=max(1, min(shard_rows, 256)), **WRITE_OPTIONS)
+        os.replace(tmp, out_dir / name)
+        names.append(name)
+    return names
+
+
+def write_index(out_dir: str | Path, index: dict) -> None:
+    Path(out_dir, "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_index(export_dir: str | Path) -> dict:
+    path = Path(export_dir) / "index.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PddError(f"{path} not found: build the export stage first (`dvc repro export`)") from None
+
+
+def read_split(export_dir: str | Path, split: str, columns: list[str] | None = None) -> pa.Table:
+    """All shards of one split as one table, in their fixed order."""
+    index = read_index(export_dir)
+    if split not in index["shards"]:
+        raise PddError(f"{export_dir}: no split {split!r} (have {', '.join(index['shards'])})")
+    tables = [pq.read_table(Path(export_dir) / name, columns=columns) for name in index["shards"][split]]
+    return pa.concat_tables(tables) if tables else schema(index["resolutions"]).empty_table()
+
+
+def images_array(table: pa.Table, resolution: int) -> np.ndarray:
+    """The image_R column as a uint8 array of shape [N, R, R, 3]."""
+    col = table.column(image_column(resolution)).to_pylist()
+    if not col:
+        return np.zeros((0, resolution, resolution, 3), dtype=np.uint8)
+    return np.frombuffer(b"".join(col), dtype=np.uint8).reshape(len(col), resolution, resolution, 3)

@@ -1,0 +1,200 @@
+"""Pin, read, list, show and diff dataset snapshots.
+
+A snapshot is the build's source code: an immutable, content-hashed set of
+accepted file revisions, exported as one sorted Parquet file with the image
+bytes embedded (so a snapshot is self-contained: git or DVC tracks one file,
+and nothing after the pin needs the database or the blob folder).
+
+Canonical form: one row per file, sorted by file_id; every column but `image`
+goes into the row's canonical JSON; the snapshot's content hash is sha256 over
+those lines. The image bytes are covered through the `sha256` column, which is
+checked against the bytes when pinning and again by the audit stage.
+Pinning the same rows twice writes byte-identical Parquet (fixed writer
+settings, no timestamps) and the same hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stages.errors import PddError
+from stages.hashing import canonical_json, hash_file, sha256_bytes
+from stages.store import Store
+
+SNAPSHOT_FORMAT = "pdd-snapshot/1"
+DEFAULT_DIR = Path("data/snapshots")
+
+SCHEMA = pa.schema([
+    ("file_id", pa.string()),
+    ("rev_no", pa.int32()),
+    ("source_id", pa.string()),
+    ("external_id", pa.string()),
+    ("title", pa.string()),
+    ("sha256", pa.string()),
+    ("source_sha1", pa.string()),
+    ("size", pa.int64()),
+    ("mime", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("source_url", pa.string()),
+    ("licence_status", pa.string()),
+    ("licence_kind", pa.string()),
+    ("licence_reason", pa.string()),
+    ("licence_evidence", pa.string()),   # canonical JSON
+    ("provenance", pa.string()),         # canonical JSON
+    ("labels", pa.string()),             # canonical JSON list of {field, lang, text, licence, source}
+    ("image", pa.binary()),
+])
+META_COLUMNS = [f.name for f in SCHEMA if f.name != "image"]
+WRITE_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=128, use_dictionary=False,
+                     write_statistics=False, write_page_index=False)
+
+
+def canonical_row(row: dict) -> str:
+    return canonical_json({k: row[k] for k in META_COLUMNS})
+
+
+def content_hash(rows: list[dict]) -> str:
+    h = hashlib.sha256(SNAPSHOT_FORMAT.encode() + b"\n")
+    for row in rows:
+        h.update(canonical_row(row).encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def collect_rows(store: Store) -> list[dict]:
+    """The newest revision of every accepted file, in canonical order, with its bytes (verified)."""
+    revs = store.query(
+        "SELECT r.*, f.source_id, f.external_id, f.title FROM current_revisions r JOIN files f USING (file_id) "
+        "WHERE r.status = 'accepted' ORDER BY r.file_id"
+    )
+    rows = []
+    for r in revs:
+        labels = [{k: lb[k] for k in ("field", "lang", "text", "licence", "source")} for lb in store.labels_of(r["revision_id"])]
+        rows.append({
+            "file_id": r["file_id"], "rev_no": r["rev_no"], "source_id": r["source_id"], "external_id": r["external_id"],
+            "title": r["title"], "sha256": r["sha256"], "source_sha1": r["source_sha1"], "size": r["size"],
+            "mime": r["mime"], "width": r["width"], "height": r["height"], "source_url": r["source_url"],
+            "licence_status": r["status"], "licence_kind": r["licence_kind"], "licence_reason": r["licence_reason"],
+            "licence_evidence": r["licence_evidence"] or "{}", "provenance": r["provenance"] or "{}",
+            "labels": canonical_json(sorted(labels, key=canonical_json)),
+            "image": store.read_blob(r["sha256"]), "_revision_id": r["revision_id"],
+        })
+    rows.sort(key=lambda r: r["file_id"].encode("utf-8"))
+    return rows
+
+
+def write_parquet(rows: list[dict], path: Path, name: str, digest: str) -> None:
+    table = pa.table({f.name: [r[f.name] for r in rows] for f in SCHEMA}, schema=SCHEMA)
+    table = table.replace_schema_metadata({"pdd.format": SNAPSHOT_FORMAT, "pdd.snapshot": name, "pdd.content_hash": digest})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, **WRITE_OPTIONS)
+    os.replace(tmp, path)
+
+
+def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR) -> dict:
+    """Freeze the store's accepted rows as snapshot NAME. Same rows again: same bytes, same hash.
+    A name is bound to its content forever: different rows under a used name is an error."""
+    if not name or "/" in name or name.startswith("."):
+        raise PddError(f"snapshot name {name!r} is not valid: use letters, digits, '.', '_' and '-'")
+    rows = collect_rows(store)
+    if not rows:
+        raise PddError("nothing to pin: the store has no accepted files (import or scrape first)")
+    digest = content_hash(rows)
+    existing = store.query("SELECT * FROM snapshots WHERE name = ?", [name])
+    if existing and existing[0]["content_hash"] != digest:
+        raise PddError(
+            f"snapshot {name!r} is already pinned with other content (hash {existing[0]['content_hash'][:12]}); "
+            "snapshots are immutable: pin under a new name"
+        )
+    path = Path(out_dir) / f"{name}.parquet"
+    write_parquet(rows, path, name, digest)
+    info = {"name": name, "format": SNAPSHOT_FORMAT, "content_hash": digest, "n_rows": len(rows),
+            "parquet": path.name, "parquet_sha256": hash_file(path)}
+    Path(out_dir, f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if not existing:
+        with store.transaction() as con:
+            con.execute("INSERT INTO snapshots (name, content_hash, n_rows, parquet_path, parquet_sha256) VALUES (?, ?, ?, ?, ?)",
+                        [name, digest, len(rows), path.as_posix(), info["parquet_sha256"]])
+            con.executemany("INSERT INTO snapshot_rows VALUES (?, ?)", [[name, r["_revision_id"]] for r in rows])
+    return info
+
+
+# ---- reading (no database needed: a snapshot file is self-contained) -----------------
+def resolve(name_or_path: str | Path, snap_dir: str | Path = DEFAULT_DIR) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".parquet" or p.exists():
+        path = p
+    else:
+        path = Path(snap_dir) / f"{name_or_path}.parquet"
+    if not path.is_file():
+        hint = " (real snapshots are fetched with `dvc pull`)" if path.with_suffix(".parquet.dvc").exists() else ""
+        raise PddError(f"snapshot {name_or_path}: {path} not found{hint}")
+    return path
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise PddError(f"{path}: not a readable snapshot Parquet file ({exc})") from None
+
+
+def read_meta(path: str | Path) -> dict:
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items()}
+
+
+def read_rows(path: str | Path, with_images: bool = False) -> list[dict]:
+    cols = None if with_images else META_COLUMNS
+    return read_table(path, cols).to_pylist()
+
+
+def verify(path: str | Path) -> tuple[str, list[str]]:
+    """Recompute the content hash and check every image against its sha256. Returns (hash, problems)."""
+    table = read_table(path)
+    rows = table.to_pylist()
+    problems = []
+    for r in rows:
+        if sha256_bytes(r["image"] or b"") != r["sha256"]:
+            problems.append(f"{r['file_id']}: image bytes do not match sha256")
+    digest = content_hash(rows)
+    stated = read_meta(path).get("pdd.content_hash")
+    if stated != digest:
+        problems.append(f"content hash {digest[:12]} differs from the pinned {str(stated)[:12]} (snapshot modified after pinning)")
+    return digest, problems
+
+
+def diff(a: str | Path, b: str | Path) -> dict:
+    """What changed between two snapshots, like `git diff --stat` for data."""
+    ra = {r["file_id"]: r for r in read_rows(resolve(a))}
+    rb = {r["file_id"]: r for r in read_rows(resolve(b))}
+    changed = []
+    for fid in sorted(ra.keys() & rb.keys()):
+        fields = [c for c in META_COLUMNS if c not in ("rev_no",) and ra[fid][c] != rb[fid][c]]
+        if fields:
+            changed.append({"file_id": fid, "fields": fields})
+    return {
+        "a": str(a), "b": str(b),
+        "added": sorted(rb.keys() - ra.keys()),
+        "removed": sorted(ra.keys() - rb.keys()),
+        "changed": changed,
+        "unchanged": len(ra.keys() & rb.keys()) - len(changed),
+    }
+
+
+def summary(path: str | Path) -> dict:
+    rows = read_rows(path)
+    kinds: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    for r in rows:
+        kinds[r["licence_kind"]] = kinds.get(r["licence_kind"], 0) + 1
+        sources[r["source_id"]] = sources.get(r["source_id"], 0) + 1
+    meta = read_meta(path)
+    return {"path": str(path), "name": meta.get("pdd.snapshot"), "content_hash": meta.get("pdd.content_hash"),
+            "rows": len(rows), "licences": kinds, "sources": sources, "bytes": sum(r["size"] or 0 for r in rows)}

@@ -1,0 +1,48 @@
+"""What every DAG stage's thin main() shares: read --params, prepare a clean output dir."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from stages import params as params_mod
+from stages.hashing import write_atomic
+
+
+def parse_args(stage: str, argv: list[str] | None, extra=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"pdd {stage}", description=f"Build stage `{stage}` (reads its params.yaml section).")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    if extra:
+        extra(parser)
+    return parser.parse_args(argv)
+
+
+def load_params(path: str) -> dict:
+    return params_mod.load(path)
+
+
+def fresh_dir(path: str | Path) -> Path:
+    """An empty output folder: stale files from an older build must never leak into a new one."""
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def run_main(main, argv: list[str] | None = None) -> int:
+    """Run a stage main(); a PddError becomes one line on stderr and exit code 2 (nothing half-written is kept)."""
+    import sys
+
+    from stages.errors import PddError
+
+    try:
+        return main(argv) or 0
+    except PddError as exc:
+        print(f"pdd: error: {exc}", file=sys.stderr)
+        return 2

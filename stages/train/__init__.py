@@ -1,0 +1,1 @@
+"""Training stages (tokenizer, CLIP, ...) over one shared accelerate loop."""
