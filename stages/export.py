@@ -79,6 +79,7 @@ def export(snapshot_path: str | Path, out_dir: str | Path, cfg: dict, seed: int)
         rec["caption"] = captions[rec["file_id"]]
         by_split[split_of(rec["file_id"], seed, cfg["val_fraction"])].append(rec)
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     index = {"format": "pdd-shards/1", "resolutions": resolutions, "layout": "raw RGB uint8, HWC, row-major",
              "caption_template": cfg["caption"]["template"], "counts": {}, "shards": {}}
     for split, split_rows in by_split.items():

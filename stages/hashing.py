@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 20
+# Engine bookkeeping, not content: Snakemake drops this marker into directory outputs.
+IGNORED_NAMES = frozenset({".snakemake_timestamp"})
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -28,6 +30,8 @@ def list_files(root: str | Path) -> list[str]:
     out = []
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
+            if name in IGNORED_NAMES:
+                continue
             out.append(Path(dirpath, name).relative_to(root).as_posix())
     return sorted(out, key=lambda p: p.encode("utf-8"))
 

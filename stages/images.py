@@ -47,7 +47,7 @@ def _open(data: bytes) -> Image.Image:
             raise BadImage("not an image (Pillow cannot identify the bytes)") from None
         except (OSError, SyntaxError, ValueError) as exc:
             msg = str(exc)
-            if "truncated" in msg:
+            if "truncated" in msg.lower():
                 raise BadImage("truncated image file") from None
             raise BadImage(f"corrupt image: {msg}") from None
         finally:

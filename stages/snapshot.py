@@ -69,7 +69,7 @@ def content_hash(rows: list[dict]) -> str:
 def collect_rows(store: Store) -> list[dict]:
     """The newest revision of every accepted file, in canonical order, with its bytes (verified)."""
     revs = store.query(
-        "SELECT r.*, f.source_id, f.external_id, f.title FROM current_revisions r JOIN files f USING (file_id) "
+        "SELECT r.*, f.source_id, f.external_id FROM current_revisions r JOIN files f USING (file_id) "
         "WHERE r.status = 'accepted' ORDER BY r.file_id"
     )
     rows = []

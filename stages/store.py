@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     revision_id      BIGINT PRIMARY KEY DEFAULT nextval('revision_seq'),
     file_id          TEXT NOT NULL,
     rev_no           INTEGER NOT NULL,
+    title            TEXT,             -- as observed in this revision (files.title keeps the first)
     status           TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
     reason           TEXT NOT NULL,
     sha256           TEXT,             -- of the stored bytes (data/blobs/<sha256>)
@@ -211,6 +212,7 @@ class Store:
         sha = self.put_blob(rec.data) if rec.data is not None else None
         lic = rec.licence
         values = {
+            "title": rec.title,
             "status": rec.status,
             "reason": rec.reason,
             "sha256": sha,
@@ -227,7 +229,7 @@ class Store:
             "provenance": canonical_json(rec.provenance),
         }
         labels = sorted((lb.as_dict() for lb in rec.labels), key=canonical_json)
-        fingerprint = hash_json({"title": rec.title, **values, "labels": labels})
+        fingerprint = hash_json({**values, "labels": labels})
         with self.transaction() as con:
             con.execute(
                 "INSERT INTO files (file_id, source_id, external_id, title) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -274,3 +276,42 @@ def loads_json(text: str | None) -> dict:
     return json.loads(text) if text else {}
 
 
+
+
+# ==== scrape state (issue 3; used by stages/scrape/state.py) =====================================
+# Resume state of `pdd scrape`: runs, the category walk (frontier, visited set, continuation
+# tokens) and per-file status. No PRIMARY KEY/UNIQUE here on purpose: rows are updated in place
+# inside one transaction per batch, which DuckDB's eager unique-index checks would refuse.
+SCRAPE_SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS scrape_run_seq START 1;
+CREATE TABLE IF NOT EXISTS scrape_runs (
+    run_id      BIGINT NOT NULL,
+    api         TEXT NOT NULL,
+    config_key  TEXT NOT NULL,         -- hash of api, categories, depth, thumb width, sdc
+    config      TEXT NOT NULL,         -- canonical JSON
+    started_at  TIMESTAMP DEFAULT current_timestamp,
+    finished_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS scrape_categories (
+    run_id       BIGINT NOT NULL,
+    seq          BIGINT NOT NULL,      -- breadth-first order
+    title        TEXT NOT NULL,
+    depth        INTEGER NOT NULL,
+    subcats_cont TEXT,                 -- JSON continue set for the next subcategory page
+    subcats_done BOOLEAN NOT NULL DEFAULT false,
+    files_cont   TEXT,                 -- JSON continue set for the next file batch
+    files_done   BOOLEAN NOT NULL DEFAULT false,
+    batches      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS scrape_files (
+    run_id      BIGINT NOT NULL,
+    pageid      BIGINT NOT NULL,
+    title       TEXT,
+    status      TEXT NOT NULL,         -- accepted | rejected | unchanged
+    reason      TEXT,
+    revision_id BIGINT,
+    meta_hash   TEXT,                  -- hash of imageinfo + SDC + thumb width: unchanged files are skipped next run
+    seen_at     TIMESTAMP DEFAULT current_timestamp
+);
+"""
+SCHEMA += SCRAPE_SCHEMA

@@ -1,0 +1,115 @@
+"""audit refuses a snapshot that may not be compiled; export is a pure, byte-stable function."""
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from stages import audit, export, shards, snapshot
+from stages.errors import PddError
+from stages.hashing import hash_dir
+from conftest import REPO
+
+DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
+CFG = {"resolutions": [16, 24], "resample": "lanczos", "crop": "center", "val_fraction": 0.2,
+       "caption": {"template": "{title}, {creator}, {date}", "label_licences": ["pd", "cc0"], "fallback": "a painting"},
+       "shard_rows": 100, "threads": 2}
+
+
+def tamper(tmp_path, change) -> str:
+    """Rewrite the demo snapshot with change(rows) applied, keeping its pinned metadata (as an attacker would)."""
+    table = pq.read_table(DEMO)
+    rows = table.to_pylist()
+    change(rows)
+    out = tmp_path / "tampered.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out)
+    return out
+
+
+def test_demo_snapshot_passes_audit():
+    report = audit.audit_snapshot(DEMO, ["pd", "cc0"])
+    assert report["rows"] == 267 and report["licences"] == {"cc0": 267}
+
+
+def test_audit_names_rows_without_an_accepted_licence(tmp_path):
+    def change(rows):
+        rows[3]["licence_kind"] = "cc-by-sa"
+        rows[7]["licence_status"] = "rejected"
+    path = tamper(tmp_path, change)
+    with pytest.raises(PddError) as err:
+        audit.audit_snapshot(path, ["pd", "cc0"])
+    rows = snapshot.read_rows(DEMO)
+    msg = str(err.value)
+    assert rows[3]["file_id"] in msg and rows[7]["file_id"] in msg and "cc-by-sa" in msg
+    assert "differs from the pinned" in msg  # the content hash no longer matches either
+
+
+def test_audit_respects_allowed_licences_param():
+    with pytest.raises(PddError, match="267 problem"):
+        audit.audit_snapshot(DEMO, ["pd"])
+
+
+def test_export_is_byte_identical_across_runs(tmp_path):
+    a = export.export(DEMO, tmp_path / "a", CFG, seed=7)
+    export.export(DEMO, tmp_path / "b", dict(CFG, threads=1), seed=7)
+    assert hash_dir(tmp_path / "a") == hash_dir(tmp_path / "b")
+    assert a["counts"]["train"] + a["counts"]["val"] == 267 and 30 < a["counts"]["val"] < 80
+
+
+def test_export_content(tmp_path):
+    export.export(DEMO, tmp_path, CFG, seed=7)
+    train = shards.read_split(tmp_path, "train")
+    ids = train.column("file_id").to_pylist()
+    assert ids == sorted(ids)
+    imgs = shards.images_array(train, 24)
+    assert imgs.shape == (len(ids), 24, 24, 3) and imgs.dtype == np.uint8 and imgs.std() > 10
+    cap = dict(zip(ids, train.column("caption").to_pylist()))
+    assert cap["aic:866"] == "Helena Tromper Du Bois, Attributed to Anthony van Dyck (Flemish, 1599–1641), c. 1631"
+
+
+def test_split_depends_on_seed_and_id_only():
+    ids = [f"x:{i}" for i in range(2000)]
+    a = [export.split_of(i, 1, 0.1) for i in ids]
+    assert a == [export.split_of(i, 1, 0.1) for i in ids]
+    assert 150 < a.count("val") < 250
+    assert a != [export.split_of(i, 2, 0.1) for i in ids]
+
+
+def test_captions_only_use_labels_with_allowed_licences():
+    labels = [{"field": "title", "lang": "en", "text": "Mill", "licence": "cc0", "source": "sdc"},
+              {"field": "creator", "lang": None, "text": "Someone", "licence": "cc-by-sa", "source": "desc"},
+              {"field": "title", "lang": "nl", "text": "Molen", "licence": "cc0", "source": "sdc"}]
+    assert export.build_caption(labels, "{title}, {creator}", ["cc0"], "x") == "Mill"
+    assert export.build_caption(labels, "{title}, {creator}", ["cc0", "cc-by-sa"], "x") == "Mill, Someone"
+    assert export.build_caption([], "{title}", ["cc0"], "a painting") == "a painting"
+
+
+def test_export_strips_metadata_and_applies_orientation(tmp_path):
+    from stages import images
+
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (20, 0, 40, 20))  # right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6   # orientation: rotate 90 CW on display
+    exif[0x010E] = "secret description"
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    out = images.decode_rgb(buf.getvalue())
+    assert out.size == (20, 40) and not out.info and out.getexif() == {}
+    assert out.getpixel((10, 35))[2] > 200  # blue ends up at the bottom after rotating
+
+
+def test_export_main_writes_manifest(tmp_path, monkeypatch):
+    from conftest import make_copy
+    root = make_copy(tmp_path / "r", {"export": {"resolutions": [16]}})
+    monkeypatch.chdir(root)
+    assert audit.main([]) == 0 and export.main([]) == 0
+    m = json.loads((root / "data/export/manifest.json").read_text())
+    assert m["output"]["sha256"] == hash_dir(root / "data/export", exclude=("manifest.json",))
+    assert set(m["inputs"]) == {"data/snapshots/demo-aic-267.parquet", "data/audit"}
+    assert set(m) >= {"stage", "output", "inputs", "params", "seed", "code", "versions", "nondeterminism"}
+    assert m["params"]["export"]["resolutions"] == [16] and "stages/export.py" in m["code"]["files"]
+    assert m["versions"]["pillow"] and m["code"]["revision"] != "unknown"
