@@ -66,16 +66,16 @@ def decode_rgb(data: bytes) -> Image.Image:
     """Decode to plain RGB pixels: EXIF orientation applied, then all EXIF/XMP/ICC metadata dropped,
     transparency composited on white. Colour profiles are not applied (documented)."""
     img = _open(data)
-    img = ImageOps.exif_transpose(img)
+    if img.getexif().get(0x0112, 1) != 1:  # only pay for a transpose when there is an orientation
+        img = ImageOps.exif_transpose(img)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         canvas.alpha_composite(rgba)
         img = canvas
-    rgb = img.convert("RGB")
-    clean = Image.new("RGB", rgb.size)  # a fresh image carries no info dict at all
-    clean.paste(rgb)
-    return clean
+    rgb = img.convert("RGB")  # always a new image object: nothing of the file (EXIF/XMP/ICC) is carried
+    rgb.info = {}
+    return rgb
 
 
 def fit_square(img: Image.Image, size: int, resample: str = "lanczos") -> Image.Image:

@@ -140,7 +140,7 @@ def resolve(name_or_path: str | Path, snap_dir: str | Path = DEFAULT_DIR) -> Pat
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.ParquetFile(path).read(columns=columns)  # (read_table would import pandas via pyarrow.dataset)
     except (pa.ArrowInvalid, OSError) as exc:
         raise PddError(f"{path}: not a readable snapshot Parquet file ({exc})") from None
 
