@@ -64,27 +64,31 @@ def render_row(row: dict, resolutions: list[int], resample: str) -> dict:
 
 
 def export(snapshot_path: str | Path, out_dir: str | Path, cfg: dict, seed: int) -> dict:
-    table = snapshot.read_table(snapshot_path)
-    rows = sorted(table.to_pylist(), key=lambda r: r["file_id"].encode("utf-8"))
-    if not rows:
-        raise PddError(f"export: snapshot {snapshot_path} has no rows")
+    """Stream the snapshot in row batches (it is already in canonical file_id order) into shards."""
     resolutions = sorted(cfg["resolutions"])
-    captions = {r["file_id"]: build_caption(json.loads(r["labels"]), cfg["caption"]["template"],
-                                            cfg["caption"]["label_licences"], cfg["caption"]["fallback"]) for r in rows}
-    # Pillow releases the GIL while decoding and resizing; map() keeps the input order.
-    with ThreadPoolExecutor(max_workers=cfg["threads"]) as pool:
-        rendered = list(pool.map(lambda r: render_row(r, resolutions, cfg["resample"]), rows))
-    by_split: dict[str, list[dict]] = {s: [] for s in shards.SPLITS}
-    for rec in rendered:
-        rec["caption"] = captions[rec["file_id"]]
-        by_split[split_of(rec["file_id"], seed, cfg["val_fraction"])].append(rec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    writers = {s: shards.ShardWriter(out_dir, s, resolutions, cfg["shard_rows"]) for s in shards.SPLITS}
+    tpl, allowed, fallback = cfg["caption"]["template"], cfg["caption"]["label_licences"], cfg["caption"]["fallback"]
+    last_id = None
+    # Pillow releases the GIL while decoding and resizing; map() keeps the input order.
+    with ThreadPoolExecutor(max_workers=cfg["threads"]) as pool:
+        for batch in snapshot.iter_batches(snapshot_path, batch_rows=256):
+            for row in batch:
+                key = row["file_id"].encode("utf-8")
+                if last_id is not None and key <= last_id:
+                    raise PddError(f"export: {snapshot_path} is not in canonical file_id order at {row['file_id']}; re-pin it")
+                last_id = key
+            for row, rec in zip(batch, pool.map(lambda r: render_row(r, resolutions, cfg["resample"]), batch)):
+                rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback)
+                writers[split_of(rec["file_id"], seed, cfg["val_fraction"])].add(rec)
+    if last_id is None:
+        raise PddError(f"export: snapshot {snapshot_path} has no rows")
     index = {"format": "pdd-shards/1", "resolutions": resolutions, "layout": "raw RGB uint8, HWC, row-major",
-             "caption_template": cfg["caption"]["template"], "counts": {}, "shards": {}}
-    for split, split_rows in by_split.items():
-        index["shards"][split] = shards.write_split(split_rows, out_dir, split, resolutions, cfg["shard_rows"])
-        index["counts"][split] = len(split_rows)
+             "caption_template": tpl, "counts": {}, "shards": {}}
+    for split, writer in writers.items():
+        index["shards"][split] = writer.close()
+        index["counts"][split] = writer.rows
     shards.write_index(out_dir, index)
     return index
 

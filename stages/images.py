@@ -13,6 +13,10 @@ RASTER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"
 RESAMPLE = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half an image
+# Process-wide (set once, not per call, so decoding threads never race on it): Pillow raises
+# above 2x this; between 1x and 2x it only warns, so _open checks the size itself.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class BadImage(ValueError):
@@ -27,31 +31,26 @@ class ImageInfo:
 
 
 def _open(data: bytes) -> Image.Image:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        old = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        try:
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise BadImage(f"decompression bomb: {img.width}x{img.height} exceeds {MAX_PIXELS} pixels")
-            if img.format not in RASTER_FORMATS:
-                raise BadImage(f"unsupported image format {img.format}")
-            img.load()
-            return img
-        except BadImage:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise BadImage(f"decompression bomb: {exc}") from None
-        except Image.UnidentifiedImageError:
-            raise BadImage("not an image (Pillow cannot identify the bytes)") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            msg = str(exc)
-            if "truncated" in msg.lower():
-                raise BadImage("truncated image file") from None
-            raise BadImage(f"corrupt image: {msg}") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = old
+    """Open and fully decode; every failure becomes BadImage with a short reason."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.width * img.height > MAX_PIXELS:
+            raise BadImage(f"decompression bomb: {img.width}x{img.height} exceeds {MAX_PIXELS} pixels")
+        if img.format not in RASTER_FORMATS:
+            raise BadImage(f"unsupported image format {img.format}")
+        img.load()
+        return img
+    except BadImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise BadImage(f"decompression bomb: {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image (Pillow cannot identify the bytes)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        msg = str(exc)
+        if "truncated" in msg.lower():
+            raise BadImage("truncated image file") from None
+        raise BadImage(f"corrupt image: {msg}") from None
 
 
 def inspect(data: bytes) -> ImageInfo:

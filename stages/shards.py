@@ -36,22 +36,45 @@ def schema(resolutions: list[int]) -> pa.Schema:
                      + [(image_column(r), pa.binary()) for r in resolutions])
 
 
+class ShardWriter:
+    """Writes one split as numbered shards of shard_rows rows, streaming: add() rows in their fixed
+    order, close() returns the shard names. A split with no rows still gets one (empty) shard."""
+
+    def __init__(self, out_dir: str | Path, split: str, resolutions: list[int], shard_rows: int):
+        self.out_dir, self.split, self.shard_rows = Path(out_dir), split, shard_rows
+        self.schema = schema(resolutions)
+        self.buffer: list[dict] = []
+        self.names: list[str] = []
+        self.rows = 0
+
+    def add(self, row: dict) -> None:
+        self.buffer.append(row)
+        self.rows += 1
+        if len(self.buffer) >= self.shard_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        table = pa.table({f.name: [r[f.name] for r in self.buffer] for f in self.schema}, schema=self.schema)
+        name = f"{self.split}-{len(self.names):05d}.parquet"
+        tmp = self.out_dir / f".{name}.tmp-{os.getpid()}"
+        pq.write_table(table, tmp, row_group_size=max(1, min(self.shard_rows, 256)), **WRITE_OPTIONS)
+        os.replace(tmp, self.out_dir / name)
+        self.names.append(name)
+        self.buffer = []
+
+    def close(self) -> list[str]:
+        if self.buffer or not self.names:
+            self._flush()
+        return self.names
+
+
 def write_split(rows: list[dict], out_dir: str | Path, split: str, resolutions: list[int], shard_rows: int) -> list[str]:
     """Write rows (already in their fixed order) as numbered shards; returns the shard file names."""
-    out_dir = Path(out_dir)
-    sch = schema(resolutions)
-    names = []
-    for i, start in enumerate(range(0, max(len(rows), 1), shard_rows)):
-        chunk = rows[start:start + shard_rows]
-        if not chunk and i > 0:
-            break
-        table = pa.table({f.name: [r[f.name] for r in chunk] for f in sch}, schema=sch)
-        name = f"{split}-{i:05d}.parquet"
-        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp, row_group_size=max(1, min(shard_rows, 256)), **WRITE_OPTIONS)
-        os.replace(tmp, out_dir / name)
-        names.append(name)
-    return names
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    writer = ShardWriter(out_dir, split, resolutions, shard_rows)
+    for row in rows:
+        writer.add(row)
+    return writer.close()
 
 
 def write_index(out_dir: str | Path, index: dict) -> None:

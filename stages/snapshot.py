@@ -60,6 +60,7 @@ def canonical_row(row: dict) -> str:
 
 
 def content_hash(rows: list[dict]) -> str:
+    """sha256 over the format tag and each row's canonical JSON, one line each (verify() streams the same)."""
     h = hashlib.sha256(SNAPSHOT_FORMAT.encode() + b"\n")
     for row in rows:
         h.update(canonical_row(row).encode("utf-8") + b"\n")
@@ -67,7 +68,7 @@ def content_hash(rows: list[dict]) -> str:
 
 
 def collect_rows(store: Store) -> list[dict]:
-    """The newest revision of every accepted file, in canonical order, with its bytes (verified)."""
+    """The newest revision of every accepted file, in canonical order, without image bytes."""
     revs = store.query(
         "SELECT r.*, f.source_id, f.external_id FROM current_revisions r JOIN files f USING (file_id) "
         "WHERE r.status = 'accepted' ORDER BY r.file_id"
@@ -81,19 +82,25 @@ def collect_rows(store: Store) -> list[dict]:
             "mime": r["mime"], "width": r["width"], "height": r["height"], "source_url": r["source_url"],
             "licence_status": r["status"], "licence_kind": r["licence_kind"], "licence_reason": r["licence_reason"],
             "licence_evidence": r["licence_evidence"] or "{}", "provenance": r["provenance"] or "{}",
-            "labels": canonical_json(sorted(labels, key=canonical_json)),
-            "image": store.read_blob(r["sha256"]), "_revision_id": r["revision_id"],
+            "labels": canonical_json(sorted(labels, key=canonical_json)), "_revision_id": r["revision_id"],
         })
     rows.sort(key=lambda r: r["file_id"].encode("utf-8"))
     return rows
 
 
-def write_parquet(rows: list[dict], path: Path, name: str, digest: str) -> None:
-    table = pa.table({f.name: [r[f.name] for r in rows] for f in SCHEMA}, schema=SCHEMA)
-    table = table.replace_schema_metadata({"pdd.format": SNAPSHOT_FORMAT, "pdd.snapshot": name, "pdd.content_hash": digest})
+def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_image) -> None:
+    """Write row group by row group, reading (and verifying) each image only when its group is written."""
+    schema = SCHEMA.with_metadata({"pdd.format": SNAPSHOT_FORMAT, "pdd.snapshot": name, "pdd.content_hash": digest})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, **WRITE_OPTIONS)
+    group = WRITE_OPTIONS["row_group_size"]
+    options = {k: v for k, v in WRITE_OPTIONS.items() if k != "row_group_size"}
+    with pq.ParquetWriter(tmp, schema, **options) as writer:
+        for start in range(0, len(rows), group):
+            chunk = rows[start:start + group]
+            cols = {f.name: [r[f.name] for r in chunk] for f in SCHEMA if f.name != "image"}
+            cols["image"] = [read_image(r["sha256"]) for r in chunk]
+            writer.write_table(pa.table(cols, schema=schema), row_group_size=group)
     os.replace(tmp, path)
 
 
@@ -113,7 +120,7 @@ def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR) -> dict:
             "snapshots are immutable: pin under a new name"
         )
     path = Path(out_dir) / f"{name}.parquet"
-    write_parquet(rows, path, name, digest)
+    write_parquet(rows, path, name, digest, store.read_blob)
     info = {"name": name, "format": SNAPSHOT_FORMAT, "content_hash": digest, "n_rows": len(rows),
             "parquet": path.name, "parquet_sha256": hash_file(path)}
     Path(out_dir, f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -145,6 +152,16 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
         raise PddError(f"{path}: not a readable snapshot Parquet file ({exc})") from None
 
 
+def iter_batches(path: str | Path, batch_rows: int = 256, columns: list[str] | None = None):
+    """Rows as lists of dicts, batch by batch, in file order (memory stays bounded for big snapshots)."""
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise PddError(f"{path}: not a readable snapshot Parquet file ({exc})") from None
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+        yield batch.to_pylist()
+
+
 def read_meta(path: str | Path) -> dict:
     meta = pq.read_schema(path).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items()}
@@ -156,14 +173,16 @@ def read_rows(path: str | Path, with_images: bool = False) -> list[dict]:
 
 
 def verify(path: str | Path) -> tuple[str, list[str]]:
-    """Recompute the content hash and check every image against its sha256. Returns (hash, problems)."""
-    table = read_table(path)
-    rows = table.to_pylist()
+    """Recompute the content hash and check every image against its sha256 (streaming, row group by
+    row group). Returns (hash, problems)."""
+    h = hashlib.sha256(SNAPSHOT_FORMAT.encode() + b"\n")
     problems = []
-    for r in rows:
-        if sha256_bytes(r["image"] or b"") != r["sha256"]:
-            problems.append(f"{r['file_id']}: image bytes do not match sha256")
-    digest = content_hash(rows)
+    for batch in iter_batches(path, batch_rows=WRITE_OPTIONS["row_group_size"]):
+        for r in batch:
+            if sha256_bytes(r["image"] or b"") != r["sha256"]:
+                problems.append(f"{r['file_id']}: image bytes do not match sha256")
+            h.update(canonical_row(r).encode("utf-8") + b"\n")
+    digest = h.hexdigest()
     stated = read_meta(path).get("pdd.content_hash")
     if stated != digest:
         problems.append(f"content hash {digest[:12]} differs from the pinned {str(stated)[:12]} (snapshot modified after pinning)")

@@ -135,3 +135,11 @@ def test_cli_import_folder_prints_reasons(tmp_path):
     folder, csv_path = make_folder(tmp_path, BAD_ROWS)
     out = sh([str(BIN / "pdd"), "import-folder", str(folder), "--metadata", str(csv_path), "--db", str(tmp_path / "db.duckdb")], tmp_path)
     assert "2 accepted, 5 rejected" in out.stdout and "decompression bomb" in out.stdout
+
+
+def test_bomb_between_one_and_two_times_the_limit_is_refused_too():
+    """Pillow only warns between 1x and 2x of its limit; our own check must still refuse."""
+    from stages import images
+
+    with pytest.raises(images.BadImage, match="decompression bomb"):
+        images.inspect(png_bomb(9000, 9000))  # 81 Mpx: over 64 Mpx, under Pillow's 2x error threshold
