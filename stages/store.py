@@ -203,8 +203,24 @@ class Store:
         return rows[0] if rows else None
 
     def record(self, rec: FileRecord) -> tuple[int, bool]:
-        """Store one observation. Returns (revision_id, created): a new revision is written only
-        when bytes, licence, provenance, labels or status differ from the file's newest revision."""
+        """Store one observation in its own transaction. Returns (revision_id, created): a new revision
+        is written only when bytes, licence, provenance, labels or status differ from the newest one."""
+        with self.transaction() as con:
+            return self._record(con, rec)
+
+    def record_batch(self, recs: list[FileRecord], after=None) -> list[tuple[int, bool]]:
+        """Store many observations in ONE transaction (one commit per batch). ``after(con, results)``
+        runs inside the same transaction (the scraper writes its resume state there), so a batch and
+        its continuation token are committed together or not at all."""
+        with self.transaction() as con:
+            results = [self._record(con, rec) for rec in recs]
+            if after is not None:
+                after(con, results)
+        return results
+
+    def _record(self, con, rec: FileRecord) -> tuple[int, bool]:
+        """record() inside a transaction the caller holds. Blobs are written (atomically) before the
+        commit that refers to them."""
         if rec.status not in ("accepted", "rejected"):
             raise ValueError(f"status must be accepted or rejected, not {rec.status!r}")
         if rec.status == "accepted" and (rec.data is None or rec.licence is None or not rec.licence.accepted):
@@ -230,27 +246,26 @@ class Store:
         }
         labels = sorted((lb.as_dict() for lb in rec.labels), key=canonical_json)
         fingerprint = hash_json({**values, "labels": labels})
-        with self.transaction() as con:
-            con.execute(
-                "INSERT INTO files (file_id, source_id, external_id, title) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [rec.file_id, rec.source_id, rec.external_id, rec.title],
+        con.execute(
+            "INSERT INTO files (file_id, source_id, external_id, title) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [rec.file_id, rec.source_id, rec.external_id, rec.title],
+        )
+        prev = con.execute(
+            "SELECT revision_id, rev_no, fingerprint FROM current_revisions WHERE file_id = ?", [rec.file_id]
+        ).fetchone()
+        if prev and prev[2] == fingerprint:
+            return prev[0], False
+        rev_no = (prev[1] + 1) if prev else 1
+        cols = ["file_id", "rev_no", *values, "fingerprint"]
+        revision_id = con.execute(
+            f"INSERT INTO revisions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING revision_id",
+            [rec.file_id, rev_no, *values.values(), fingerprint],
+        ).fetchone()[0]
+        if labels:
+            con.executemany(
+                "INSERT INTO labels (revision_id, field, lang, text, licence, source) VALUES (?, ?, ?, ?, ?, ?)",
+                [[revision_id, lb["field"], lb["lang"], lb["text"], lb["licence"], lb["source"]] for lb in labels],
             )
-            prev = con.execute(
-                "SELECT revision_id, rev_no, fingerprint FROM current_revisions WHERE file_id = ?", [rec.file_id]
-            ).fetchone()
-            if prev and prev[2] == fingerprint:
-                return prev[0], False
-            rev_no = (prev[1] + 1) if prev else 1
-            cols = ["file_id", "rev_no", *values, "fingerprint"]
-            revision_id = con.execute(
-                f"INSERT INTO revisions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING revision_id",
-                [rec.file_id, rev_no, *values.values(), fingerprint],
-            ).fetchone()[0]
-            if labels:
-                con.executemany(
-                    "INSERT INTO labels (revision_id, field, lang, text, licence, source) VALUES (?, ?, ?, ?, ?, ?)",
-                    [[revision_id, lb["field"], lb["lang"], lb["text"], lb["licence"], lb["source"]] for lb in labels],
-                )
         return revision_id, True
 
     # ---- reading -----------------------------------------------------------------
