@@ -13,9 +13,11 @@ validate(config, "workflow/schemas/params.schema.yaml")
 
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/tokenizer.smk"
+include: "workflow/rules/clip.smk"
 
 
 rule all:
     default_target: True
     input:
-        'data/export',
+        'models/clip',

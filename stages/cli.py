@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import sys
 
@@ -102,7 +101,7 @@ def cmd_stage(args) -> int:
     from stages import dag
 
     module = importlib.import_module(dag.stage(args.command).module)
-    return module.main(["--params", args.params])
+    return module.main(["--params", args.params, *args.stage_args])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,9 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dag)
 
     for s in dag.PIPELINE:
-        doc = (importlib.util.find_spec(s.module) and s.module) or s.module
-        p = sub.add_parser(s.name, help=f"build stage: {s.name} (same as `{s.cmd}`)", description=doc)
+        p = sub.add_parser(s.name, help=f"build stage: {s.name} (same as `{s.cmd}`)",
+                           description=f"Build stage `{s.name}` outside DVC/Snakemake: runs `{s.cmd}` in-process.")
         p.add_argument("--params", default="params.yaml")
+        p.add_argument("stage_args", nargs=argparse.REMAINDER, help="passed on to the stage (e.g. --resume)")
         p.set_defaults(func=cmd_stage)
 
     from stages.scrape import cli as scrape_cli

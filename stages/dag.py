@@ -64,6 +64,26 @@ PIPELINE: list[Stage] = [
         threads="${export.threads}",
         mem_mb=4000,
     ),
+    Stage(
+        name="tokenizer",
+        module="stages.train.tokenizer",
+        deps={"export": "data/export"},
+        outs={"tokenizer": "models/tokenizer"},
+        params=("tokenizer",),
+        metrics={"metrics": "metrics/tokenizer.json"},
+    ),
+    Stage(
+        name="clip",
+        module="stages.train.clip",
+        deps={"export": "data/export", "tokenizer": "models/tokenizer"},
+        outs={"clip": "models/clip"},
+        params=("clip",),
+        metrics={"metrics": "metrics/clip.json"},
+        plots={"loss": "metrics/clip_loss.tsv", "val": "metrics/clip_val.tsv"},
+        threads="${clip.threads}",
+        mem_mb=4000,
+        runtime=120,
+    ),
 ]
 
 

@@ -92,7 +92,12 @@ def update_params(root: Path, update: dict) -> None:
 
 
 # Tiny params so the real engines run in seconds on 2 cores.
-TINY = {"export": {"resolutions": [16], "threads": 2}}
+TINY = {"export": {"resolutions": [16], "threads": 2},
+        "tokenizer": {"vocab_size": 640, "max_length": 16},
+        "clip": {"image_size": 16, "text": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
+                 "vision": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "patch_size": 4},
+                 "projection_dim": 32, "batch_size": 16, "steps": 12, "warmup_steps": 2, "eval_every": 6,
+                 "checkpoint_every": 4}}
 
 
 def pytest_sessionfinish(session, exitstatus):
