@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stages.codedeps import module_closure
 from stages.determinism import nondeterminism_notes
-from stages.hashing import canonical_json, hash_file, hash_path, write_atomic
+from stages.hashing import hash_path, write_atomic
 
 MANIFEST_NAME = "manifest.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,14 +31,15 @@ def library_versions() -> dict:
     return out
 
 
-def code_revision() -> str:
-    """The git commit the build ran from, or 'unknown'. Deliberately without a '-dirty' flag
-    (dvc.lock changes mid-build); `code.files` holds the hash of every source file that ran."""
+def code_revision(code_files: list[str]) -> str:
+    """The last git commit that changed any of the stage's source files, or 'unknown'.
+
+    Not HEAD: committing dvc.lock or docs moves HEAD without changing what the stage runs, and
+    the manifest (inside the output) must not change with it. Uncommitted edits show up in
+    `code.files`, the sha256 of every source file that actually ran."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
-        )
+        out = subprocess.run(["git", "log", "-1", "--format=%H", "--", *code_files],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -70,13 +71,14 @@ def write_manifest(
 ) -> dict:
     """Write <out_dir>/manifest.json and return it. Call after everything else is written."""
     out_dir = Path(out_dir)
+    code_files = module_closure(module)
     manifest = {
         "stage": stage,
         "output": {"path": out_dir.as_posix(), "sha256": output_hash(out_dir)},
         "inputs": {Path(p).as_posix(): hash_path(p) for p in inputs},
         "params": params,
         "seed": seed,
-        "code": {"revision": code_revision(), "files": code_hashes(module_closure(module))},
+        "code": {"revision": code_revision(code_files), "files": code_hashes(code_files)},
         "versions": library_versions(),
         "nondeterminism": (nondeterminism or []) + nondeterminism_notes(),
         **(extra or {}),
@@ -88,6 +90,3 @@ def write_manifest(
 def read_manifest(out_dir: str | Path) -> dict:
     with open(Path(out_dir) / MANIFEST_NAME, encoding="utf-8") as fh:
         return json.load(fh)
-
-
-__all__ = ["write_manifest", "read_manifest", "output_hash", "library_versions", "code_revision", "canonical_json", "hash_file"]
