@@ -92,3 +92,21 @@ def test_a_tampered_snapshot_does_not_compile(tmp_path):
     assert out.returncode != 0
     assert "audit failed" in out.stderr and table.column("file_id")[5].as_py() in out.stderr
     assert not (root / "data/export").exists()
+
+
+def test_committed_dvc_lock_is_reproduced_by_a_fresh_clone(tmp_path):
+    """`git clone && dvc repro` rebuilds every stage with the default params and must produce exactly
+    the hashes committed in dvc.lock (the build is reproducible, and the lock is not stale).
+    CPU float results (CLIP weights) can differ between CPU types; a mismatch says so."""
+    from conftest import REPO
+
+    head = sh(["git", "rev-parse", "--verify", "HEAD"], REPO, check=False)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout with commits")
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(clone)], tmp_path)
+    sh(["dvc", "repro"], clone, timeout=1200)
+    diff = sh(["git", "diff", "--", "dvc.lock"], clone).stdout
+    assert diff == "", (
+        "dvc.lock of HEAD is not what a fresh clone builds: if you changed code or params, run `dvc repro` and "
+        "commit dvc.lock; if only models/clip differs on another CPU type, rebuild the lock on this machine\n" + diff[:3000])

@@ -71,7 +71,10 @@ def load_tokenizer(tokenizer_dir):
     tok_dir = Path(tokenizer_dir)
     if not (tok_dir / "tokenizer_config.json").is_file():
         raise PddError(f"{tok_dir}: no tokenizer; build it first (`dvc repro tokenizer`)")
-    return CLIPTokenizerFast.from_pretrained(tok_dir), CLIPImageProcessorPil.from_pretrained(tok_dir)
+    # local_files_only explicitly: never a hub, and transformers writes this flag into the saved
+    # tokenizer_config.json, so it must not depend on the caller's HF_HUB_OFFLINE setting
+    return (CLIPTokenizerFast.from_pretrained(tok_dir, local_files_only=True),
+            CLIPImageProcessorPil.from_pretrained(tok_dir, local_files_only=True))
 
 
 def check_inputs(export_dir, cfg: dict) -> dict:
