@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import sys
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def build_caption(labels: list[dict], template: str, allowed_licences: list[str]
 
 def render_row(row: dict, resolutions: list[int], resample: str) -> dict:
     try:
-        img = images.decode_rgb(row["image"])
+        img = images.decode_rgb(row["image"], min_short_side=max(resolutions))
     except images.BadImage as exc:
         raise PddError(f"export: {row['file_id']} in the snapshot cannot be decoded ({exc}); re-pin the snapshot") from None
     out = {"file_id": row["file_id"], "sha256": row["sha256"]}
@@ -63,26 +64,47 @@ def render_row(row: dict, resolutions: list[int], resample: str) -> dict:
     return out
 
 
+def ordered_map(pool: ThreadPoolExecutor, fn, items, window: int):
+    """Like pool.map, in input order, but with at most `window` items in flight: workers keep
+    decoding while the caller writes shards, and memory stays bounded for any snapshot size."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def export(snapshot_path: str | Path, out_dir: str | Path, cfg: dict, seed: int) -> dict:
-    """Stream the snapshot in row batches (it is already in canonical file_id order) into shards."""
+    """Stream the snapshot (already in canonical file_id order) into train/val shards."""
     resolutions = sorted(cfg["resolutions"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     writers = {s: shards.ShardWriter(out_dir, s, resolutions, cfg["shard_rows"]) for s in shards.SPLITS}
     tpl, allowed, fallback = cfg["caption"]["template"], cfg["caption"]["label_licences"], cfg["caption"]["fallback"]
-    last_id = None
-    # Pillow releases the GIL while decoding and resizing; map() keeps the input order.
-    with ThreadPoolExecutor(max_workers=cfg["threads"]) as pool:
-        for batch in snapshot.iter_batches(snapshot_path, batch_rows=256):
+
+    def rows_in_order():
+        last_id = None
+        for batch in snapshot.iter_batches(snapshot_path, batch_rows=128):
             for row in batch:
                 key = row["file_id"].encode("utf-8")
                 if last_id is not None and key <= last_id:
                     raise PddError(f"export: {snapshot_path} is not in canonical file_id order at {row['file_id']}; re-pin it")
                 last_id = key
-            for row, rec in zip(batch, pool.map(lambda r: render_row(r, resolutions, cfg["resample"]), batch)):
-                rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback)
-                writers[split_of(rec["file_id"], seed, cfg["val_fraction"])].add(rec)
-    if last_id is None:
+                yield row
+
+    def render(row: dict) -> dict:
+        rec = render_row(row, resolutions, cfg["resample"])
+        rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback)
+        rec["split"] = split_of(row["file_id"], seed, cfg["val_fraction"])
+        return rec
+
+    # Pillow releases the GIL while decoding and resizing, pyarrow while compressing shards.
+    with ThreadPoolExecutor(max_workers=cfg["threads"]) as pool:
+        for rec in ordered_map(pool, render, rows_in_order(), window=8 * cfg["threads"] + 16):
+            writers[rec.pop("split")].add(rec)
+    if not any(w.rows for w in writers.values()):
         raise PddError(f"export: snapshot {snapshot_path} has no rows")
     index = {"format": "pdd-shards/1", "resolutions": resolutions, "layout": "raw RGB uint8, HWC, row-major",
              "caption_template": tpl, "counts": {}, "shards": {}}

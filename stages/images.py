@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -30,14 +31,22 @@ class ImageInfo:
     height: int
 
 
-def _open(data: bytes) -> Image.Image:
-    """Open and fully decode; every failure becomes BadImage with a short reason."""
+def _open(data: bytes, min_short_side: int | None = None) -> Image.Image:
+    """Open and fully decode; every failure becomes BadImage with a short reason.
+
+    With min_short_side, a JPEG is decoded at the largest DCT reduction (1/2, 1/4, 1/8) that keeps its
+    short side >= 2 * min_short_side: libjpeg's scaled IDCT is a proper downscale, and the 2x margin
+    leaves the final Lanczos resize to decide the pixels. Fixed by the sizes alone, so deterministic."""
     try:
         img = Image.open(io.BytesIO(data))
         if img.width * img.height > MAX_PIXELS:
             raise BadImage(f"decompression bomb: {img.width}x{img.height} exceeds {MAX_PIXELS} pixels")
         if img.format not in RASTER_FORMATS:
             raise BadImage(f"unsupported image format {img.format}")
+        if min_short_side and img.format == "JPEG":
+            scale = 2 * min_short_side / min(img.size)
+            if scale < 1:
+                img.draft(img.mode, (math.ceil(img.width * scale), math.ceil(img.height * scale)))
         img.load()
         return img
     except BadImage:
@@ -61,11 +70,13 @@ def inspect(data: bytes) -> ImageInfo:
     return ImageInfo(RASTER_FORMATS[img.format], img.width, img.height)
 
 
-def decode_rgb(data: bytes) -> Image.Image:
+def decode_rgb(data: bytes, min_short_side: int | None = None) -> Image.Image:
     """Decode to plain RGB pixels: EXIF orientation applied, then all EXIF/XMP/ICC metadata dropped,
-    transparency composited on white. Colour profiles are not applied (documented)."""
-    img = _open(data)
-    if img.getexif().get(0x0112, 1) != 1:  # only pay for a transpose when there is an orientation
+    transparency composited on white. Colour profiles are not applied (documented). See _open for
+    min_short_side (reduced-size JPEG decoding when the caller only needs that many pixels)."""
+    img = _open(data, min_short_side)
+    # only pay for EXIF parsing and a transpose when the file carries an orientation
+    if ("exif" in img.info or img.format == "TIFF") and img.getexif().get(0x0112, 1) != 1:
         img = ImageOps.exif_transpose(img)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")

@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS revisions (
     fetched_at       TIMESTAMP DEFAULT current_timestamp,
     UNIQUE (file_id, rev_no)
 );
+-- migrations for databases made by earlier versions (columns are only ever added)
+ALTER TABLE revisions ADD COLUMN IF NOT EXISTS title TEXT;
 CREATE TABLE IF NOT EXISTS labels (
     revision_id BIGINT NOT NULL,
     field       TEXT NOT NULL,         -- title | creator | date | medium | caption | description ...
