@@ -49,8 +49,10 @@ def setup() -> None:
         return
     if sys.version_info[:2] < (3, 11):
         sys.exit(f"tasks.py: Python 3.11 or newer is needed (this is {sys.version.split()[0]})")
-    if not (BIN / "python").exists():
-        if run([sys.executable, "-m", "venv", VENV]) != 0:
+    usable = (BIN / "python").exists() and subprocess.call(
+        [BIN / "python", "-m", "pip", "--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+    if not usable:  # missing, or left half-made by an interrupted set-up: make it again
+        if run([sys.executable, "-m", "venv", "--clear", VENV]) != 0:
             # Debian without python3-venv: make the venv without pip, then install pip into it
             check([sys.executable, "-m", "venv", "--clear", "--without-pip", VENV])
             check([sys.executable, "-m", "pip", "--python", BIN / "python", "install", "-q", "pip"])

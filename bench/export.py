@@ -41,7 +41,7 @@ def bare_loop(blobs: list[bytes], res: int, threads: int) -> None:
 def measure(snap: str, res: int, threads: int, repeat: int) -> None:
     blobs = snapshot.read_table(snap, ["image"]).column("image").to_pylist()
     n = len(blobs)
-    cfg = {"resolutions": [res], "resample": "lanczos", "crop": "center", "val_fraction": 0.1,
+    cfg = {"resolutions": [res], "resample": "lanczos", "val_fraction": 0.1,
            "caption": {"template": "{title}, {creator}, {date}", "label_licences": ["pd", "cc0"], "fallback": "a painting"},
            "shard_rows": 1024, "threads": threads}
     best_stage = best_bare = float("inf")

@@ -14,6 +14,8 @@ from pathlib import Path
 from stages import snapshot
 from stages.errors import PddError
 from stages.manifest import write_manifest
+from stages.rights import redecide_text
+from stages.scrape.rights import redecide as commons_redecide
 from stages.stage_io import fresh_dir, load_params, parse_args, run_main, write_json
 
 OUT_DIR = Path("data/audit")
@@ -33,6 +35,16 @@ def row_problems(row: dict, allowed: list[str]) -> list[str]:
         evidence = None
     if not evidence:
         problems.append("no licence evidence")
+        return problems
+    # Defence in depth: decide again from the stored evidence with today's rules. A row whose
+    # evidence no longer (or never) supports an accepted PD/CC0 decision must not compile.
+    again = redecide_text(evidence) or commons_redecide(evidence)
+    if again is None:
+        problems.append("licence evidence of an unknown kind")
+    elif not again.accepted:
+        problems.append(f"evidence does not support acceptance ({again.reason})")
+    elif again.kind != row.get("licence_kind"):
+        problems.append(f"evidence says {again.kind}, row says {row.get('licence_kind')}")
     return problems
 
 

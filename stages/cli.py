@@ -104,6 +104,16 @@ def cmd_stage(args) -> int:
     return module.main(["--params", args.params, *args.stage_args])
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from stages import dag
 
@@ -120,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", help="CSV column with a stable id (default: the file path)")
     p.add_argument("--licence-column", default="license")
     p.add_argument("--label-licence", default="unknown", help="licence of the CSV's text (titles, creators); default unknown")
-    p.add_argument("--max-side", type=int, help="downscale stored images to this longest side (JPEG q90)")
+    p.add_argument("--max-side", type=_positive_int, help="downscale stored images to this longest side (JPEG q90)")
     p.set_defaults(func=cmd_import_folder)
 
     p = sub.add_parser("snapshot", help="pin, list, show or verify dataset snapshots")
@@ -157,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "action", None) == "pin" and not args.name:
-            raise PddError("snapshot pin needs a NAME")
+        if args.command == "snapshot" and args.action != "list" and not args.name:
+            raise PddError(f"pdd snapshot {args.action} needs a NAME (see `pdd snapshot list`)")
         return args.func(args) or 0
     except PddError as exc:
         print(f"pdd: error: {exc}", file=sys.stderr)

@@ -25,7 +25,7 @@ class Stage:
     name: str
     module: str                    # run as `python -m <module>`
     deps: dict                     # input name -> path (data the stage reads)
-    outs: dict                     # output name -> directory the stage writes (with manifest.json inside)
+    outs: dict                     # output name -> directory the stage writes (manifest beside it: <dir>.manifest.json)
     params: tuple                  # params.yaml sections the stage reads (besides `seed`)
     metrics: dict = field(default_factory=dict)   # name -> small JSON file (not cached by DVC)
     plots: dict = field(default_factory=dict)     # name -> TSV/JSON file (not cached by DVC)
@@ -37,6 +37,11 @@ class Stage:
     @property
     def cmd(self) -> str:
         return f"python -m {self.module}"
+
+    @property
+    def manifests(self) -> dict:
+        """name -> <out>.manifest.json for each output (not cached by DVC: committed, like metrics)."""
+        return {f"{k}_manifest": f"{v}.manifest.json" for k, v in self.outs.items()}
 
     @property
     def code_deps(self) -> list[str]:
@@ -127,7 +132,7 @@ def render_dvc_yaml() -> str:
             "cmd": s.cmd,
             "deps": list(s.deps.values()) + s.code_deps,
             "params": ["seed", *s.params],
-            "outs": list(s.outs.values()),
+            "outs": list(s.outs.values()) + [{p: {"cache": False}} for p in s.manifests.values()],
         }
         if s.metrics:
             entry["metrics"] = [{p: {"cache": False}} for p in s.metrics.values()]
@@ -147,7 +152,7 @@ def render_rule(s: Stage) -> str:
     lines.append("    output:")
     for k, v in s.outs.items():
         lines.append(f"        {k}=directory({_smk_expr(v)}),")
-    for k, v in {**s.metrics, **s.plots}.items():
+    for k, v in {**s.manifests, **s.metrics, **s.plots}.items():
         lines.append(f"        {k}={_smk_expr(v)},")
     lines.append("    params:")
     lines.append('        seed=config["seed"],')
@@ -215,7 +220,7 @@ def resolved(params: dict) -> dict:
         s.name: {
             "cmd": s.cmd,
             "deps": sorted({_resolve(v, params) for v in s.deps.values()} | set(s.code_deps)),
-            "outs": sorted(_resolve(v, params) for v in [*s.outs.values(), *s.metrics.values(), *s.plots.values()]),
+            "outs": sorted(_resolve(v, params) for v in [*s.outs.values(), *s.manifests.values(), *s.metrics.values(), *s.plots.values()]),
         }
         for s in PIPELINE
     }

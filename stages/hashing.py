@@ -39,7 +39,7 @@ def list_files(root: str | Path) -> list[str]:
 def hash_dir(root: str | Path, exclude: tuple[str, ...] = ()) -> str:
     """One hash for a directory tree: sha256 over 'relpath\\0filehash\\n' lines, sorted.
 
-    ``exclude`` names relative paths to leave out (a manifest cannot contain its own hash).
+    ``exclude`` names relative paths to leave out.
     """
     h = hashlib.sha256()
     for rel in list_files(root):

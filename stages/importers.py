@@ -35,7 +35,7 @@ def default_source_id(folder: Path) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", folder.resolve().name.lower()).strip("-") or "folder"
 
 
-def _read_csv(path: Path) -> list[dict]:
+def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -62,10 +62,12 @@ def decide_row(folder: Path, row: dict, *, source_id: str, file_column: str, id_
     external_id = (row.get(id_column) or "").strip() if id_column else rel
     external_id = external_id or rel
     title = (row.get("title") or Path(rel).stem or external_id).strip()
-    provenance = {k: v for k, v in sorted(row.items()) if k not in (licence_column, evidence_column) and k is not None}
+    provenance = {k: v for k, v in sorted((k, v) for k, v in row.items() if k is not None) if k not in (licence_column, evidence_column)}
     labels = [Label(f, row[f].strip(), label_licence, source=f"csv:{f}") for f in LABEL_FIELDS if (row.get(f) or "").strip()]
     base = dict(source_id=source_id, external_id=external_id, title=title, provenance=provenance, labels=labels)
 
+    if None in row:  # csv.DictReader files surplus cells under the key None
+        return FileRecord(status="rejected", reason="rejected: CSV row has more fields than the header (fix the row's quoting)", **base)
     decision = classify_licence_text(row.get(licence_column), field_name=licence_column)
     if evidence_column and row.get(evidence_column):
         decision.evidence[evidence_column] = row[evidence_column]

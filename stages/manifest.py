@@ -1,6 +1,9 @@
 """Per-artifact manifests: what was built, from what, with which params, seed,
-code and libraries. Written as <output dir>/manifest.json; they hold no
-timestamps or host names, so two clean builds write identical manifests."""
+code and libraries. Written next to the output as <output dir>.manifest.json,
+not inside it: the manifest names the git revision and exact library versions,
+which must not change the artifact's own bytes or anything built from it.
+Manifests hold no timestamps or host names, so two clean builds of the same
+commit write identical manifests."""
 from __future__ import annotations
 
 import json
@@ -13,7 +16,7 @@ from stages.codedeps import module_closure
 from stages.determinism import nondeterminism_notes
 from stages.hashing import hash_path, write_atomic
 
-MANIFEST_NAME = "manifest.json"
+MANIFEST_SUFFIX = ".manifest.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIBRARIES = (
     "torch", "numpy", "pillow", "pyarrow", "duckdb", "tokenizers", "transformers",
@@ -54,8 +57,13 @@ def code_hashes(code_files: list[str]) -> dict:
     return out
 
 
+def manifest_path(out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + MANIFEST_SUFFIX)
+
+
 def output_hash(out_dir: str | Path) -> str:
-    return hash_path(out_dir, exclude=(MANIFEST_NAME,))
+    return hash_path(out_dir)
 
 
 def write_manifest(
@@ -69,7 +77,7 @@ def write_manifest(
     extra: dict | None = None,
     nondeterminism: list[str] | None = None,
 ) -> dict:
-    """Write <out_dir>/manifest.json and return it. Call after everything else is written."""
+    """Write <out_dir>.manifest.json and return it. Call after everything else is written."""
     out_dir = Path(out_dir)
     code_files = module_closure(module)
     manifest = {
@@ -83,10 +91,10 @@ def write_manifest(
         "nondeterminism": (nondeterminism or []) + nondeterminism_notes(),
         **(extra or {}),
     }
-    write_atomic(out_dir / MANIFEST_NAME, (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    write_atomic(manifest_path(out_dir), (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
     return manifest
 
 
 def read_manifest(out_dir: str | Path) -> dict:
-    with open(Path(out_dir) / MANIFEST_NAME, encoding="utf-8") as fh:
+    with open(manifest_path(out_dir), encoding="utf-8") as fh:
         return json.load(fh)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
-
 import jsonschema
 import yaml
 
@@ -74,10 +72,3 @@ def section(params: dict, name: str) -> dict:
     """A stage's own section plus the global seed: what its manifest records."""
     out = copy.deepcopy(params.get(name, {}))
     return {"seed": params["seed"], name: out}
-
-
-def get(params: dict, dotted: str) -> Any:
-    node: Any = params
-    for part in dotted.split("."):
-        node = node[part]
-    return node

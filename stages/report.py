@@ -8,10 +8,10 @@ from stages import dag
 
 
 def main() -> int:
-    print("\nBuild finished. Outputs (each folder has a manifest.json):")
+    print("\nBuild finished. Outputs (each with a <folder>.manifest.json beside it):")
     for s in dag.PIPELINE:
         for out in s.outs.values():
-            state = "built" if Path(out, "manifest.json").exists() else "missing"
+            state = "built" if Path(f"{out}.manifest.json").exists() else "missing"
             print(f"  {s.name:10s} {out:24s} {state}")
         for metric in s.metrics.values():
             if Path(metric).exists():

@@ -4,7 +4,7 @@
       index.json                 resolutions, row counts, shard names, caption template
       train-00000.parquet ...    rows sorted by file_id
       val-00000.parquet ...
-      manifest.json
+    data/export.manifest.json    (beside the folder, see stages/manifest.py)
 
 Columns: file_id (string), sha256 (of the snapshot image), caption (string), and per
 resolution R in index.json an `image_R` column: raw RGB uint8 pixels, R*R*3 bytes,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -97,20 +98,24 @@ def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_ima
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     group = WRITE_OPTIONS["row_group_size"]
     options = {k: v for k, v in WRITE_OPTIONS.items() if k != "row_group_size"}
-    with pq.ParquetWriter(tmp, schema, **options) as writer:
-        for start in range(0, len(rows), group):
-            chunk = rows[start:start + group]
-            cols = {f.name: [r[f.name] for r in chunk] for f in SCHEMA if f.name != "image"}
-            cols["image"] = [read_image(r["sha256"]) for r in chunk]
-            writer.write_table(pa.table(cols, schema=schema), row_group_size=group)
+    try:
+        with pq.ParquetWriter(tmp, schema, **options) as writer:
+            for start in range(0, len(rows), group):
+                chunk = rows[start:start + group]
+                cols = {f.name: [r[f.name] for r in chunk] for f in SCHEMA if f.name != "image"}
+                cols["image"] = [read_image(r["sha256"]) for r in chunk]
+                writer.write_table(pa.table(cols, schema=schema), row_group_size=group)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed pin leaves nothing behind
+        raise
     os.replace(tmp, path)
 
 
 def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR) -> dict:
     """Freeze the store's accepted rows as snapshot NAME. Same rows again: same bytes, same hash.
     A name is bound to its content forever: different rows under a used name is an error."""
-    if not name or "/" in name or name.startswith("."):
-        raise PddError(f"snapshot name {name!r} is not valid: use letters, digits, '.', '_' and '-'")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
+        raise PddError(f"snapshot name {name!r} is not valid: start with a letter or digit, then letters, digits, '.', '_' and '-'")
     rows = collect_rows(store)
     if not rows:
         raise PddError("nothing to pin: the store has no accepted files (import or scrape first)")
@@ -147,19 +152,25 @@ def resolve(name_or_path: str | Path, snap_dir: str | Path = DEFAULT_DIR) -> Pat
     return path
 
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+def open_snapshot(path: str | Path) -> pq.ParquetFile:
+    """A ParquetFile known to have the snapshot columns; anything else is a one-line PddError."""
     try:
-        return pq.ParquetFile(path).read(columns=columns)  # (read_table would import pandas via pyarrow.dataset)
+        pf = pq.ParquetFile(path)  # (pq.read_table would import pandas via pyarrow.dataset)
     except (pa.ArrowInvalid, OSError) as exc:
         raise PddError(f"{path}: not a readable snapshot Parquet file ({exc})") from None
+    missing = [n for n in SCHEMA.names if n not in pf.schema_arrow.names]
+    if missing:
+        raise PddError(f"{path}: not a pdd snapshot (missing columns {', '.join(missing)}); pin one with `pdd snapshot pin`")
+    return pf
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    return open_snapshot(path).read(columns=columns)
 
 
 def iter_batches(path: str | Path, batch_rows: int = 256, columns: list[str] | None = None):
     """Rows as lists of dicts, batch by batch, in file order (memory stays bounded for big snapshots)."""
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise PddError(f"{path}: not a readable snapshot Parquet file ({exc})") from None
+    pf = open_snapshot(path)
     for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
         yield batch.to_pylist()
 

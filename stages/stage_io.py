@@ -8,6 +8,7 @@ from pathlib import Path
 
 from stages import params as params_mod
 from stages.hashing import write_atomic
+from stages.manifest import manifest_path
 
 
 def parse_args(stage: str, argv: list[str] | None, extra=None) -> argparse.Namespace:
@@ -27,6 +28,7 @@ def fresh_dir(path: str | Path) -> Path:
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
+    manifest_path(path).unlink(missing_ok=True)  # no manifest may outlive the output it describes
     path.mkdir(parents=True)
     return path
 

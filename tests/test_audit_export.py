@@ -14,7 +14,7 @@ from stages.hashing import hash_dir
 from conftest import REPO
 
 DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
-CFG = {"resolutions": [16, 24], "resample": "lanczos", "crop": "center", "val_fraction": 0.2,
+CFG = {"resolutions": [16, 24], "resample": "lanczos", "val_fraction": 0.2,
        "caption": {"template": "{title}, {creator}, {date}", "label_licences": ["pd", "cc0"], "fallback": "a painting"},
        "shard_rows": 100, "threads": 2}
 
@@ -107,8 +107,8 @@ def test_export_main_writes_manifest(tmp_path, monkeypatch):
     root = make_copy(tmp_path / "r", {"export": {"resolutions": [16]}})
     monkeypatch.chdir(root)
     assert audit.main([]) == 0 and export.main([]) == 0
-    m = json.loads((root / "data/export/manifest.json").read_text())
-    assert m["output"]["sha256"] == hash_dir(root / "data/export", exclude=("manifest.json",))
+    m = json.loads((root / "data/export.manifest.json").read_text())
+    assert m["output"]["sha256"] == hash_dir(root / "data/export")
     assert set(m["inputs"]) == {"data/snapshots/demo-aic-267.parquet", "data/audit"}
     assert set(m) >= {"stage", "output", "inputs", "params", "seed", "code", "versions", "nondeterminism"}
     assert m["params"]["export"]["resolutions"] == [16] and "stages/export.py" in m["code"]["files"]

@@ -105,6 +105,18 @@ def test_csv_path_cannot_escape_the_folder(tmp_path):
     assert row["status"] == "rejected" and "outside" in row["reason"]
 
 
+def test_row_with_more_cells_than_the_header_is_rejected_not_a_crash(tmp_path):
+    folder, csv_path = make_folder(tmp_path, [("a.jpg", jpeg(), PD), ("b.jpg", jpeg((1, 1, 1)), PD)])
+    lines = csv_path.read_text().splitlines()
+    lines[1] += ",stray cell"
+    csv_path.write_text("\n".join(lines) + "\n")
+    with Store(tmp_path / "db.duckdb") as store:
+        report = import_folder(store, folder, csv_path)
+        rows = {r["file_id"]: r for r in store.query("SELECT * FROM current_revisions")}
+    assert report.accepted == 1 and rows["museum:img/a.jpg"]["status"] == "rejected"
+    assert "more fields than the header" in rows["museum:img/a.jpg"]["reason"]
+
+
 def test_missing_licence_column_is_a_clear_error(tmp_path):
     folder, csv_path = make_folder(tmp_path, [("a.jpg", jpeg(), PD)])
     with Store(tmp_path / "db.duckdb") as store, pytest.raises(PddError, match="no 'rights' column"):
@@ -125,6 +137,18 @@ def test_missing_licence_column_is_a_clear_error(tmp_path):
     ("pub1ic d0main", False, "unknown"),
     ("is_public_domain=false", False, "not-pd"),
     ("GFDL", False, "copyleft"),
+    # negated, hedged or mixed statements (found in review: a bare keyword search accepted these)
+    ("Not CC0", False, "not-pd"),
+    ("No CC0", False, "not-pd"),
+    ("CC0 does not apply", False, "not-pd"),
+    ("not in public domain", False, "not-pd"),
+    ("Non-public domain", False, "not-pd"),
+    ("Public domain: no", False, "not-pd"),
+    ("public domain? unknown", False, "uncertain"),
+    ("Public domain status uncertain", False, "uncertain"),
+    ("Copyright John Smith 2019, public domain in the US", False, "copyrighted"),
+    ("Creative Commons Attribution 4.0; Public domain mark", False, "cc-by"),
+    ("Public domain artwork; image CC0 1.0 (Art Institute of Chicago open access, is_public_domain=true)", True, "cc0"),
 ])
 def test_licence_text_fails_closed(text, accepted, kind):
     d = classify_licence_text(text)

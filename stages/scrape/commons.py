@@ -174,6 +174,19 @@ class CommonsClient:
         split = urllib.parse.urlsplit(url)
         return split.scheme in ("http", "https") and (split.hostname or "").lower() in self.media_hosts
 
+    def _get_media(self, url: str):
+        """GET following redirects by hand: every hop must stay on the configured media hosts."""
+        for _hop in range(5):
+            r = self.session.get(url, timeout=self.timeout, stream=True, allow_redirects=False)
+            if not r.is_redirect:
+                return r
+            nxt = urllib.parse.urljoin(url, r.headers.get("Location", ""))
+            r.close()
+            if not self.host_allowed(nxt):
+                raise MediaRejected(f"redirect to {nxt[:120]!r} leaves the configured hosts {sorted(self.media_hosts)}")
+            url = nxt
+        raise MediaRejected(f"too many redirects for {url[:120]!r}")
+
     def media(self, url: str, verify: Callable[[bytes], str | None] | None = None) -> bytes:
         """Download one URL exactly as the API gave it; ``verify`` returns a problem to retry on."""
         if not self.host_allowed(url):
@@ -182,7 +195,7 @@ class CommonsClient:
 
         def once() -> bytes:
             self.stats.media_requests += 1
-            with self.session.get(url, timeout=self.timeout, stream=True) as r:
+            with self._get_media(url) as r:
                 if r.status_code in (429, 503) or r.status_code >= 500:
                     raise _Retry(f"HTTP {r.status_code}", parse_retry_after(r.headers.get("Retry-After"), self.retry_after_cap))
                 if r.status_code != 200:

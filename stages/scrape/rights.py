@@ -112,3 +112,22 @@ def decide(extmetadata: dict | None, sdc: dict | None = None) -> LicenceDecision
             sdc_note = "; SDC agrees"
     name = "public domain" if licence == "pd" else "CC0"
     return LicenceDecision(True, licence, f"accepted: {name} (extmetadata License {licence}{sdc_note})", evidence)
+
+
+def redecide(evidence: dict) -> LicenceDecision | None:
+    """Decide again from the evidence decide() stored (None if it is not Commons evidence): the
+    extmetadata fields as text, and the SDC statements as item ids, rebuilt into the API's shape."""
+    if not isinstance(evidence.get("extmetadata"), dict):
+        return None
+    extmetadata = {k: {"value": v} for k, v in evidence["extmetadata"].items()}
+    sdc = None
+    if isinstance(evidence.get("sdc"), dict):
+        if evidence["sdc"].get("missing"):
+            sdc = {"missing": ""}
+        else:
+            def statement(item: str) -> dict:
+                if item.startswith("Q"):
+                    return {"mainsnak": {"snaktype": "value", "datavalue": {"value": {"id": item}}}}
+                return {"mainsnak": {"snaktype": item}}
+            sdc = {"statements": {p: [statement(q) for q in evidence["sdc"].get(p, [])] for p in ("P275", "P6216")}}
+    return decide(extmetadata, sdc)

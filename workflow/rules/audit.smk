@@ -12,12 +12,15 @@ rule audit:
             'stages/manifest.py',
             'stages/params.py',
             'stages/rights.py',
+            'stages/scrape/__init__.py',
+            'stages/scrape/rights.py',
             'stages/snapshot.py',
             'stages/stage_io.py',
             'stages/store.py',
         ],
     output:
         audit=directory('data/audit'),
+        audit_manifest='data/audit.manifest.json',
         metrics='metrics/audit.json',
     params:
         seed=config["seed"],

@@ -21,6 +21,7 @@ rule export:
         ],
     output:
         export=directory('data/export'),
+        export_manifest='data/export.manifest.json',
         metrics='metrics/export.json',
     params:
         seed=config["seed"],

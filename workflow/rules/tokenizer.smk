@@ -17,6 +17,7 @@ rule tokenizer:
         ],
     output:
         tokenizer=directory('models/tokenizer'),
+        tokenizer_manifest='models/tokenizer.manifest.json',
         metrics='metrics/tokenizer.json',
     params:
         seed=config["seed"],
