@@ -13,10 +13,11 @@ from pathlib import Path
 
 from stages import snapshot
 from stages.errors import PddError
+from stages.hashing import write_json
 from stages.manifest import write_manifest
 from stages.rights import redecide_text
 from stages.scrape.rights import redecide as commons_redecide
-from stages.stage_io import fresh_dir, load_params, parse_args, run_main, write_json
+from stages.stage_io import fresh_dir, load_params, parse_args, run_main
 
 OUT_DIR = Path("data/audit")
 

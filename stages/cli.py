@@ -86,8 +86,7 @@ def cmd_dag(args) -> int:
         changed = dag.write()
         print("rewrote " + ", ".join(changed) if changed else "dvc.yaml, Snakefile and workflow/rules are up to date")
     elif args.action == "check":
-        stale = [rel for rel, text in dag.rendered_files().items()
-                 if not (dag.REPO_ROOT / rel).exists() or (dag.REPO_ROOT / rel).read_text(encoding="utf-8") != text]
+        stale = list(dag.stale())
         if stale:
             raise PddError(f"generated files out of date: {', '.join(stale)}; run `pdd dag write`")
         print("dvc.yaml, Snakefile and workflow/rules match stages/dag.py")

@@ -202,16 +202,23 @@ def rendered_files() -> dict[str, str]:
     return files
 
 
-def write(root: str | Path = REPO_ROOT) -> list[str]:
-    """(Re)write the generated engine files; returns the paths that changed."""
-    changed = []
+def stale(root: str | Path = REPO_ROOT) -> dict[str, str]:
+    """Generated files that are missing or differ from the registry: {relative path: wanted text}."""
+    out = {}
     for rel, text in rendered_files().items():
         path = Path(root, rel)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            changed.append(rel)
-    return changed
+            out[rel] = text
+    return out
+
+
+def write(root: str | Path = REPO_ROOT) -> list[str]:
+    """(Re)write the generated engine files; returns the paths that changed."""
+    changed = stale(root)
+    for rel, text in changed.items():
+        Path(root, rel).parent.mkdir(parents=True, exist_ok=True)
+        Path(root, rel).write_text(text, encoding="utf-8")
+    return list(changed)
 
 
 def resolved(params: dict) -> dict:

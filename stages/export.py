@@ -19,8 +19,9 @@ from pathlib import Path
 
 from stages import images, shards, snapshot
 from stages.errors import PddError
+from stages.hashing import write_json
 from stages.manifest import write_manifest
-from stages.stage_io import fresh_dir, load_params, parse_args, run_main, write_json
+from stages.stage_io import fresh_dir, load_params, parse_args, run_main
 
 OUT_DIR = Path("data/export")
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

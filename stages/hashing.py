@@ -63,6 +63,11 @@ def hash_json(obj: Any) -> str:
     return sha256_bytes(canonical_json(obj).encode("utf-8"))
 
 
+def write_json(path: str | Path, obj: Any) -> None:
+    """Indented, key-sorted JSON with a final newline, written atomically (stable bytes for equal data)."""
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write via a temp name in the same folder and rename: readers never see half a file."""
     path = Path(path)

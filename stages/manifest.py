@@ -14,7 +14,7 @@ from pathlib import Path
 
 from stages.codedeps import module_closure
 from stages.determinism import nondeterminism_notes
-from stages.hashing import hash_path, write_atomic
+from stages.hashing import hash_path, write_json
 
 MANIFEST_SUFFIX = ".manifest.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def write_manifest(
         "nondeterminism": (nondeterminism or []) + nondeterminism_notes(),
         **(extra or {}),
     }
-    write_atomic(manifest_path(out_dir), (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    write_json(manifest_path(out_dir), manifest)
     return manifest
 
 

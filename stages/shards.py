@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.errors import PddError
+from stages.hashing import write_json
 
 SPLITS = ("train", "val")
 # Raw pixels shrink only ~9% under zstd while compressing them costs more than a third of the export's
@@ -105,7 +106,7 @@ def write_split(rows: list[dict], out_dir: str | Path, split: str, resolutions: 
 
 
 def write_index(out_dir: str | Path, index: dict) -> None:
-    Path(out_dir, "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(Path(out_dir, "index.json"), index)
 
 
 def read_index(export_dir: str | Path) -> dict:

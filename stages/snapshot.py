@@ -15,16 +15,16 @@ settings, no timestamps) and the same hash.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
+from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.errors import PddError
-from stages.hashing import canonical_json, hash_file, sha256_bytes
+from stages.hashing import canonical_json, hash_file, sha256_bytes, write_json
 from stages.store import Store
 
 SNAPSHOT_FORMAT = "pdd-snapshot/1"
@@ -62,8 +62,8 @@ def canonical_row(row: dict) -> str:
     return canonical_json({k: row[k] for k in META_COLUMNS})
 
 
-def content_hash(rows: list[dict]) -> str:
-    """sha256 over the format tag and each row's canonical JSON, one line each (verify() streams the same)."""
+def content_hash(rows: Iterable[dict]) -> str:
+    """sha256 over the format tag and each row's canonical JSON, one line each (rows may be streamed)."""
     h = hashlib.sha256(SNAPSHOT_FORMAT.encode() + b"\n")
     for row in rows:
         h.update(canonical_row(row).encode("utf-8") + b"\n")
@@ -130,7 +130,7 @@ def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR) -> dict:
     write_parquet(rows, path, name, digest, store.read_blob)
     info = {"name": name, "format": SNAPSHOT_FORMAT, "content_hash": digest, "n_rows": len(rows),
             "parquet": path.name, "parquet_sha256": hash_file(path)}
-    Path(out_dir, f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(Path(out_dir, f"{name}.json"), info)
     if not existing:
         with store.transaction() as con:
             con.execute("INSERT INTO snapshots (name, content_hash, n_rows, parquet_path, parquet_sha256) VALUES (?, ?, ?, ?, ?)",
@@ -180,22 +180,24 @@ def read_meta(path: str | Path) -> dict:
     return {k.decode(): v.decode() for k, v in meta.items()}
 
 
-def read_rows(path: str | Path, with_images: bool = False) -> list[dict]:
-    cols = None if with_images else META_COLUMNS
-    return read_table(path, cols).to_pylist()
+def read_rows(path: str | Path) -> list[dict]:
+    """Every row without its image bytes."""
+    return read_table(path, META_COLUMNS).to_pylist()
 
 
 def verify(path: str | Path) -> tuple[str, list[str]]:
     """Recompute the content hash and check every image against its sha256 (streaming, row group by
     row group). Returns (hash, problems)."""
-    h = hashlib.sha256(SNAPSHOT_FORMAT.encode() + b"\n")
     problems = []
-    for batch in iter_batches(path, batch_rows=WRITE_OPTIONS["row_group_size"]):
-        for r in batch:
-            if sha256_bytes(r["image"] or b"") != r["sha256"]:
-                problems.append(f"{r['file_id']}: image bytes do not match sha256")
-            h.update(canonical_row(r).encode("utf-8") + b"\n")
-    digest = h.hexdigest()
+
+    def checked_rows():
+        for batch in iter_batches(path, batch_rows=WRITE_OPTIONS["row_group_size"]):
+            for r in batch:
+                if sha256_bytes(r["image"] or b"") != r["sha256"]:
+                    problems.append(f"{r['file_id']}: image bytes do not match sha256")
+                yield r
+
+    digest = content_hash(checked_rows())
     stated = read_meta(path).get("pdd.content_hash")
     if stated != digest:
         problems.append(f"content hash {digest[:12]} differs from the pinned {str(stated)[:12]} (snapshot modified after pinning)")

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 from stages import params as params_mod
-from stages.hashing import write_atomic
 from stages.manifest import manifest_path
 
 
@@ -31,10 +29,6 @@ def fresh_dir(path: str | Path) -> Path:
     manifest_path(path).unlink(missing_ok=True)  # no manifest may outlive the output it describes
     path.mkdir(parents=True)
     return path
-
-
-def write_json(path: str | Path, obj) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def run_main(main, argv: list[str] | None = None) -> int:

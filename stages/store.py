@@ -95,6 +95,45 @@ CREATE OR REPLACE VIEW current_revisions AS
 """
 
 
+# ==== scrape state (issue 3; used by stages/scrape/state.py) =====================================
+# Resume state of `pdd scrape`: runs, the category walk (frontier, visited set, continuation
+# tokens) and per-file status. No PRIMARY KEY/UNIQUE here on purpose: rows are updated in place
+# inside one transaction per batch, which DuckDB's eager unique-index checks would refuse.
+SCRAPE_SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS scrape_run_seq START 1;
+CREATE TABLE IF NOT EXISTS scrape_runs (
+    run_id      BIGINT NOT NULL,
+    api         TEXT NOT NULL,
+    config_key  TEXT NOT NULL,         -- hash of api, categories, depth, thumb width, sdc
+    config      TEXT NOT NULL,         -- canonical JSON
+    started_at  TIMESTAMP DEFAULT current_timestamp,
+    finished_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS scrape_categories (
+    run_id       BIGINT NOT NULL,
+    seq          BIGINT NOT NULL,      -- breadth-first order
+    title        TEXT NOT NULL,
+    depth        INTEGER NOT NULL,
+    subcats_cont TEXT,                 -- JSON continue set for the next subcategory page
+    subcats_done BOOLEAN NOT NULL DEFAULT false,
+    files_cont   TEXT,                 -- JSON continue set for the next file batch
+    files_done   BOOLEAN NOT NULL DEFAULT false,
+    batches      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS scrape_files (
+    run_id      BIGINT NOT NULL,
+    pageid      BIGINT NOT NULL,
+    title       TEXT,
+    status      TEXT NOT NULL,         -- accepted | rejected | unchanged
+    reason      TEXT,
+    revision_id BIGINT,
+    meta_hash   TEXT,                  -- hash of imageinfo + SDC + thumb width: unchanged files are skipped next run
+    seen_at     TIMESTAMP DEFAULT current_timestamp
+);
+"""
+SCHEMA += SCRAPE_SCHEMA
+
+
 @dataclass(frozen=True)
 class Label:
     field: str
@@ -291,44 +330,3 @@ class Store:
 
 def loads_json(text: str | None) -> dict:
     return json.loads(text) if text else {}
-
-
-
-
-# ==== scrape state (issue 3; used by stages/scrape/state.py) =====================================
-# Resume state of `pdd scrape`: runs, the category walk (frontier, visited set, continuation
-# tokens) and per-file status. No PRIMARY KEY/UNIQUE here on purpose: rows are updated in place
-# inside one transaction per batch, which DuckDB's eager unique-index checks would refuse.
-SCRAPE_SCHEMA = """
-CREATE SEQUENCE IF NOT EXISTS scrape_run_seq START 1;
-CREATE TABLE IF NOT EXISTS scrape_runs (
-    run_id      BIGINT NOT NULL,
-    api         TEXT NOT NULL,
-    config_key  TEXT NOT NULL,         -- hash of api, categories, depth, thumb width, sdc
-    config      TEXT NOT NULL,         -- canonical JSON
-    started_at  TIMESTAMP DEFAULT current_timestamp,
-    finished_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS scrape_categories (
-    run_id       BIGINT NOT NULL,
-    seq          BIGINT NOT NULL,      -- breadth-first order
-    title        TEXT NOT NULL,
-    depth        INTEGER NOT NULL,
-    subcats_cont TEXT,                 -- JSON continue set for the next subcategory page
-    subcats_done BOOLEAN NOT NULL DEFAULT false,
-    files_cont   TEXT,                 -- JSON continue set for the next file batch
-    files_done   BOOLEAN NOT NULL DEFAULT false,
-    batches      INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS scrape_files (
-    run_id      BIGINT NOT NULL,
-    pageid      BIGINT NOT NULL,
-    title       TEXT,
-    status      TEXT NOT NULL,         -- accepted | rejected | unchanged
-    reason      TEXT,
-    revision_id BIGINT,
-    meta_hash   TEXT,                  -- hash of imageinfo + SDC + thumb width: unchanged files are skipped next run
-    seen_at     TIMESTAMP DEFAULT current_timestamp
-);
-"""
-SCHEMA += SCRAPE_SCHEMA

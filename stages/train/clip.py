@@ -25,9 +25,9 @@ import torch
 from stages import shards
 from stages.determinism import seed_everything
 from stages.errors import PddError
-from stages.hashing import hash_json
+from stages.hashing import hash_json, write_json
 from stages.manifest import output_hash, write_manifest
-from stages.stage_io import fresh_dir, load_params, parse_args, run_main, write_json
+from stages.stage_io import fresh_dir, load_params, parse_args, run_main
 from stages.train import loop
 
 OUT_DIR = Path("models/clip")

@@ -22,9 +22,9 @@ import numpy as np
 
 from stages import shards
 from stages.errors import PddError
-from stages.hashing import write_atomic
+from stages.hashing import write_atomic, write_json
 from stages.manifest import write_manifest
-from stages.stage_io import fresh_dir, load_params, parse_args, run_main, write_json
+from stages.stage_io import fresh_dir, load_params, parse_args, run_main
 
 OUT_DIR = Path("models/tokenizer")
 EXPORT_DIR = Path("data/export")
