@@ -66,7 +66,7 @@ def build() -> int:
     rc = run([BIN / "dvc", "repro"], env=env())
     if rc:
         return rc
-    return run([BIN / "python", "-m", "stages.report"], env=env())
+    return run([BIN / "python", "-m", "pdd.build.report"], env=env())
 
 
 def test(extra: list[str], everything: bool = False) -> int:

@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image, ImageOps  # noqa: E402
 
-from stages import export, snapshot  # noqa: E402
+from pdd import snapshot
+from pdd.source import pin
+from pdd.data import export  # noqa: E402
 
 
 def bare_loop(blobs: list[bytes], res: int, threads: int) -> None:
@@ -61,12 +63,12 @@ def measure(snap: str, res: int, threads: int, repeat: int) -> None:
 
 
 def pin_originals(folder: Path, tmp: str) -> str:
-    from stages.importers import import_folder
-    from stages.store import Store
+    from pdd.source.importers import import_folder
+    from pdd.source.store import Store
 
     with Store(Path(tmp, "bench.duckdb")) as store:
         import_folder(store, folder, folder / "metadata.csv", source_id="aic", id_column="aic_id", label_licence="cc0")
-        snapshot.pin(store, "originals", tmp)
+        pin.pin(store, "originals", tmp)
     return str(Path(tmp, "originals.parquet"))
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.scrape.commons import CommonsClient, ScrapeConfig, Scraper  # noqa: E402
-from stages.scrape.mirror import Catalogue, MirrorServer  # noqa: E402
-from stages.store import Store  # noqa: E402
+from pdd.source.commons.client import CommonsClient, ScrapeConfig, Scraper  # noqa: E402
+from pdd.source.commons.mirror import Catalogue, MirrorServer  # noqa: E402
+from pdd.source.store import Store  # noqa: E402
 
 
 def run(files: int, latency: float, sdc: bool, n_categories: int) -> dict:

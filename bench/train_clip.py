@@ -1,6 +1,6 @@
 """Bench: training images/s of the `clip` stage's loop beside a bare PyTorch loop, in one run.
 
-The stage side is stages.train.clip.train_clip (accelerate, seeded data order, per-batch
+The stage side is stages.clip.train_clip (accelerate, seeded data order, per-batch
 indexing and normalisation of uint8 images, metric history, progress bar) with eval and
 checkpoints off. The bare side is the same CLIPModel config and seed, the same batch size,
 one preloaded normalised batch, AdamW, no logging. Steps after a warm-up are timed; the
@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from stages.determinism import seed_everything  # noqa: E402
-from stages.train import clip, synthetic  # noqa: E402
-from stages.train import tokenizer as tk  # noqa: E402
+from pdd.build.determinism import seed_everything  # noqa: E402
+from pdd.train import clip, synthetic  # noqa: E402
+from pdd.train import tokenizer as tk  # noqa: E402
 
 CFG = {"image_size": 32, "text": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 2, "num_heads": 4},
        "vision": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 2, "num_heads": 4, "patch_size": 4},

@@ -1,8 +1,4 @@
-"""PD-Diffusion build stages.
+"""The build DAG, one thin module per stage (see pdd/build/dag.py for the registry).
 
-Each stage is a module with a thin ``main()`` over plain functions; ``stages.cli``
-is the only place that parses argv. See README.md for the tree and the DAG.
+Each module declares what its stage computes; pdd.build.runner does the bookkeeping.
 """
-
-__version__ = "0.1.0"
-PROJECT_URL = "https://github.com/pd-diffusion/pd-diffusion"

@@ -1,88 +1,23 @@
-"""Stage `audit`: the snapshot must prove, row by row, that it may be compiled.
+"""Stage `audit`: the snapshot must prove, row by row, that it may be compiled (pdd/rights/audit.py).
 
-Fails the build, naming the rows, if any row lacks an accepted public-domain/CC0
-licence decision, if an image's bytes do not match its sha256, or if the
-snapshot's content hash does not match the one it was pinned with (a tampered
-or mis-pinned snapshot must not compile).
+Fails the build, naming the rows, if any row lacks an accepted public-domain/CC0 licence decision, if
+today's rules decide differently from the row's stored evidence, if an image's bytes do not match its
+sha256, or if the snapshot was modified after pinning. Writes data/audit/report.json and metrics/audit.json.
 """
-from __future__ import annotations
-
-import json
-import sys
-from pathlib import Path
-
-from stages import snapshot
-from stages.errors import PddError
-from stages.hashing import write_json
-from stages.manifest import write_manifest
-from stages.rights import redecide_text
-from stages.scrape.rights import redecide as commons_redecide
-from stages.stage_io import fresh_dir, load_params, parse_args, run_main
-
-OUT_DIR = Path("data/audit")
+from pdd import snapshot
+from pdd.build.hashing import write_json
+from pdd.build.runner import Outcome, run
+from pdd.rights.audit import audit_snapshot
 
 
-def row_problems(row: dict, allowed: list[str]) -> list[str]:
-    problems = []
-    if row.get("licence_status") != "accepted":
-        problems.append(f"status {row.get('licence_status')!r}")
-    if row.get("licence_kind") not in allowed:
-        problems.append(f"licence {row.get('licence_kind')!r} not in {allowed}")
-    if not str(row.get("licence_reason") or "").startswith("accepted"):
-        problems.append("no accepting licence decision")
-    try:
-        evidence = json.loads(row.get("licence_evidence") or "{}")
-    except json.JSONDecodeError:
-        evidence = None
-    if not evidence:
-        problems.append("no licence evidence")
-        return problems
-    # Defence in depth: decide again from the stored evidence with today's rules. A row whose
-    # evidence no longer (or never) supports an accepted PD/CC0 decision must not compile.
-    again = redecide_text(evidence) or commons_redecide(evidence)
-    if again is None:
-        problems.append("licence evidence of an unknown kind")
-    elif not again.accepted:
-        problems.append(f"evidence does not support acceptance ({again.reason})")
-    elif again.kind != row.get("licence_kind"):
-        problems.append(f"evidence says {again.kind}, row says {row.get('licence_kind')}")
-    return problems
-
-
-def audit_snapshot(path: str | Path, allowed: list[str]) -> dict:
-    """Check every row; raise PddError naming the failing rows, else return the report."""
-    digest, integrity = snapshot.verify(path)
-    rows = snapshot.read_rows(path)
-    bad = {r["file_id"]: row_problems(r, allowed) for r in rows}
-    bad = {k: v for k, v in bad.items() if v}
-    if bad or integrity:
-        named = [f"{fid} ({'; '.join(p)})" for fid, p in sorted(bad.items())] + integrity
-        shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
-        raise PddError(
-            f"audit failed: {len(named)} problem(s) in {path}: {shown}; "
-            "this snapshot must not be built: re-pin it from the store (`pdd snapshot pin`)"
-        )
-    kinds: dict[str, int] = {}
-    for r in rows:
-        kinds[r["licence_kind"]] = kinds.get(r["licence_kind"], 0) + 1
-    return {"snapshot": Path(path).as_posix(), "content_hash": digest, "rows": len(rows), "licences": dict(sorted(kinds.items())),
-            "passed": True}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args("audit", argv)
-    params = load_params(args.params)
-    snap_path = snapshot.resolve(params["snapshot"]["path"])
-    report = audit_snapshot(snap_path, params["audit"]["allowed_licences"])
-    out = fresh_dir(OUT_DIR)
-    write_json(out / "report.json", report)
-    write_json("metrics/audit.json", {"rows": report["rows"], "licences": report["licences"]})
-    write_manifest(out, stage="audit", inputs=[snap_path], params={k: params[k] for k in ("snapshot", "audit")},
-                   seed=params["seed"], module="stages.audit",
-                   extra={"snapshot_content_hash": report["content_hash"]})
-    print(f"audit: {report['rows']} rows of {snap_path} passed ({report['licences']})", file=sys.stderr)
-    return 0
+def compute(ctx):
+    path = snapshot.resolve(ctx.deps["snapshot"])
+    report = audit_snapshot(path, list(ctx.cfgs["audit"].allowed_licences))
+    write_json(ctx.outs["audit"] / "report.json", report)
+    return Outcome(metrics={"rows": report["rows"], "licences": report["licences"]},
+                   extra={"snapshot_content_hash": report["content_hash"]},
+                   summary=f"audit: {report['rows']} rows of {path} passed ({report['licences']})")
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    raise SystemExit(run("audit"))

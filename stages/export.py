@@ -1,134 +1,19 @@
-"""Stage `export`: snapshot -> training shards, a pure function of (snapshot, params, seed).
-
-Decodes every image (EXIF orientation applied, all EXIF/XMP/ICC metadata dropped),
-center-crops and resizes it with one fixed Pillow filter to each resolution in
-params, splits train/val by a seeded hash of the file id (stable when files are
-added or removed), assembles captions from labels whose own licence params allow,
-and writes shards (stages/shards.py) in file_id order. Rebuilding gives
-byte-identical shards.
-"""
-from __future__ import annotations
-
-import hashlib
-import json
-import re
-import sys
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
-from stages import images, shards, snapshot
-from stages.errors import PddError
-from stages.hashing import write_json
-from stages.manifest import write_manifest
-from stages.stage_io import fresh_dir, load_params, parse_args, run_main
-
-OUT_DIR = Path("data/export")
-_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""Stage `export`: snapshot -> train/val shards of fixed-size images and captions (pdd/data/export.py;
+format in pdd/data/shards.py). Refuses unless the audit passed for this exact snapshot."""
+from pdd.build.runner import Outcome, run
+from pdd.data import export
 
 
-def split_of(file_id: str, seed: int, val_fraction: float) -> str:
-    """train or val from a seeded hash of the file id: a file keeps its split across snapshot versions."""
-    digest = hashlib.sha256(f"{seed}:split:{file_id}".encode("utf-8")).digest()
-    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+def check(ctx):
+    export.check_audit(ctx.deps["audit"], ctx.deps["snapshot"])
 
 
-def pick_labels(labels: list[dict], allowed_licences: list[str]) -> dict[str, str]:
-    """One text per field, only from labels whose own licence is allowed; English or untagged first."""
-    best: dict[str, tuple] = {}
-    for lb in labels:
-        if lb["licence"] not in allowed_licences or not (lb["text"] or "").strip():
-            continue
-        rank = (0 if lb.get("lang") in (None, "", "en") else 1, lb.get("lang") or "", lb["text"])
-        if lb["field"] not in best or rank < best[lb["field"]][0]:
-            best[lb["field"]] = (rank, " ".join(lb["text"].split()))
-    return {k: v[1] for k, v in best.items()}
-
-
-def build_caption(labels: list[dict], template: str, allowed_licences: list[str], fallback: str) -> str:
-    """Fill the template from labels; parts whose field is missing are dropped with their separator."""
-    fields = pick_labels(labels, allowed_licences)
-    text = _FIELD.sub(lambda m: fields.get(m.group(1), "\x00"), template)
-    parts = [p.strip() for p in re.split(r"\s*,\s*", text)]
-    text = ", ".join(p for p in parts if p and "\x00" not in p)
-    return text or fallback
-
-
-def render_row(row: dict, resolutions: list[int], resample: str) -> dict:
-    try:
-        img = images.decode_rgb(row["image"], min_short_side=max(resolutions))
-    except images.BadImage as exc:
-        raise PddError(f"export: {row['file_id']} in the snapshot cannot be decoded ({exc}); re-pin the snapshot") from None
-    out = {"file_id": row["file_id"], "sha256": row["sha256"]}
-    for res in resolutions:
-        out[shards.image_column(res)] = images.fit_square(img, res, resample).tobytes()
-    return out
-
-
-def ordered_map(pool: ThreadPoolExecutor, fn, items, window: int):
-    """Like pool.map, in input order, but with at most `window` items in flight: workers keep
-    decoding while the caller writes shards, and memory stays bounded for any snapshot size."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def export(snapshot_path: str | Path, out_dir: str | Path, cfg: dict, seed: int) -> dict:
-    """Stream the snapshot (already in canonical file_id order) into train/val shards."""
-    resolutions = sorted(cfg["resolutions"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writers = {s: shards.ShardWriter(out_dir, s, resolutions, cfg["shard_rows"]) for s in shards.SPLITS}
-    tpl, allowed, fallback = cfg["caption"]["template"], cfg["caption"]["label_licences"], cfg["caption"]["fallback"]
-
-    def rows_in_order():
-        last_id = None
-        for batch in snapshot.iter_batches(snapshot_path, batch_rows=128):
-            for row in batch:
-                key = row["file_id"].encode("utf-8")
-                if last_id is not None and key <= last_id:
-                    raise PddError(f"export: {snapshot_path} is not in canonical file_id order at {row['file_id']}; re-pin it")
-                last_id = key
-                yield row
-
-    def render(row: dict) -> dict:
-        rec = render_row(row, resolutions, cfg["resample"])
-        rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback)
-        rec["split"] = split_of(row["file_id"], seed, cfg["val_fraction"])
-        return rec
-
-    # Pillow releases the GIL while decoding and resizing, pyarrow while compressing shards.
-    with ThreadPoolExecutor(max_workers=cfg["threads"]) as pool:
-        for rec in ordered_map(pool, render, rows_in_order(), window=8 * cfg["threads"] + 16):
-            writers[rec.pop("split")].add(rec)
-    if not any(w.rows for w in writers.values()):
-        raise PddError(f"export: snapshot {snapshot_path} has no rows")
-    index = {"format": "pdd-shards/1", "resolutions": resolutions, "layout": "raw RGB uint8, HWC, row-major",
-             "caption_template": tpl, "counts": {}, "shards": {}}
-    for split, writer in writers.items():
-        index["shards"][split] = writer.close()
-        index["counts"][split] = writer.rows
-    shards.write_index(out_dir, index)
-    return index
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args("export", argv)
-    params = load_params(args.params)
-    snap_path = snapshot.resolve(params["snapshot"]["path"])
-    out = fresh_dir(OUT_DIR)
-    index = export(snap_path, out, params["export"], params["seed"])
-    write_json("metrics/export.json", {"train": index["counts"]["train"], "val": index["counts"]["val"],
-                                       "resolutions": index["resolutions"]})
-    write_manifest(out, stage="export", inputs=[snap_path, "data/audit"],
-                   params={k: params[k] for k in ("snapshot", "export")}, seed=params["seed"], module="stages.export")
-    print(f"export: {index['counts']} rows at {index['resolutions']} px -> {out}", file=sys.stderr)
-    return 0
+def compute(ctx):
+    index = export.export(ctx.deps["snapshot"], ctx.outs["export"], ctx.cfg, ctx.seed)
+    return Outcome(metrics={"train": index["counts"]["train"], "val": index["counts"]["val"],
+                            "resolutions": index["resolutions"]},
+                   summary=f"export: {index['counts']} rows at {index['resolutions']} px -> {ctx.final_outs['export']}")
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    raise SystemExit(run("export"))

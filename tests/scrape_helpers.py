@@ -4,9 +4,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from stages.hashing import canonical_json, hash_file
-from stages.scrape.commons import CommonsClient, ScrapeConfig, Scraper
-from stages.store import Store
+from pdd.build.hashing import canonical_json, hash_file
+from pdd.source.commons.client import CommonsClient, ScrapeConfig, Scraper
+from pdd.source.store import Store
 
 EMAIL = "pdd-tests@pd-diffusion.org"
 FIXTURE_ROOT = "Category:Paintings by Maarten van Oosterwijk"

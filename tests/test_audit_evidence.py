@@ -6,10 +6,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages import audit, snapshot
-from stages.errors import PddError
-from stages.scrape.mirror import Catalogue, MirrorServer
-from stages.store import Store
+from pdd import snapshot
+from pdd.source import pin
+from pdd.rights import audit
+from pdd.errors import PddError
+from pdd.source.commons.mirror import Catalogue, MirrorServer
+from pdd.source.store import Store
 from conftest import FIXTURES, REPO
 from scrape_helpers import scrape
 
@@ -54,7 +56,7 @@ def test_scraped_commons_snapshot_passes_and_its_tampered_twin_fails(tmp_path):
     with MirrorServer(Catalogue.from_fixture(FIXTURES)) as srv:
         scrape(srv.api_url, tmp_path / "pdd.duckdb")
     with Store(tmp_path / "pdd.duckdb") as store:
-        snapshot.pin(store, "fixture", tmp_path)
+        pin.pin(store, "fixture", tmp_path)
     path = tmp_path / "fixture.parquet"
     report = audit.audit_snapshot(path, ["pd", "cc0"])
     assert report["rows"] == 8 and report["licences"] == {"cc0": 1, "pd": 7}

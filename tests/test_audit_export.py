@@ -8,9 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from stages import audit, export, shards, snapshot
-from stages.errors import PddError
-from stages.hashing import hash_dir
+from pdd import snapshot
+from pdd.data import shards
+from pdd.data import export
+from pdd.rights import audit
+from pdd.errors import PddError
+from pdd.build.hashing import hash_dir
 from conftest import REPO
 
 DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
@@ -88,7 +91,7 @@ def test_captions_only_use_labels_with_allowed_licences():
 
 
 def test_export_strips_metadata_and_applies_orientation(tmp_path):
-    from stages import images
+    from pdd.data import images
 
     img = Image.new("RGB", (40, 20), (255, 0, 0))
     img.paste((0, 0, 255), (20, 0, 40, 20))  # right half blue

@@ -15,11 +15,11 @@ import torch
 import yaml
 
 from conftest import REPO, TINY, deep_update, engine_env, make_copy, sh, update_params
-from stages.errors import PddError
-from stages.manifest import output_hash, read_manifest
-from stages.stage_io import run_main
-from stages.train import clip, loop, synthetic
-from stages.train import tokenizer as tk
+from pdd.errors import PddError
+from pdd.build.manifest import output_hash, read_manifest
+from pdd.build.runner import run_main
+from pdd.train import clip, loop, synthetic
+from pdd.train import tokenizer as tk
 
 SYN_CLIP = {"image_size": 16, "text": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
             "vision": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "patch_size": 4},
@@ -75,7 +75,8 @@ def test_synthetic_recall_far_above_chance(shapes, tmp_path):
 @pytest.fixture(scope="module")
 def demo_workdir(tmp_path_factory):
     """A work dir with data/export (demo snapshot, tiny params) and params.yaml: stages run in it."""
-    from stages import export, snapshot
+    from pdd import snapshot
+    from pdd.data import export
 
     root = tmp_path_factory.mktemp("demo")
     params = tiny_params()
@@ -110,8 +111,8 @@ def test_clean_builds_identical_and_kill_resume_matches(demo_workdir, tmp_path):
     builds = []
     for name in ("a", "b"):
         d = clone(demo_workdir, tmp_path / name)
-        run("stages.train.tokenizer", d)
-        run("stages.train.clip", d)
+        run("stages.tokenizer", d)
+        run("stages.clip", d)
         builds.append(d)
     a, b = builds
     for out in ("models/tokenizer", "models/clip"):
@@ -127,10 +128,10 @@ def test_clean_builds_identical_and_kill_resume_matches(demo_workdir, tmp_path):
     # kill -9 after step 6 (a checkpoint was written at step 4), then --resume: same bytes as uninterrupted
     c = clone(demo_workdir, tmp_path / "c")
     shutil.copytree(a / "models/tokenizer", c / "models/tokenizer")
-    killed = run("stages.train.clip", c, env_extra={loop.KILL_ENV: "6"}, check=False)
+    killed = run("stages.clip", c, env_extra={loop.KILL_ENV: "6"}, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert [p.name for p in loop.checkpoints(c / "models/.checkpoints/clip")] == ["step-00000004"]
-    resumed = run("stages.train.clip", c, "--resume")
+    resumed = run("stages.clip", c, "--resume")
     assert "resumed from" in resumed.stderr and "(resumed at 4)" in resumed.stderr
     assert output_hash(c / "models/clip") == output_hash(a / "models/clip")
     for f in ("metrics/clip.json", "metrics/clip_loss.tsv", "metrics/clip_val.tsv"):
@@ -142,7 +143,7 @@ def test_clean_builds_identical_and_kill_resume_matches(demo_workdir, tmp_path):
     params = yaml.safe_load((d / "params.yaml").read_text())
     params["clip"]["steps"] += 1
     (d / "params.yaml").write_text(yaml.safe_dump(params))
-    run("stages.train.clip", d)
+    run("stages.clip", d)
     assert output_hash(d / "models/clip") != output_hash(a / "models/clip")
 
 

@@ -4,8 +4,8 @@ import re
 
 import yaml
 
-from stages import dag
-from stages.codedeps import module_closure
+from pdd.build import dag
+from pdd.build.codedeps import module_closure
 from conftest import REPO, make_copy, sh
 
 

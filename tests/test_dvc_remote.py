@@ -2,7 +2,7 @@
 and builds from it exactly as from the committed demo snapshot."""
 import shutil
 
-from stages.hashing import hash_dir
+from pdd.build.hashing import hash_dir
 from conftest import TINY, make_copy, sh, update_params
 
 

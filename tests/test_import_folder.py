@@ -4,11 +4,12 @@ import csv
 
 import pytest
 
-from stages import snapshot
-from stages.errors import PddError
-from stages.importers import import_folder
-from stages.rights import classify_licence_text
-from stages.store import Store
+from pdd import snapshot
+from pdd.source import pin
+from pdd.errors import PddError
+from pdd.source.importers import import_folder
+from pdd.rights.text import classify_licence_text
+from pdd.source.store import Store
 from helpers_images import jpeg, png_bomb
 from conftest import BIN, sh
 
@@ -90,7 +91,7 @@ def test_pinned_snapshot_never_contains_rejected_rows(tmp_path):
     folder, csv_path = make_folder(tmp_path, BAD_ROWS)
     with Store(tmp_path / "db.duckdb") as store:
         import_folder(store, folder, csv_path)
-        info = snapshot.pin(store, "t1", tmp_path / "snaps")
+        info = pin.pin(store, "t1", tmp_path / "snaps")
     ids = [r["file_id"] for r in snapshot.read_rows(tmp_path / "snaps" / "t1.parquet")]
     assert info["n_rows"] == 2 and ids == ["museum:img/good1.jpg", "museum:img/good2.jpg"]
 
@@ -163,7 +164,7 @@ def test_cli_import_folder_prints_reasons(tmp_path):
 
 def test_bomb_between_one_and_two_times_the_limit_is_refused_too():
     """Pillow only warns between 1x and 2x of its limit; our own check must still refuse."""
-    from stages import images
+    from pdd.data import images
 
     with pytest.raises(images.BadImage, match="decompression bomb"):
         images.inspect(png_bomb(9000, 9000))  # 81 Mpx: over 64 Mpx, under Pillow's 2x error threshold

@@ -10,8 +10,8 @@ import requests
 
 from conftest import FIXTURES, REPO, engine_env
 from scrape_helpers import EMAIL, SYNTH_ROOT, pdd_cmd
-from stages.scrape.commons import user_agent
-from stages.scrape.mirror import Catalogue, MirrorServer
+from pdd.source.commons.client import user_agent
+from pdd.source.commons.mirror import Catalogue, MirrorServer
 
 INDEX = json.loads((FIXTURES / "index.json").read_text())
 UA = {"User-Agent": user_agent(EMAIL)}

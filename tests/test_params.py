@@ -2,8 +2,8 @@
 import pytest
 import yaml
 
-from stages import params as params_mod
-from stages.errors import PddError
+from pdd.build import params as params_mod
+from pdd.errors import PddError
 from conftest import REPO
 
 

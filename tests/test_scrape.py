@@ -14,12 +14,12 @@ import pytest
 
 from conftest import FIXTURES, engine_env
 from scrape_helpers import EMAIL, FIXTURE_ROOT, SYNTH_ROOT, client, digest, pdd_cmd, scrape
-from stages import cli
-from stages.errors import PddError
-from stages.scrape.commons import CommonsClient, user_agent, validate_email
-from stages.scrape.mirror import Catalogue, MirrorServer
-from stages.scrape.rights import decide
-from stages.store import Store, loads_json
+from pdd import cli
+from pdd.errors import PddError
+from pdd.source.commons.client import CommonsClient, user_agent, validate_email
+from pdd.source.commons.mirror import Catalogue, MirrorServer
+from pdd.rights.commons import decide
+from pdd.source.store import Store, loads_json
 
 REPO = Path(__file__).resolve().parents[1]
 INDEX = json.loads((FIXTURES / "index.json").read_text())

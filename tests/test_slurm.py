@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from stages.hashing import hash_dir
+from pdd.build.hashing import hash_dir
 from conftest import SHARED, TINY, make_copy, sh
 
 SLURM_TOOLS = SHARED / "tools" / "slurm"

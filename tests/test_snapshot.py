@@ -6,10 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages import snapshot
-from stages.errors import PddError
-from stages.importers import import_folder
-from stages.store import Store
+from pdd import snapshot
+from pdd.source import pin
+from pdd.errors import PddError
+from pdd.source.importers import import_folder
+from pdd.source.store import Store
 from helpers_images import jpeg
 from conftest import AIC, BIN, REPO, sh
 
@@ -30,17 +31,17 @@ def test_pin_twice_is_byte_identical_and_names_are_immutable(tmp_path):
     folder = museum(tmp_path, 4)
     with Store(tmp_path / "db.duckdb") as store:
         import_folder(store, folder, folder / "meta.csv")
-        a = snapshot.pin(store, "v1", tmp_path / "s")
+        a = pin.pin(store, "v1", tmp_path / "s")
         bytes_a = (tmp_path / "s" / "v1.parquet").read_bytes()
-        b = snapshot.pin(store, "v1", tmp_path / "s")
+        b = pin.pin(store, "v1", tmp_path / "s")
         assert (tmp_path / "s" / "v1.parquet").read_bytes() == bytes_a and a == b
         (folder / "9.jpg").write_bytes(jpeg((1, 1, 1)))
         with open(folder / "meta.csv", "a") as fh:
             fh.write("9.jpg,new,CC0\n")
         import_folder(store, folder, folder / "meta.csv")
         with pytest.raises(PddError, match="already pinned with other content"):
-            snapshot.pin(store, "v1", tmp_path / "s")
-        c = snapshot.pin(store, "v2", tmp_path / "s")
+            pin.pin(store, "v1", tmp_path / "s")
+        c = pin.pin(store, "v2", tmp_path / "s")
     assert c["content_hash"] != a["content_hash"] and c["n_rows"] == 5
 
 
@@ -50,7 +51,7 @@ def test_same_rows_in_a_fresh_store_give_the_same_bytes(tmp_path):
     for i in range(2):
         with Store(tmp_path / f"db{i}.duckdb") as store:
             import_folder(store, folder, folder / "meta.csv")
-            snapshot.pin(store, "v", tmp_path / f"s{i}")
+            pin.pin(store, "v", tmp_path / f"s{i}")
         hashes.append((tmp_path / f"s{i}" / "v.parquet").read_bytes())
     assert hashes[0] == hashes[1]
 
@@ -59,7 +60,7 @@ def test_diff_shows_added_removed_changed(tmp_path):
     folder = museum(tmp_path, 3)
     with Store(tmp_path / "db.duckdb") as store:
         import_folder(store, folder, folder / "meta.csv")
-        snapshot.pin(store, "v1", tmp_path / "s")
+        pin.pin(store, "v1", tmp_path / "s")
         rows = list(csv.reader(open(folder / "meta.csv")))
         rows[1][1] = "Renamed"                 # 0.jpg: title changed
         rows[2][2] = "CC BY 4.0"               # 1.jpg: now rejected -> leaves the snapshot
@@ -68,7 +69,7 @@ def test_diff_shows_added_removed_changed(tmp_path):
         with open(folder / "meta.csv", "w", newline="") as fh:
             csv.writer(fh).writerows(rows)
         import_folder(store, folder, folder / "meta.csv")
-        snapshot.pin(store, "v2", tmp_path / "s")
+        pin.pin(store, "v2", tmp_path / "s")
     d = snapshot.diff(tmp_path / "s" / "v1.parquet", tmp_path / "s" / "v2.parquet")
     assert d["added"] == ["m:5.jpg"] and d["removed"] == ["m:1.jpg"] and d["unchanged"] == 1
     assert d["changed"] == [{"file_id": "m:0.jpg", "fields": ["title", "provenance", "labels"]}]

@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY, deep_update
-from stages import shards
-from stages.errors import PddError
-from stages.hashing import hash_dir
-from stages.stage_io import run_main
-from stages.train import synthetic
-from stages.train import tokenizer as tk
+from pdd.data import shards
+from pdd.errors import PddError
+from pdd.build.hashing import hash_dir
+from pdd.build.runner import run_main
+from pdd.train import synthetic
+from pdd.train import tokenizer as tk
 
 CFG = {"vocab_size": 640, "min_frequency": 2, "max_length": 16}
 
@@ -26,7 +26,8 @@ def tiny_params() -> dict:
 @pytest.fixture(scope="module")
 def demo_export(tmp_path_factory):
     """The committed demo snapshot exported at the tiny resolution."""
-    from stages import export, snapshot
+    from pdd import snapshot
+    from pdd.data import export
 
     params = tiny_params()
     out = tmp_path_factory.mktemp("demo") / "export"

@@ -1,0 +1,3 @@
+from pdd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Build bookkeeping and the shared pure helpers of every stage."""

@@ -1,0 +1,183 @@
+"""Typed configs: one frozen dataclass per params.yaml section, built once from the validated params.
+
+params.yaml is the single source of every value (the schema requires every key, so these classes carry
+no defaults of their own); this module only gives the values types and runs the cross-field checks, all
+here, before any stage touches its inputs. Tests and benches write `replace(cfg, steps=20)`.
+
+Bookkeeping, not a build input: nothing here can change an artifact's bytes (see pdd/build/codedeps.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, replace  # noqa: F401  (re-exported for callers: config.replace)
+
+from pdd.errors import PddError
+
+
+# ---- shared training settings ---------------------------------------------------------
+@dataclass(frozen=True)
+class OptimizerCfg:
+    kind: str                      # adamw | adam | sgd
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class ScheduleCfg:
+    kind: str                      # constant | cosine | linear
+    warmup_steps: int
+    min_lr_ratio: float            # the schedule's floor, as a fraction of lr
+
+
+@dataclass(frozen=True)
+class EmaCfg:
+    decay: float                   # 0 turns EMA off; else the EMA of the weights is evaluated and shipped
+    warmup: bool                   # diffusers' EMA warm-up (decay ramps up over the first steps)
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    steps: int
+    batch_size: int                # per process per micro-step
+    grad_accum: int
+    max_grad_norm: float           # 0: no clipping
+    mixed_precision: str           # no | bf16 | fp16
+    eval_every: int
+    checkpoint_every: int
+    threads: int                   # torch CPU threads
+    memory_budget_mb: int          # training data above this is streamed from the shards, not preloaded
+    optimizer: OptimizerCfg
+    schedule: ScheduleCfg
+    ema: EmaCfg
+
+
+# ---- sections -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SnapshotCfg:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class AuditCfg:
+    allowed_licences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CaptionCfg:
+    template: str
+    label_licences: tuple[str, ...]
+    fallback: str
+
+
+@dataclass(frozen=True)
+class ExportCfg:
+    resolutions: tuple[int, ...]
+    resample: str
+    fit: str                       # crop | pad
+    background: tuple[int, int, int]
+    val_fraction: float
+    caption: CaptionCfg
+    shard_rows: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class TokenizerCfg:
+    vocab_size: int
+    min_frequency: int
+    max_length: int
+
+
+@dataclass(frozen=True)
+class TowerCfg:
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    patch_size: int = 0            # vision tower only
+
+
+@dataclass(frozen=True)
+class ClipCfg:
+    image_size: int
+    text: TowerCfg
+    vision: TowerCfg
+    projection_dim: int
+    logit_scale_init: float
+    train: TrainCfg
+
+
+SECTIONS: dict[str, type] = {
+    "snapshot": SnapshotCfg, "audit": AuditCfg, "export": ExportCfg, "tokenizer": TokenizerCfg, "clip": ClipCfg,
+}
+
+
+# ---- building -------------------------------------------------------------------------
+def build(cls, data, where: str):
+    """Turn a validated mapping into cls (nested dataclasses, tuples for lists)."""
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                kwargs[f.name] = build(hints[f.name], data[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING:
+                raise PddError(f"params.yaml: {where}.{f.name}: missing required key")
+        return cls(**kwargs)
+    origin = typing.get_origin(cls)
+    if origin is tuple:
+        args = typing.get_args(cls)
+        item = args[0]
+        return tuple(build(item, v, where) for v in data)
+    if cls is float:
+        return float(data)
+    return data
+
+
+def as_dict(cfg) -> dict:
+    """The config as plain JSON data (tuples as lists), e.g. for fingerprints."""
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(dataclasses.asdict(cfg))
+
+
+def section(params: dict, name: str):
+    return build(SECTIONS[name], params[name], name)
+
+
+# ---- cross-field checks: all of them, in one place ---------------------------------------
+def _fail(key: str, why: str):
+    raise PddError(f"params.yaml: {key}: {why}")
+
+
+def check_train(t: TrainCfg, where: str) -> None:
+    if t.schedule.warmup_steps > t.steps:
+        _fail(f"{where}.schedule.warmup_steps", f"{t.schedule.warmup_steps} is more than {where}.steps={t.steps}")
+    if t.eval_every > t.steps:
+        _fail(f"{where}.eval_every", f"{t.eval_every} is more than {where}.steps={t.steps} (0 turns evaluation off)")
+
+
+def check(params: dict) -> dict:
+    """Build every known section and run the checks that span fields or sections; returns {name: cfg}."""
+    cfgs = {name: section(params, name) for name in SECTIONS if name in params}
+    ex, clip = cfgs.get("export"), cfgs.get("clip")
+    if clip is not None:
+        check_train(clip.train, "clip.train")
+        if ex is not None and clip.image_size not in ex.resolutions:
+            _fail("clip.image_size", f"{clip.image_size} is not an exported resolution (export.resolutions is "
+                                     f"{list(ex.resolutions)})")
+        if clip.image_size % clip.vision.patch_size:
+            _fail("clip.vision.patch_size", f"{clip.vision.patch_size} does not divide clip.image_size={clip.image_size}")
+        for tower in ("text", "vision"):
+            t = getattr(clip, tower)
+            if t.hidden_size % t.num_heads:
+                _fail(f"clip.{tower}.hidden_size", f"{t.hidden_size} is not a multiple of clip.{tower}.num_heads={t.num_heads}")
+    return cfgs

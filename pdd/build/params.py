@@ -1,0 +1,74 @@
+"""Load and validate params.yaml: the single source of every knob and of the seed.
+
+The schema lives in workflow/schemas/params.schema.yaml and is also what the
+Snakefile validates its config against, so both engines and `pdd` agree on it.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+import jsonschema
+import yaml
+
+from pdd.errors import PddError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def _schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _key_of(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        # name the offending key itself, not its parent
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return ".".join(filter(None, [path, extra[0] if extra else ""]))
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        return ".".join(filter(None, [path, missing]))
+    return path or "(top level)"
+
+
+def validate(params: dict, source: str | Path = "params.yaml") -> dict:
+    """Validate a params mapping; raise PddError naming the key and the file."""
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        err = errors[0]
+        key = _key_of(err)
+        if err.validator == "additionalProperties":
+            why = "unknown key (check its spelling; see workflow/schemas/params.schema.yaml)"
+        elif err.validator == "required":
+            why = "missing required key"
+        else:
+            why = err.message
+        raise PddError(f"{source}: {key}: {why}")
+    return params
+
+
+def load(path: str | Path = DEFAULT_PARAMS) -> dict:
+    """Read and validate params.yaml. Errors are one line: file, key, what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise PddError(f"{path}: params file not found (run from the repository root or pass --params PATH)")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            params = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise PddError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(params, dict):
+        raise PddError(f"{path}: expected a mapping of sections at the top level")
+    return validate(params, path)
+
+
+def section(params: dict, name: str) -> dict:
+    """A stage's own section plus the global seed: what its manifest records."""
+    out = copy.deepcopy(params.get(name, {}))
+    return {"seed": params["seed"], name: out}

@@ -1,0 +1,199 @@
+"""The one stage runner: every DAG stage's bookkeeping, driven by the registry (pdd/build/dag.py).
+
+A stage module (stages/<name>.py) declares only its compute:
+
+    def check(ctx) -> None          optional: everything that can be wrong with the inputs, raised as PddError
+    def compute(ctx) -> Outcome     write the artifacts into ctx.outs[...]; return metrics, plots, notes
+    def add_args(parser) -> None    optional: extra command-line flags (e.g. --resume)
+
+and ends with `if __name__ == "__main__": raise SystemExit(run("<name>"))`. The runner reads paths and
+params from the registry (no stage repeats a path), validates params and builds the typed configs, takes
+a per-stage lock, checks every input *before* touching the previous output, has the stage write into
+fresh temporary folders beside the outputs and swaps them into place only when it succeeded (so a bad
+run never wipes a good artifact), then writes metrics, plots and the manifest.
+
+Bookkeeping, not a build input: this module is left out of every stage's code dependencies
+(pdd/build/codedeps.py); the manifest still records the hash of every file that ran.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import importlib
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pdd.build import config as config_mod
+from pdd.build import params as params_mod
+from pdd.errors import PddError
+
+LOCK_DIR = Path(".pdd/locks")
+CHECKPOINT_DIR = Path("models/.checkpoints")
+
+
+@dataclass
+class Outcome:
+    """What a stage's compute returns besides the artifacts it wrote."""
+    metrics: dict = field(default_factory=dict)                # -> each declared metrics file (one per stage)
+    plots: dict = field(default_factory=dict)                  # plot name (as in the registry) -> bytes or str
+    summary: str = ""                                          # one line for people (stderr)
+    extra: dict = field(default_factory=dict)                  # more manifest fields
+    nondeterminism: list = field(default_factory=list)         # what this stage cannot promise bit for bit
+
+
+@dataclass
+class Context:
+    stage: object                                              # the registry entry (dag.Stage)
+    params: dict                                               # all validated params
+    cfgs: dict                                                 # section name -> typed config
+    args: argparse.Namespace
+    deps: dict                                                 # input name -> Path
+    outs: dict                                                 # output name -> Path to write (a fresh temp folder)
+    final_outs: dict                                           # output name -> where it lands
+    plots: dict                                                # plot name -> final Path (write via Outcome.plots)
+    checkpoints: Path                                          # resumable state of this stage
+
+    @property
+    def seed(self) -> int:
+        return self.params["seed"]
+
+    @property
+    def cfg(self):
+        """The typed config of the stage's own params section (named like the stage, else its first)."""
+        return self.cfgs.get(self.stage.name) or self.cfgs[self.stage.params[0]]
+
+
+def manifest_path(out_dir: str | Path) -> Path:
+    from pdd.build.manifest import manifest_path as mp
+
+    return mp(out_dir)
+
+
+def _resolve_path(value: str, params: dict) -> Path:
+    from pdd.build.dag import resolve
+
+    return Path(resolve(value, params))
+
+
+def _lock(name: str):
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    fh = open(LOCK_DIR / f"{name}.lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise PddError(f"stage {name} is already running in this folder (lock {LOCK_DIR / name}.lock); "
+                       "wait for it to finish") from None
+    return fh
+
+
+def _tmp_for(final: Path) -> Path:
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
+
+
+def _clean_stale_tmps(final: Path) -> None:
+    """Temp folders of runs that were killed (their pid is gone) are removed."""
+    for p in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace final with tmp: the old artifact is removed only once the new one is in place."""
+    manifest_path(final).unlink(missing_ok=True)   # no manifest may outlive the output it describes
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_bytes(path: Path, data) -> None:
+    from pdd.build.hashing import write_atomic
+
+    write_atomic(path, data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def parse_args(stage, module, argv):
+    parser = argparse.ArgumentParser(prog=f"pdd {stage.name}",
+                                     description=f"Build stage `{stage.name}` (reads params sections: {', '.join(stage.params)}).")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    if hasattr(module, "add_args"):
+        module.add_args(parser)
+    return parser.parse_args(argv)
+
+
+def execute(name: str, argv: list[str] | None = None) -> Outcome:
+    """Run stage NAME in the current folder; raises PddError on bad input or failure."""
+    from pdd.build import dag
+    from pdd.build.hashing import write_json
+    from pdd.build.manifest import write_manifest
+
+    stage = dag.stage(name)
+    module = importlib.import_module(stage.module)
+    args = parse_args(stage, module, argv)
+    params = params_mod.load(args.params)
+    cfgs = config_mod.check(params)
+    deps = {k: _resolve_path(v, params) for k, v in stage.deps.items()}
+    for k, path in deps.items():
+        if not path.exists():
+            producer = next((s.name for s in dag.PIPELINE if v_in(s, path, params)), None)
+            how = f"build it first (`dvc repro {producer}`)" if producer else "check params.yaml"
+            raise PddError(f"{name}: input {k} ({path}) not found; {how}")
+    final_outs = {k: _resolve_path(v, params) for k, v in stage.outs.items()}
+    plots = {k: _resolve_path(v, params) for k, v in stage.plots.items()}
+    lock = _lock(name)
+    try:
+        ctx = Context(stage, params, cfgs, args, deps, {}, final_outs, plots, CHECKPOINT_DIR / name)
+        if hasattr(module, "check"):
+            module.check(ctx)   # every input checked before the previous output is touched
+        for k, final in final_outs.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _clean_stale_tmps(final)
+            tmp = _tmp_for(final)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            ctx.outs[k] = tmp
+        try:
+            outcome = module.compute(ctx) or Outcome()
+        except BaseException:
+            for tmp in ctx.outs.values():
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for k, final in final_outs.items():
+            _swap_in(ctx.outs[k], final)
+        for metric_path in stage.metrics.values():
+            write_json(_resolve_path(metric_path, params), outcome.metrics)
+        for k, data in outcome.plots.items():
+            _write_bytes(plots[k], data)
+        for k, final in final_outs.items():
+            write_manifest(final, stage=name, inputs=list(deps.values()),
+                           params={s: params[s] for s in stage.params}, seed=params["seed"], module=stage.module,
+                           extra=outcome.extra, nondeterminism=outcome.nondeterminism)
+        shutil.rmtree(ctx.checkpoints, ignore_errors=True)   # the run is complete: its checkpoints are of no further use
+    finally:
+        lock.close()
+    return outcome
+
+
+def v_in(stage, path: Path, params: dict) -> bool:
+    return any(_resolve_path(v, params) == path for v in stage.outs.values())
+
+
+def run(name: str, argv: list[str] | None = None) -> int:
+    """`python -m stages.NAME`: run the stage; a PddError is one line on stderr and exit code 2."""
+    try:
+        outcome = execute(name, argv)
+    except PddError as exc:
+        print(f"pdd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pdd: {name} interrupted; the previous output is kept", file=sys.stderr)
+        return 130
+    if outcome.summary:
+        print(outcome.summary, file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""Licence decisions: fail closed, for every source."""

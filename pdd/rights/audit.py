@@ -1,0 +1,64 @@
+"""What stage `audit` checks: the snapshot must prove, row by row, that it may be compiled.
+
+Fails the build, naming the rows, if any row lacks an accepted public-domain/CC0
+licence decision, if an image's bytes do not match its sha256, or if the
+snapshot's content hash does not match the one it was pinned with (a tampered
+or mis-pinned snapshot must not compile).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pdd import snapshot
+from pdd.errors import PddError
+from pdd.rights.text import redecide_text
+from pdd.rights.commons import redecide as commons_redecide
+
+
+
+def row_problems(row: dict, allowed: list[str]) -> list[str]:
+    problems = []
+    if row.get("licence_status") != "accepted":
+        problems.append(f"status {row.get('licence_status')!r}")
+    if row.get("licence_kind") not in allowed:
+        problems.append(f"licence {row.get('licence_kind')!r} not in {allowed}")
+    if not str(row.get("licence_reason") or "").startswith("accepted"):
+        problems.append("no accepting licence decision")
+    try:
+        evidence = json.loads(row.get("licence_evidence") or "{}")
+    except json.JSONDecodeError:
+        evidence = None
+    if not evidence:
+        problems.append("no licence evidence")
+        return problems
+    # Defence in depth: decide again from the stored evidence with today's rules. A row whose
+    # evidence no longer (or never) supports an accepted PD/CC0 decision must not compile.
+    again = redecide_text(evidence) or commons_redecide(evidence)
+    if again is None:
+        problems.append("licence evidence of an unknown kind")
+    elif not again.accepted:
+        problems.append(f"evidence does not support acceptance ({again.reason})")
+    elif again.kind != row.get("licence_kind"):
+        problems.append(f"evidence says {again.kind}, row says {row.get('licence_kind')}")
+    return problems
+
+
+def audit_snapshot(path: str | Path, allowed: list[str]) -> dict:
+    """Check every row; raise PddError naming the failing rows, else return the report."""
+    digest, integrity = snapshot.verify(path)
+    rows = snapshot.read_rows(path)
+    bad = {r["file_id"]: row_problems(r, allowed) for r in rows}
+    bad = {k: v for k, v in bad.items() if v}
+    if bad or integrity:
+        named = [f"{fid} ({'; '.join(p)})" for fid, p in sorted(bad.items())] + integrity
+        shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+        raise PddError(
+            f"audit failed: {len(named)} problem(s) in {path}: {shown}; "
+            "this snapshot must not be built: re-pin it from the store (`pdd snapshot pin`)"
+        )
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[r["licence_kind"]] = kinds.get(r["licence_kind"], 0) + 1
+    return {"snapshot": Path(path).as_posix(), "content_hash": digest, "rows": len(rows), "licences": dict(sorted(kinds.items())),
+            "passed": True}

@@ -1,0 +1,1 @@
+"""The mutable side: store, importers, scrapers, pinning. No build stage may import it."""

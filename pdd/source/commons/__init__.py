@@ -1,0 +1,1 @@
+"""Wikimedia Commons: polite resumable client, resume state, label tool, offline mirror."""

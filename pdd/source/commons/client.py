@@ -1,0 +1,548 @@
+"""Wikimedia Commons -> the snapshot store: a polite, resumable, fail-closed scraper.
+
+Requests (all serial): the category tree with ``list=categorymembers&cmtype=subcat``; files 50 at
+a time with ``generator=categorymembers&gcmtype=file&gcmlimit=50&prop=imageinfo`` (url, size,
+sha1, mime, mediatype, extmetadata, thumbnail at ``--thumb-width``), following ``continue``
+exactly and merging partial pages by pageid (``iicontinue``); Structured Data on Commons with
+``wbgetentities`` 50 ids per call; then only the thumbnail URL the API gave, only from allowed hosts.
+Every API call carries ``maxlag=5``; 429/503, the maxlag/ratelimited errors (HTTP 200), timeouts,
+resets, truncated or malformed bodies are retried after ``Retry-After`` or a capped exponential
+backoff, at most ``max_retries`` times, then a PddError that leaves the resume state intact.
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import re
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Callable
+
+import requests
+
+from pdd.version import PROJECT_URL, __version__
+from pdd.errors import PddError
+from pdd.build.hashing import hash_json
+from pdd.data.images import BadImage, inspect
+from pdd.rights.commons import decide, em_value, media_problem, strip_html
+from pdd.source.commons.state import ScrapeState
+from pdd.source.store import FileRecord, Label, Store
+
+DEFAULT_API = "https://commons.wikimedia.org/w/api.php"
+DEFAULT_CATEGORY = "Category:PD-Art (PD-old-100)"
+SOURCE_ID = "commons"
+BATCH = 50
+IIPROP = "url|size|sha1|mime|mediatype|extmetadata"
+RETRY_API_CODES = {"maxlag", "ratelimited", "readonly", "internal_api_error_DBQueryError"}
+FAKE_DOMAINS = {"example.com", "example.org", "example.net", "test.com", "domain.com", "email.invalid", "foo.com", "bar.com",
+                "localhost", "mailinator.com"}
+FAKE_TLDS = {"example", "invalid", "test", "localhost", "local"}
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+)$")
+
+
+def validate_email(address: str | None) -> str:
+    """The contact address the User-Agent policy asks for; obviously fake ones are refused."""
+    address = (address or "").strip()
+    m = _EMAIL.match(address)
+    if not m:
+        raise PddError(f"--email {address!r} is not an email address; Wikimedia's User-Agent policy needs a real contact address")
+    domain = m.group(1).lower()
+    if domain in FAKE_DOMAINS or domain.rsplit(".", 1)[-1] in FAKE_TLDS or any(domain.endswith("." + d) for d in FAKE_DOMAINS):
+        raise PddError(f"--email {address!r} is a placeholder address ({domain}); give one where Wikimedia operators can reach you")
+    return address
+
+
+def user_agent(email: str) -> str:
+    return f"pdd/{__version__} ({PROJECT_URL}; {email}) python-requests/{requests.__version__}"
+
+
+class _Retry(Exception):
+    def __init__(self, problem: str, wait: float | None = None):
+        super().__init__(problem)
+        self.problem, self.wait = problem, wait
+
+
+class MediaRejected(Exception):
+    """The bytes at a thumbnail URL never matched what the API said (after all retries)."""
+
+
+@dataclass
+class ClientStats:
+    api_requests: int = 0
+    media_requests: int = 0
+    retries: int = 0
+    waited_s: float = 0.0
+    bytes: int = 0
+
+
+def parse_retry_after(value: str | None, cap: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, min(cap, when.timestamp() - time.time()))
+
+
+class CommonsClient:
+    """One requests.Session, serial calls, retries with Retry-After or capped exponential backoff."""
+
+    def __init__(self, api: str, email: str, *, timeout: float = 60.0, max_retries: int = 6, backoff_base: float = 2.0,
+                 backoff_cap: float = 120.0, retry_after_cap: float = 900.0, maxlag: int = 5,
+                 media_hosts: list[str] | None = None, max_download: int = 50 * 1024 * 1024,
+                 sleep: Callable[[float], None] = time.sleep):
+        split = urllib.parse.urlsplit(api)
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise PddError(f"--api {api!r} is not an http(s) URL of api.php")
+        self.api_url, self.email = api, validate_email(email)
+        self.timeout, self.max_retries = timeout, max_retries
+        self.backoff_base, self.backoff_cap, self.retry_after_cap = backoff_base, backoff_cap, retry_after_cap
+        self.maxlag, self.max_download, self.sleep = maxlag, max_download, sleep
+        hosts = {split.hostname.lower()}
+        if split.hostname.lower().endswith("wikimedia.org"):
+            hosts.add("upload.wikimedia.org")
+        self.media_hosts = hosts | {h.lower() for h in media_hosts or []}
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": user_agent(self.email), "Accept-Encoding": "gzip, deflate"})
+        self.stats = ClientStats()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_cap, self.backoff_base * (2 ** attempt))
+
+    def _with_retries(self, what: str, once: Callable[[], object]):
+        for attempt in range(self.max_retries + 1):
+            try:
+                return once()
+            except _Retry as exc:
+                problem, wait = exc.problem, exc.wait
+            except requests.Timeout:
+                problem, wait = "timed out", None
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                problem, wait = f"connection failed ({type(exc).__name__})", None
+            if attempt == self.max_retries:
+                raise PddError(f"{what}: gave up after {self.max_retries} retries (last: {problem}); everything stored so far "
+                               "is kept, run the same command again to resume")
+            wait = self._backoff(attempt) if wait is None else wait
+            self.stats.retries += 1
+            self.stats.waited_s += wait
+            self.sleep(wait)
+
+    def api(self, params: dict) -> dict:
+        """One API call (format=json, maxlag) with retries; returns the parsed body."""
+        query = {"format": "json", **params, "maxlag": str(self.maxlag)}
+        what = f"{self.api_url} ({params.get('action')} {params.get('list') or params.get('generator') or params.get('prop') or ''})"
+
+        def once() -> dict:
+            self.stats.api_requests += 1
+            r = self.session.get(self.api_url, params=query, timeout=self.timeout)
+            body = r.content
+            self.stats.bytes += len(body)
+            retry_after = parse_retry_after(r.headers.get("Retry-After"), self.retry_after_cap)
+            if r.status_code in (429, 503) or r.status_code >= 500:
+                raise _Retry(f"HTTP {r.status_code}", retry_after)
+            if r.status_code == 403 and b"User-Agent" in body:
+                raise PddError(f"{self.api_url} refused our User-Agent ({user_agent(self.email)}): {body[:200].decode('utf-8', 'replace').strip()}")
+            if r.status_code != 200:
+                raise PddError(f"{what}: HTTP {r.status_code} {body[:200].decode('utf-8', 'replace').strip()}")
+            try:
+                data = r.json()
+            except ValueError:
+                raise _Retry("malformed JSON") from None
+            if not isinstance(data, dict):
+                raise _Retry("malformed JSON (not an object)")
+            err = data.get("error")
+            if err:
+                code = err.get("code", "?") if isinstance(err, dict) else "?"
+                if code in RETRY_API_CODES:
+                    raise _Retry(f"API error {code}", retry_after)
+                raise PddError(f"{what}: API error {code}: {err.get('info', '') if isinstance(err, dict) else err}")
+            return data
+
+        return self._with_retries(what, once)
+
+    def host_allowed(self, url: str) -> bool:
+        split = urllib.parse.urlsplit(url)
+        return split.scheme in ("http", "https") and (split.hostname or "").lower() in self.media_hosts
+
+    def _get_media(self, url: str):
+        """GET following redirects by hand: every hop must stay on the configured media hosts."""
+        for _hop in range(5):
+            r = self.session.get(url, timeout=self.timeout, stream=True, allow_redirects=False)
+            if not r.is_redirect:
+                return r
+            nxt = urllib.parse.urljoin(url, r.headers.get("Location", ""))
+            r.close()
+            if not self.host_allowed(nxt):
+                raise MediaRejected(f"redirect to {nxt[:120]!r} leaves the configured hosts {sorted(self.media_hosts)}")
+            url = nxt
+        raise MediaRejected(f"too many redirects for {url[:120]!r}")
+
+    def media(self, url: str, verify: Callable[[bytes], str | None] | None = None) -> bytes:
+        """Download one URL exactly as the API gave it; ``verify`` returns a problem to retry on."""
+        if not self.host_allowed(url):
+            raise MediaRejected(f"media host of {url[:120]!r} is not one of the configured hosts {sorted(self.media_hosts)}")
+        problems: list[str] = []
+
+        def once() -> bytes:
+            self.stats.media_requests += 1
+            with self._get_media(url) as r:
+                if r.status_code in (429, 503) or r.status_code >= 500:
+                    raise _Retry(f"HTTP {r.status_code}", parse_retry_after(r.headers.get("Retry-After"), self.retry_after_cap))
+                if r.status_code != 200:
+                    raise MediaRejected(f"thumbnail not available (HTTP {r.status_code})")
+                chunks, total = [], 0
+                for chunk in r.iter_content(1 << 16):
+                    total += len(chunk)
+                    if total > self.max_download:
+                        raise MediaRejected(f"thumbnail larger than {self.max_download} bytes")
+                    chunks.append(chunk)
+            data = b"".join(chunks)
+            self.stats.bytes += len(data)
+            problem = verify(data) if verify else None
+            if problem:
+                problems.append(problem)
+                if len(problems) > self.max_retries:
+                    raise MediaRejected(problem)
+                raise _Retry(problem)
+            return data
+
+        return self._with_retries(f"download {url[:120]}", once)
+
+
+# ---------------------------------------------------------------------------------------------
+# one file -> one FileRecord
+# ---------------------------------------------------------------------------------------------
+def labels_for(info: dict, sdc: dict | None) -> list[Label]:
+    em = info.get("extmetadata") or {}
+    out = []
+    if sdc and "missing" not in sdc:
+        for lang, lab in sorted((sdc.get("labels") or {}).items()):
+            text = lab.get("value") if isinstance(lab, dict) else None
+            if text and text.strip():
+                out.append(Label("caption", text.strip(), "cc0", lang, "commons-sdc"))
+    desc = em.get("ImageDescription")
+    if isinstance(desc, dict) and strip_html(desc.get("value", "")):
+        m = re.search(r'lang="([A-Za-z-]+)"', str(desc.get("value")))
+        out.append(Label("description", strip_html(desc["value"]), "cc-by-sa", m.group(1) if m else None, "commons-extmetadata"))
+    name = em.get("ObjectName")
+    if isinstance(name, dict) and strip_html(name.get("value", "")):
+        out.append(Label("title", strip_html(name["value"]), "cc-by-sa", None, f"commons-extmetadata:{name.get('source')}"))
+    return out
+
+
+def provenance_for(api: str, page: dict, info: dict, sdc: dict | None) -> dict:
+    em = info.get("extmetadata") or {}
+    return {
+        "api": api,
+        "pageid": page["pageid"],
+        "title": page.get("title"),
+        "mid": f"M{page['pageid']}",
+        "descriptionurl": info.get("descriptionurl"),
+        "descriptionshorturl": info.get("descriptionshorturl"),
+        "artist": em_value(em, "Artist"),
+        "credit": em_value(em, "Credit"),
+        "date": em_value(em, "DateTimeOriginal"),
+        "uploaded": em_value(em, "DateTime"),
+        "categories": [c for c in (em_value(em, "Categories") or "").split("|") if c],
+        "sha1": info.get("sha1"),
+        "original_url": info.get("url"),
+        "original_size": info.get("size"),
+        "original_width": info.get("width"),
+        "original_height": info.get("height"),
+        "original_mime": info.get("mime"),
+        "mediatype": info.get("mediatype"),
+        "thumb_url": info.get("thumburl"),
+        "thumb_width": info.get("thumbwidth"),
+        "thumb_height": info.get("thumbheight"),
+        "sdc_lastrevid": (sdc or {}).get("lastrevid"),
+    }
+
+
+def meta_hash(info: dict | None, sdc: dict | None, thumb_width: int) -> str:
+    return hash_json({"imageinfo": info, "sdc": sdc, "thumb_width": thumb_width})
+
+
+def build_record(client: CommonsClient, page: dict, info: dict | None, sdc: dict | None,
+                 existing: Callable[[str], bytes | None] | None = None) -> FileRecord:
+    """Decide one file and, when it is accepted, fetch its thumbnail (only then)."""
+    pid, title = page["pageid"], page.get("title") or f"pageid {page['pageid']}"
+    base = dict(source_id=SOURCE_ID, external_id=str(pid), title=title)
+    if not info:
+        return FileRecord(**base, status="rejected", reason="rejected: no imageinfo in the API response (missing or deleted file)",
+                          provenance={"api": client.api_url, "pageid": pid, "title": title})
+    decision = decide(info.get("extmetadata"), sdc)
+    common = dict(licence=decision, source_sha1=info.get("sha1"), provenance=provenance_for(client.api_url, page, info, sdc),
+                  labels=labels_for(info, sdc), source_url=info.get("thumburl"))
+    problem = media_problem(info)
+    if problem or not decision.accepted:
+        return FileRecord(**base, status="rejected", reason=problem or decision.reason, mime=info.get("mime"), **common)
+    thumb = info.get("thumburl")
+    if not isinstance(thumb, str) or not thumb:
+        return FileRecord(**base, status="rejected", reason="rejected: the API gave no thumbnail URL", **common)
+    unscaled = thumb == info.get("url")
+    sha1 = str(info.get("sha1") or "").lower()
+    if unscaled and (info.get("size") or 0) > client.max_download:
+        return FileRecord(**base, status="rejected", reason=f"rejected: original of {info.get('size')} bytes and no scaled thumbnail", **common)
+    seen: dict = {}
+
+    def verify(data: bytes) -> str | None:
+        if unscaled and sha1 and hashlib.sha1(data).hexdigest() != sha1:
+            return "downloaded bytes do not match the API's sha1"
+        try:
+            img = inspect(data)
+        except BadImage as exc:
+            return f"thumbnail is not a usable image ({exc})"
+        tw, th = info.get("thumbwidth"), info.get("thumbheight")
+        if tw and th and (img.width, img.height) != (tw, th):
+            return f"thumbnail is {img.width}x{img.height}, the API said {tw}x{th}"
+        seen["img"] = img
+        return None
+
+    data = existing(thumb) if existing else None
+    if data is None or verify(data):
+        try:
+            data = client.media(thumb, verify)
+        except MediaRejected as exc:
+            return FileRecord(**base, status="rejected", reason=f"rejected: {exc}", **common)
+    img = seen["img"]
+    return FileRecord(**base, status="accepted", reason=decision.reason, data=data, mime=img.mime, width=img.width,
+                      height=img.height, **common)
+
+
+# ---------------------------------------------------------------------------------------------
+# the walk
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ScrapeConfig:
+    api: str = DEFAULT_API
+    categories: list[str] = field(default_factory=lambda: [DEFAULT_CATEGORY])
+    depth: int = 3
+    limit: int | None = None
+    thumb_width: int = 512
+    sdc: bool = True
+
+    def key(self) -> dict:
+        return {"api": self.api, "categories": list(self.categories), "depth": self.depth, "thumb_width": self.thumb_width, "sdc": self.sdc}
+
+
+@dataclass
+class ScrapeReport:
+    run_id: int = 0
+    resumed: bool = False
+    finished: bool = False
+    seen: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    new_revisions: int = 0
+    categories: int = 0
+    batches: int = 0
+    reasons: dict = field(default_factory=dict)
+
+
+def normalise_category(title: str) -> str:
+    title = " ".join(title.replace("_", " ").split())
+    if not title.lower().startswith("category:"):
+        title = "Category:" + title
+    return "Category:" + title.split(":", 1)[1]
+
+
+class Scraper:
+    def __init__(self, store: Store, client: CommonsClient, cfg: ScrapeConfig, progress: Callable[[ScrapeReport], None] | None = None):
+        self.store, self.client, self.cfg = store, client, cfg
+        self.cfg.categories = [normalise_category(c) for c in cfg.categories]
+        self.progress = progress or (lambda r: None)
+        self.report = ScrapeReport()
+
+    def file_params(self, title: str) -> dict:
+        return {"action": "query", "formatversion": "2", "generator": "categorymembers", "gcmtitle": title, "gcmtype": "file",
+                "gcmlimit": str(BATCH), "prop": "imageinfo", "iiprop": IIPROP, "iiurlwidth": str(self.cfg.thumb_width),
+                "iiextmetadatalanguage": "en"}
+
+    def fetch_batch(self, title: str, cont: dict | None) -> tuple[list[dict], dict | None]:
+        """One generator batch, merged by pageid across prop continuations; returns (pages, next continue)."""
+        params = self.file_params(title)
+        pages: dict[int, dict] = {}
+        c = dict(cont or {})
+        seen_conts = set()
+        while True:
+            data = self.client.api({**params, **c})
+            raw = (data.get("query") or {}).get("pages") or []
+            for p in raw.values() if isinstance(raw, dict) else raw:
+                if not isinstance(p, dict) or "pageid" not in p:
+                    continue
+                merged = pages.setdefault(int(p["pageid"]), {"pageid": int(p["pageid"]), "title": p.get("title")})
+                if p.get("imageinfo") and "imageinfo" not in merged:
+                    merged["imageinfo"] = p["imageinfo"]
+            nxt = data.get("continue")
+            if "batchcomplete" in data or not nxt:
+                return [pages[k] for k in sorted(pages)], (nxt or None)
+            key = hash_json(nxt)
+            if key in seen_conts:
+                raise PddError(f"{self.client.api_url}: the API repeated a continuation ({nxt}); stopping")
+            seen_conts.add(key)
+            c = dict(nxt)  # replace the whole continue set
+
+    def fetch_sdc(self, pageids: list[int]) -> dict[int, dict]:
+        out: dict[int, dict] = {}
+        for i in range(0, len(pageids), BATCH):
+            ids = [f"M{p}" for p in pageids[i:i + BATCH]]
+            data = self.client.api({"action": "wbgetentities", "ids": "|".join(ids)})
+            for mid, ent in (data.get("entities") or {}).items():
+                if mid[1:].isdigit() and isinstance(ent, dict):
+                    out[int(mid[1:])] = ent
+        return out
+
+    def walk_subcats(self, state: ScrapeState, cat) -> None:
+        if cat.depth >= self.cfg.depth:
+            state.commit_subcats(cat, [], None)
+            return
+        while not cat.subcats_done:
+            data = self.client.api({"action": "query", "formatversion": "2", "list": "categorymembers", "cmtitle": cat.title,
+                                    "cmtype": "subcat", "cmprop": "ids|title|type", "cmlimit": "max", **(cat.subcats_cont or {})})
+            titles = [m["title"] for m in (data.get("query") or {}).get("categorymembers", [])
+                      if isinstance(m, dict) and m.get("ns") == 14 and m.get("title")]
+            state.commit_subcats(cat, titles, data.get("continue") or None)
+
+    def process_batch(self, state: ScrapeState, cat, pages: list[dict], nxt: dict | None) -> bool:
+        """Decide, download and store every new file of one batch, then commit the files, their
+        per-file status and the category's next continuation in one transaction. False when
+        --limit stopped it part way (the continuation is then not advanced)."""
+        todo = []
+        for p in pages:
+            if state.file_done(p["pageid"]):
+                self.report.duplicates += 1
+            else:
+                todo.append(p)
+        infos = {p["pageid"]: (p.get("imageinfo") or [None])[0] for p in todo}
+        sdc: dict[int, dict] = {}
+        if self.cfg.sdc and todo:
+            want = [p["pageid"] for p in todo
+                    if infos[p["pageid"]] and not media_problem(infos[p["pageid"]]) and decide(infos[p["pageid"]].get("extmetadata")).accepted]
+            sdc = self.fetch_sdc(want)
+        before = state.previous_meta([p["pageid"] for p in todo])
+        recs, rows, unchanged = [], [], []
+        complete = True
+        accepted = self.report.accepted
+        for p in todo:
+            pid = p["pageid"]
+            info, ent = infos[pid], sdc.get(pid)
+            mh = meta_hash(info, ent, self.cfg.thumb_width)
+            if pid in before and before[pid][0] == mh:
+                unchanged.append((pid, p.get("title"), "unchanged", "unchanged since the last scrape", None, mh))
+                continue
+            rec = build_record(self.client, p, info, ent)
+            recs.append((rec, mh))
+            accepted += rec.status == "accepted"
+            if self.cfg.limit is not None and accepted >= self.cfg.limit:
+                complete = False
+                break
+
+        def after(con, results):
+            for (rec, mh), (revision_id, _created) in zip(recs, results):
+                rows.append((int(rec.external_id), rec.title, rec.status, rec.reason, revision_id, mh))
+            state.write_files(con, rows + unchanged)
+            if complete:
+                state.commit_batch(cat, nxt, con)
+
+        results = self.store.record_batch([r for r, _ in recs], after)
+        state.files_committed(rows + unchanged)
+        for (rec, _mh), (_rid, created) in zip(recs, results):
+            self.report.seen += 1
+            self.report.new_revisions += int(created)
+            if rec.status == "accepted":
+                self.report.accepted += 1
+            else:
+                self.report.rejected += 1
+                self.report.reasons[rec.reason] = self.report.reasons.get(rec.reason, 0) + 1
+        self.report.seen += len(unchanged)
+        self.report.unchanged += len(unchanged)
+        self.progress(self.report)
+        return complete
+
+    def run(self) -> ScrapeReport:
+        self.store.ensure_source(SOURCE_ID, "commons", self.cfg.api)
+        state = ScrapeState(self.store, self.cfg.key())
+        self.report.run_id, self.report.resumed = state.run_id, state.resumed
+        while (cat := state.next_category()) is not None:
+            if not cat.subcats_done:
+                self.walk_subcats(state, cat)
+            while not cat.files_done:
+                if cat.batches == 0 and cat.files_cont is None:
+                    pages, nxt = self.fetch_batch(cat.title, None)
+                else:
+                    pages, nxt = self.fetch_batch(cat.title, cat.files_cont)
+                if not self.process_batch(state, cat, pages, nxt):
+                    return self.report  # --limit: the batch is re-read next time; stored files are skipped
+                self.report.batches += 1
+            self.report.categories += 1
+        state.finish()
+        self.report.finished = True
+        return self.report
+
+
+def refetch(store: Store, client: CommonsClient, pageid: int, thumb_width: int = 512, sdc: bool = True) -> tuple[int, bool, FileRecord]:
+    """Re-read one file's metadata (and SDC) and store it: a new revision only when something changed."""
+    data = client.api({"action": "query", "formatversion": "2", "pageids": str(pageid), "prop": "imageinfo", "iiprop": IIPROP,
+                       "iiurlwidth": str(thumb_width), "iiextmetadatalanguage": "en"})
+    pages = (data.get("query") or {}).get("pages") or []
+    page = next((p for p in (pages.values() if isinstance(pages, dict) else pages) if p.get("pageid") == pageid), None)
+    if page is None or page.get("missing"):
+        raise PddError(f"pageid {pageid} is missing from {client.api_url}")
+    ent = None
+    if sdc:
+        ent = (client.api({"action": "wbgetentities", "ids": f"M{pageid}"}).get("entities") or {}).get(f"M{pageid}")
+    cur = store.latest_revision(f"{SOURCE_ID}:{pageid}")
+
+    def existing(url: str) -> bytes | None:
+        if cur and cur.get("sha256") and cur.get("source_url") == url:
+            try:
+                return store.read_blob(cur["sha256"])
+            except PddError:
+                return None
+        return None
+
+    rec = build_record(client, page, (page.get("imageinfo") or [None])[0], ent, existing)
+    revision_id, created = store.record(rec)
+    return revision_id, created, rec
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+class Progress:
+    """files seen / accepted / rejected / bytes on one stderr line (only on a terminal)."""
+
+    def __init__(self, client: CommonsClient, stream=sys.stderr):
+        self.client, self.stream = client, stream
+        self.enabled = hasattr(stream, "isatty") and stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, r: ScrapeReport) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        self.stream.write(f"\rseen {r.seen:7d} | accepted {r.accepted:7d} | rejected {r.rejected:6d} | unchanged {r.unchanged:6d} | "
+                          f"{human_bytes(self.client.stats.bytes):>9s} | {self.client.stats.api_requests} API requests ")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")

@@ -1,0 +1,133 @@
+"""Museum open-access dumps into the store: a folder of images plus a CSV with a licence column.
+
+Each row is decided and stored on its own (one transaction per row), so a bad
+row never costs the good ones, and re-running the import adds only what changed.
+Rows whose licence is not positively public domain / CC0 are stored as rejected
+with the reason, without their bytes; so are files that are not usable images.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pdd.data import images
+from pdd.errors import PddError
+from pdd.build.hashing import sha256_bytes
+from pdd.rights.text import classify_licence_text
+from pdd.source.store import FileRecord, Label, Store
+
+LABEL_FIELDS = ("title", "creator", "date", "medium", "caption", "description")
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+@dataclass
+class ImportReport:
+    accepted: int = 0
+    rejected: int = 0
+    unchanged: int = 0
+    reasons: Counter = field(default_factory=Counter)
+
+
+def default_source_id(folder: Path) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", folder.resolve().name.lower()).strip("-") or "folder"
+
+
+def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except FileNotFoundError:
+        raise PddError(f"{path}: metadata CSV not found (pass --metadata PATH to the CSV beside the images)") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise PddError(f"{path}: cannot read as UTF-8 CSV ({exc}); re-save it as UTF-8 CSV") from None
+    return rows, columns
+
+
+def _resolve_inside(folder: Path, rel: str) -> Path | None:
+    """The file a CSV row names, only if it lies inside the import folder."""
+    root = folder.resolve()
+    candidate = (root / rel).resolve()
+    return candidate if candidate.is_relative_to(root) else None
+
+
+def decide_row(folder: Path, row: dict, *, source_id: str, file_column: str, id_column: str | None,
+               licence_column: str, evidence_column: str | None, label_licence: str, max_side: int | None) -> FileRecord:
+    """Turn one CSV row into a FileRecord, accepted or rejected with its reason. Never raises for bad input."""
+    rel = (row.get(file_column) or "").strip()
+    external_id = (row.get(id_column) or "").strip() if id_column else rel
+    external_id = external_id or rel
+    title = (row.get("title") or Path(rel).stem or external_id).strip()
+    provenance = {k: v for k, v in sorted((k, v) for k, v in row.items() if k is not None) if k not in (licence_column, evidence_column)}
+    labels = [Label(f, row[f].strip(), label_licence, source=f"csv:{f}") for f in LABEL_FIELDS if (row.get(f) or "").strip()]
+    base = dict(source_id=source_id, external_id=external_id, title=title, provenance=provenance, labels=labels)
+
+    if None in row:  # csv.DictReader files surplus cells under the key None
+        return FileRecord(status="rejected", reason="rejected: CSV row has more fields than the header (fix the row's quoting)", **base)
+    decision = classify_licence_text(row.get(licence_column), field_name=licence_column)
+    if evidence_column and row.get(evidence_column):
+        decision.evidence[evidence_column] = row[evidence_column]
+    if not decision.accepted:
+        return FileRecord(status="rejected", reason=decision.reason, licence=decision, **base)
+    if not rel:
+        return FileRecord(status="rejected", reason=f"rejected: empty {file_column} column", licence=decision, **base)
+    path = _resolve_inside(folder, rel)
+    if path is None:
+        return FileRecord(status="rejected", reason=f"rejected: {rel!r} lies outside {folder}", licence=decision, **base)
+    if not path.is_file():
+        return FileRecord(status="rejected", reason=f"rejected: file {rel!r} not found", licence=decision, **base)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        return FileRecord(status="rejected", reason=f"rejected: file larger than {MAX_FILE_BYTES} bytes", licence=decision, **base)
+    data = path.read_bytes()
+    try:
+        info = images.inspect(data)
+        if max_side:
+            original = (sha256_bytes(data), info.width, info.height)
+            data = images.downscale_jpeg(data, max_side)
+            info = images.inspect(data)
+            provenance["pdd_processing"] = (
+                f"downscaled from {original[1]}x{original[2]} (sha256 {original[0]}) to max side {max_side} px, Lanczos, JPEG q90"
+            )
+    except images.BadImage as exc:
+        return FileRecord(status="rejected", reason=f"rejected: bad image: {exc}", licence=decision, **base)
+    return FileRecord(
+        status="accepted", reason=decision.reason, licence=decision, data=data,
+        mime=info.mime, width=info.width, height=info.height, **base,
+    )
+
+
+def import_folder(store: Store, folder: str | Path, metadata_csv: str | Path, *, source_id: str | None = None,
+                  file_column: str = "file", id_column: str | None = None, licence_column: str = "license",
+                  evidence_column: str | None = "license_evidence", label_licence: str = "unknown",
+                  max_side: int | None = None, progress=None) -> ImportReport:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PddError(f"{folder}: not a folder (pass the folder that holds the images)")
+    rows, columns = _read_csv(Path(metadata_csv))
+    for needed in (file_column, licence_column):
+        if needed not in columns:
+            raise PddError(f"{metadata_csv}: no {needed!r} column (columns: {', '.join(columns)}); name it with --{'file' if needed == file_column else 'licence'}-column")
+    if id_column and id_column not in columns:
+        raise PddError(f"{metadata_csv}: no {id_column!r} column for --id-column")
+    source_id = source_id or default_source_id(folder)
+    store.ensure_source(source_id, "folder", folder.resolve().as_uri())
+    report = ImportReport()
+    for row in rows:
+        rec = decide_row(folder, row, source_id=source_id, file_column=file_column, id_column=id_column,
+                         licence_column=licence_column, evidence_column=evidence_column if evidence_column in columns else None,
+                         label_licence=label_licence, max_side=max_side)
+        _rev, created = store.record(rec)
+        if not created:
+            report.unchanged += 1
+        if rec.status == "accepted":
+            report.accepted += 1
+        else:
+            report.rejected += 1
+            report.reasons[rec.reason] += 1
+        if progress:
+            progress(rec)
+    return report

@@ -1,0 +1,332 @@
+"""The snapshot store: one embedded DuckDB database plus content-addressed blobs.
+
+This is the only module that writes the database. Everything is append-only:
+a changed file gets a new revision, nothing stored is ever overwritten or
+deleted, and image bytes live in data/blobs/<sha256>, written atomically.
+
+Tables
+  sources        where files come from (a Commons API, a museum folder)
+  files          one row per source item: file_id = '<source_id>:<external id>'
+  revisions      every observed state of a file: bytes (sha256, source sha1, size,
+                 mime, dimensions, blob path), licence decision + evidence,
+                 provenance, accepted/rejected with the reason
+  labels         titles/creators/captions of a revision, each with its own licence
+  snapshots      pinned, immutable sets of revisions (+ snapshot_rows)
+The view current_revisions is the newest revision of every file.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from pdd.errors import PddError
+from pdd.build.hashing import canonical_json, hash_json, sha256_bytes, write_atomic
+from pdd.rights.text import LicenceDecision
+
+DEFAULT_DB = Path("data/pdd.duckdb")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sources (
+    source_id  TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,          -- 'commons' | 'folder'
+    uri        TEXT,
+    first_seen TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS files (
+    file_id     TEXT PRIMARY KEY,      -- '<source_id>:<external_id>'
+    source_id   TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    title       TEXT
+);
+CREATE SEQUENCE IF NOT EXISTS revision_seq START 1;
+CREATE TABLE IF NOT EXISTS revisions (
+    revision_id      BIGINT PRIMARY KEY DEFAULT nextval('revision_seq'),
+    file_id          TEXT NOT NULL,
+    rev_no           INTEGER NOT NULL,
+    title            TEXT,             -- as observed in this revision (files.title keeps the first)
+    status           TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
+    reason           TEXT NOT NULL,
+    sha256           TEXT,             -- of the stored bytes (data/blobs/<sha256>)
+    source_sha1      TEXT,             -- as the source reports it, when it does
+    size             BIGINT,
+    mime             TEXT,
+    width            INTEGER,
+    height           INTEGER,
+    blob_path        TEXT,
+    source_url       TEXT,
+    licence_kind     TEXT,
+    licence_reason   TEXT,
+    licence_evidence TEXT,             -- canonical JSON
+    provenance       TEXT,             -- canonical JSON, source-specific fields
+    fingerprint      TEXT NOT NULL,    -- hash of all of the above: new revision only when it changes
+    fetched_at       TIMESTAMP DEFAULT current_timestamp,
+    UNIQUE (file_id, rev_no)
+);
+-- migrations for databases made by earlier versions (columns are only ever added)
+ALTER TABLE revisions ADD COLUMN IF NOT EXISTS title TEXT;
+CREATE TABLE IF NOT EXISTS labels (
+    revision_id BIGINT NOT NULL,
+    field       TEXT NOT NULL,         -- title | creator | date | medium | caption | description ...
+    lang        TEXT,
+    text        TEXT NOT NULL,
+    licence     TEXT NOT NULL,         -- the label's own licence (pd, cc0, cc-by-sa, ...)
+    source      TEXT                   -- where the text came from
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    name           TEXT PRIMARY KEY,
+    content_hash   TEXT NOT NULL,
+    n_rows         BIGINT NOT NULL,
+    parquet_path   TEXT NOT NULL,
+    parquet_sha256 TEXT NOT NULL,
+    created_at     TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS snapshot_rows (
+    snapshot_name TEXT NOT NULL,
+    revision_id   BIGINT NOT NULL
+);
+CREATE OR REPLACE VIEW current_revisions AS
+    SELECT * FROM revisions
+    QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY rev_no DESC) = 1;
+"""
+
+
+# ==== scrape state (issue 3; used by stages/scrape/state.py) =====================================
+# Resume state of `pdd scrape`: runs, the category walk (frontier, visited set, continuation
+# tokens) and per-file status. No PRIMARY KEY/UNIQUE here on purpose: rows are updated in place
+# inside one transaction per batch, which DuckDB's eager unique-index checks would refuse.
+SCRAPE_SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS scrape_run_seq START 1;
+CREATE TABLE IF NOT EXISTS scrape_runs (
+    run_id      BIGINT NOT NULL,
+    api         TEXT NOT NULL,
+    config_key  TEXT NOT NULL,         -- hash of api, categories, depth, thumb width, sdc
+    config      TEXT NOT NULL,         -- canonical JSON
+    started_at  TIMESTAMP DEFAULT current_timestamp,
+    finished_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS scrape_categories (
+    run_id       BIGINT NOT NULL,
+    seq          BIGINT NOT NULL,      -- breadth-first order
+    title        TEXT NOT NULL,
+    depth        INTEGER NOT NULL,
+    subcats_cont TEXT,                 -- JSON continue set for the next subcategory page
+    subcats_done BOOLEAN NOT NULL DEFAULT false,
+    files_cont   TEXT,                 -- JSON continue set for the next file batch
+    files_done   BOOLEAN NOT NULL DEFAULT false,
+    batches      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS scrape_files (
+    run_id      BIGINT NOT NULL,
+    pageid      BIGINT NOT NULL,
+    title       TEXT,
+    status      TEXT NOT NULL,         -- accepted | rejected | unchanged
+    reason      TEXT,
+    revision_id BIGINT,
+    meta_hash   TEXT,                  -- hash of imageinfo + SDC + thumb width: unchanged files are skipped next run
+    seen_at     TIMESTAMP DEFAULT current_timestamp
+);
+"""
+SCHEMA += SCRAPE_SCHEMA
+
+
+@dataclass(frozen=True)
+class Label:
+    field: str
+    text: str
+    licence: str
+    lang: str | None = None
+    source: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "lang": self.lang, "text": self.text, "licence": self.licence, "source": self.source}
+
+
+@dataclass
+class FileRecord:
+    """One observation of a source item, accepted or rejected, ready to store."""
+
+    source_id: str
+    external_id: str
+    title: str
+    status: str  # 'accepted' | 'rejected'
+    reason: str
+    licence: LicenceDecision | None = None
+    data: bytes | None = None  # image bytes; stored as a blob when given
+    source_sha1: str | None = None
+    mime: str | None = None
+    width: int | None = None
+    height: int | None = None
+    source_url: str | None = None
+    provenance: dict = field(default_factory=dict)
+    labels: list[Label] = field(default_factory=list)
+
+    @property
+    def file_id(self) -> str:
+        return f"{self.source_id}:{self.external_id}"
+
+
+class Store:
+    """Open (creating if needed) the database and the blob folder next to it."""
+
+    def __init__(self, db_path: str | Path = DEFAULT_DB, blob_dir: str | Path | None = None, read_only: bool = False):
+        self.db_path = Path(db_path)
+        self.blob_dir = Path(blob_dir) if blob_dir else self.db_path.parent / "blobs"
+        if read_only and not self.db_path.exists():
+            raise PddError(f"{self.db_path}: no database yet (import or scrape something first)")
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.db_path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise PddError(
+                    f"{self.db_path} is in use by another pdd process (one writer at a time): "
+                    "wait for it to finish or stop it, then run this again"
+                ) from None
+            raise PddError(f"{self.db_path}: cannot open database ({str(exc).splitlines()[0]})") from None
+        if not read_only:
+            self.con.execute(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    # ---- blobs ---------------------------------------------------------------
+    def blob_path(self, sha256: str) -> Path:
+        return self.blob_dir / sha256
+
+    def put_blob(self, data: bytes) -> str:
+        """Store bytes under their sha256 (atomic temp+rename; a no-op when present)."""
+        digest = sha256_bytes(data)
+        path = self.blob_path(digest)
+        if not path.exists():
+            write_atomic(path, data)
+        return digest
+
+    def read_blob(self, sha256: str) -> bytes:
+        path = self.blob_path(sha256)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise PddError(f"blob {sha256} missing from {self.blob_dir} (restore data/blobs or re-import its source)") from None
+        if sha256_bytes(data) != sha256:
+            raise PddError(f"blob {path} is corrupt (content hash differs); delete it and re-import its source")
+        return data
+
+    # ---- sources and revisions -------------------------------------------------
+    def ensure_source(self, source_id: str, kind: str, uri: str | None = None) -> None:
+        self.con.execute(
+            "INSERT INTO sources (source_id, kind, uri) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [source_id, kind, uri]
+        )
+
+    def latest_revision(self, file_id: str) -> dict | None:
+        rows = self.query("SELECT * FROM current_revisions WHERE file_id = ?", [file_id])
+        return rows[0] if rows else None
+
+    def record(self, rec: FileRecord) -> tuple[int, bool]:
+        """Store one observation in its own transaction. Returns (revision_id, created): a new revision
+        is written only when bytes, licence, provenance, labels or status differ from the newest one."""
+        with self.transaction() as con:
+            return self._record(con, rec)
+
+    def record_batch(self, recs: list[FileRecord], after=None) -> list[tuple[int, bool]]:
+        """Store many observations in ONE transaction (one commit per batch). ``after(con, results)``
+        runs inside the same transaction (the scraper writes its resume state there), so a batch and
+        its continuation token are committed together or not at all."""
+        with self.transaction() as con:
+            results = [self._record(con, rec) for rec in recs]
+            if after is not None:
+                after(con, results)
+        return results
+
+    def _record(self, con, rec: FileRecord) -> tuple[int, bool]:
+        """record() inside a transaction the caller holds. Blobs are written (atomically) before the
+        commit that refers to them."""
+        if rec.status not in ("accepted", "rejected"):
+            raise ValueError(f"status must be accepted or rejected, not {rec.status!r}")
+        if rec.status == "accepted" and (rec.data is None or rec.licence is None or not rec.licence.accepted):
+            raise ValueError("an accepted record needs image bytes and an accepted licence decision")
+        sha = self.put_blob(rec.data) if rec.data is not None else None
+        lic = rec.licence
+        values = {
+            "title": rec.title,
+            "status": rec.status,
+            "reason": rec.reason,
+            "sha256": sha,
+            "source_sha1": rec.source_sha1,
+            "size": len(rec.data) if rec.data is not None else None,
+            "mime": rec.mime,
+            "width": rec.width,
+            "height": rec.height,
+            "blob_path": f"blobs/{sha}" if sha else None,
+            "source_url": rec.source_url,
+            "licence_kind": lic.kind if lic else None,
+            "licence_reason": lic.reason if lic else None,
+            "licence_evidence": canonical_json(lic.evidence) if lic else None,
+            "provenance": canonical_json(rec.provenance),
+        }
+        labels = sorted((lb.as_dict() for lb in rec.labels), key=canonical_json)
+        fingerprint = hash_json({**values, "labels": labels})
+        con.execute(
+            "INSERT INTO files (file_id, source_id, external_id, title) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [rec.file_id, rec.source_id, rec.external_id, rec.title],
+        )
+        prev = con.execute(
+            "SELECT revision_id, rev_no, fingerprint FROM current_revisions WHERE file_id = ?", [rec.file_id]
+        ).fetchone()
+        if prev and prev[2] == fingerprint:
+            return prev[0], False
+        rev_no = (prev[1] + 1) if prev else 1
+        cols = ["file_id", "rev_no", *values, "fingerprint"]
+        revision_id = con.execute(
+            f"INSERT INTO revisions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING revision_id",
+            [rec.file_id, rev_no, *values.values(), fingerprint],
+        ).fetchone()[0]
+        if labels:
+            con.executemany(
+                "INSERT INTO labels (revision_id, field, lang, text, licence, source) VALUES (?, ?, ?, ?, ?, ?)",
+                [[revision_id, lb["field"], lb["lang"], lb["text"], lb["licence"], lb["source"]] for lb in labels],
+            )
+        return revision_id, True
+
+    # ---- reading -----------------------------------------------------------------
+    def query(self, sql: str, params: list | None = None) -> list[dict]:
+        cur = self.con.execute(sql, params or [])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def labels_of(self, revision_id: int) -> list[dict]:
+        return self.query(
+            "SELECT field, lang, text, licence, source FROM labels WHERE revision_id = ? ORDER BY field, lang, text",
+            [revision_id],
+        )
+
+    def counts(self) -> dict:
+        row = self.con.execute(
+            "SELECT count(*) FILTER (WHERE status = 'accepted'), count(*) FILTER (WHERE status = 'rejected') FROM current_revisions"
+        ).fetchone()
+        return {"accepted": row[0], "rejected": row[1]}
+
+
+def loads_json(text: str | None) -> dict:
+    return json.loads(text) if text else {}

@@ -1,0 +1,385 @@
+"""The one training loop every model stage shares (CLIP, VAE, U-Net), on `accelerate`.
+
+A stage hands it a `Task`: the model, a data source (pdd/train/data.py: preloaded or streamed, same
+order), an objective that returns the loss, optional frozen modules, an evaluation and a preview image.
+The loop does the rest. Device placement, mixed precision, gradient accumulation and multi-process
+sharding come from the Accelerator (`accelerate launch -m stages.clip` for several processes); there is
+no hand-written device or DDP code here.
+
+* Optimizer (adamw / adam / sgd with betas, eps, weight decay) and learning-rate schedule (constant /
+  cosine / linear, warm-up, floor) come from the stage's `train` params (TrainCfg).
+* EMA of the weights (diffusers' EMAModel) when `ema.decay` > 0: updated after every optimizer step,
+  swapped in for evaluation and previews, checkpointed, and what the stage saves.
+* Named generators: every random draw inside training (noise, timesteps, caption dropout, ...) comes
+  from `rt.rng(purpose)`, a torch.Generator seeded from (seed, stage, purpose, process rank): two
+  processes never draw the same noise, and each generator's state is saved per rank in checkpoints.
+* Frozen modules (a VAE, a text encoder) are placed on the device by the accelerator, kept in eval
+  mode without gradients, and are neither optimised nor checkpointed (they are inputs of the stage).
+* The data order is a pure function of (seed, stage, epoch) (data.epoch_order): any step can be reached
+  again without replaying the ones before it.
+* A non-finite loss stops training with a one-line error (never a NaN model written with exit 0).
+
+Determinism: the caller seeds everything before building the model (pdd.build.determinism.seed_everything).
+Checkpoints hold model, optimizer, scheduler, EMA, every RNG state (accelerate's save_state plus the
+named generators) and the metric history; `resume=True` continues from the newest complete checkpoint
+and ends bit-identical to an uninterrupted run on the same machine.
+
+Tests interrupt a run for real with PDD_TRAIN_KILL_AFTER_STEP=N: the process SIGKILLs itself right
+after optimizer step N (and its checkpoint, if one is due).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset
+
+from pdd.build.determinism import derive_seed, torch_generator
+from pdd.build.hashing import write_atomic
+from pdd.errors import PddError
+from pdd.train.data import epoch_order
+
+KILL_ENV = "PDD_TRAIN_KILL_AFTER_STEP"
+PROGRESS = "progress.json"
+
+
+class Rngs:
+    """Named generators for one process: rng('noise') is seeded from (seed, stage, 'noise', rank)."""
+
+    def __init__(self, seed: int, stage: str, rank: int, device="cpu"):
+        self.seed, self.stage, self.rank, self.device = seed, stage, rank, torch.device(device)
+        self._gens: dict[str, torch.Generator] = {}
+
+    def __call__(self, purpose: str) -> torch.Generator:
+        g = self._gens.get(purpose)
+        if g is None:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(derive_seed(self.seed, self.stage, purpose, f"rank{self.rank}"))
+            self._gens[purpose] = g
+        return g
+
+    def state_dict(self) -> dict:
+        return {k: g.get_state() for k, g in sorted(self._gens.items())}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, s in state.items():
+            self(k).set_state(s)
+
+
+@dataclass
+class Runtime:
+    """What an objective may use besides the model and the batch."""
+    rng: Rngs
+    frozen: dict
+    device: torch.device
+    step: int = 0
+    accelerator: object = None
+
+
+@dataclass
+class Task:
+    name: str                                                   # the stage: names seeds and the progress bar
+    model: torch.nn.Module
+    data: object                                                # a data.ArraySource or data.ShardSource
+    loss: Callable[[torch.nn.Module, dict, Runtime], torch.Tensor]   # the objective returns the loss
+    evaluate: Callable[[torch.nn.Module, Runtime], dict] | None = None      # -> flat dict of floats
+    preview: Callable[[torch.nn.Module, Runtime], object] | None = None     # -> a PIL image (eval grid)
+    frozen: dict = field(default_factory=dict)                  # name -> module, moved to the device, not trained
+    items: str = "images"                                       # what one batch row is, for the rate shown
+
+
+@dataclass
+class Result:
+    model: torch.nn.Module                                      # unwrapped, EMA weights in it when EMA is on
+    steps: int
+    train_history: list = field(default_factory=list)         # [step, loss, lr]
+    val_history: list = field(default_factory=list)           # {"step": s, **evaluate()}
+    train_seconds: float = 0.0
+    items_per_s: float = 0.0
+    resumed_from: int = 0
+    step_seconds: list = field(default_factory=list)
+    items_per_step: int = 0
+    preview: object = None                                      # the last preview image (PIL) or None
+    ema: object = None                                          # the EMAModel, when on
+    raw_state: dict | None = None                               # the trained (non-EMA) weights when EMA is on
+
+
+class EpochBatches(BatchSampler):
+    """Batches of row indices for micro-steps start..total-1, in data.epoch_order."""
+
+    def __init__(self, data, batch_size: int, seed: int, name: str, start: int, total: int):
+        self.blocks, self.window = list(data.blocks), data.window
+        self.n, self.batch_size, self.seed, self.name = data.n, batch_size, seed, name
+        self.start, self.total = start, total
+        self.drop_last = True
+        self.sampler = None
+        self.per_epoch = self.n // batch_size
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self):
+        epoch, perm = None, None
+        for m in range(self.start, self.total):
+            e, pos = divmod(m, self.per_epoch)
+            if e != epoch:
+                epoch, perm = e, epoch_order(self.blocks, self.window, self.seed, self.name, e)
+            yield perm[pos * self.batch_size:(pos + 1) * self.batch_size]
+
+
+class _Batches(Dataset):
+    """Whole batches from a source: the DataLoader calls __getitems__(indices) once per batch."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return self.data.n
+
+    def __getitem__(self, idx):
+        return self.data.fetch(torch.as_tensor([idx]))
+
+    def __getitems__(self, indices):
+        return self.data.fetch(torch.as_tensor(indices))
+
+
+def _as_is(batch):
+    return batch
+
+
+def lr_lambda(kind: str, warmup: int, total: int, floor: float = 0.0):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "constant":
+            return 1.0
+        if kind == "linear":
+            return floor + (1.0 - floor) * (1.0 - progress)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return f
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices only: not biases, norms, embeddings' scalars or CLIP's logit scale."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and "embedding" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, opt) -> torch.optim.Optimizer:
+    groups = param_groups(model, opt.weight_decay)
+    if opt.kind == "adamw":
+        return torch.optim.AdamW(groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
+    if opt.kind == "adam":
+        return torch.optim.Adam(groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
+    if opt.kind == "sgd":
+        return torch.optim.SGD(groups, lr=opt.lr, momentum=opt.betas[0])
+    raise PddError(f"params.yaml: optimizer.kind={opt.kind!r} is not one of adamw, adam, sgd")
+
+
+def checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (an interrupted save has no progress.json)."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [p for p in ckpt_dir.glob("step-*") if (p / PROGRESS).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def check_config(cfg, n_train: int, where: str) -> None:
+    if n_train < cfg.batch_size:
+        raise PddError(f"{where}: batch_size={cfg.batch_size} is larger than the {n_train} train rows; "
+                       "lower it or export more data")
+
+
+def make_accelerator(cfg):
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+
+
+def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = False, fingerprint: str = "",
+          progress: bool = True, accelerator=None) -> Result:
+    """Train task.model for cfg.steps optimizer steps (cfg: a config.TrainCfg)."""
+    from tqdm.auto import tqdm
+
+    check_config(cfg, task.data.n, task.name)
+    ckpt_dir = Path(ckpt_dir)
+    accelerator = accelerator or make_accelerator(cfg)
+    total, accum, nproc = cfg.steps, cfg.grad_accum, accelerator.num_processes
+    per_step = cfg.batch_size * accum * nproc
+
+    state = {"step": 0, "train": [], "val": [], "fingerprint": fingerprint}
+    found = checkpoints(ckpt_dir)
+    if resume and found:
+        state = json.loads((found[-1] / PROGRESS).read_text(encoding="utf-8"))
+        if state["fingerprint"] != fingerprint:
+            raise PddError(f"{found[-1]} was made from other inputs or params; rerun without --resume")
+    elif accelerator.is_main_process and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)  # a fresh run never mixes with an old one's checkpoints
+    accelerator.wait_for_everyone()
+    start = state["step"]
+
+    model = task.model
+    optimizer = make_optimizer(model, cfg.optimizer)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(cfg.schedule.kind, cfg.schedule.warmup_steps, total, cfg.schedule.min_lr_ratio))
+    sampler = EpochBatches(task.data, cfg.batch_size, seed, task.name, start * accum * nproc, total * accum * nproc)
+    # its own generator: the DataLoader's per-iterator seed draw must not touch the global RNG
+    loader = DataLoader(_Batches(task.data), batch_sampler=sampler, collate_fn=_as_is, num_workers=0,
+                        generator=torch_generator(seed, task.name, "loader"))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    frozen = {k: _freeze(accelerator, m) for k, m in task.frozen.items()}
+    accelerator.register_for_checkpointing(scheduler)
+    ema = None
+    if cfg.ema.decay > 0:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema.decay,
+                       use_ema_warmup=cfg.ema.warmup, foreach=False)
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    rngs = Rngs(seed, task.name, accelerator.process_index, accelerator.device)
+    rt = Runtime(rngs, frozen, accelerator.device, start, accelerator)
+    if start:
+        accelerator.load_state(str(found[-1]))  # model, optimizer, scheduler, EMA and every global RNG
+        rngs.load_state_dict(torch.load(found[-1] / f"rngs-rank{accelerator.process_index}.pt", weights_only=True))
+        if accelerator.is_main_process:
+            print(f"{task.name}: resumed from {found[-1]} (step {start} of {total})", file=sys.stderr)
+
+    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+    bar = tqdm(total=total, initial=start, desc=task.name, unit="step", dynamic_ncols=True, mininterval=0.5,
+               disable=not (progress and accelerator.is_local_main_process), file=sys.stderr)
+    step, loss_sum, train_s, t0, timed_steps, step_seconds = start, None, 0.0, time.perf_counter(), 0, []
+    preview = None
+    model.train()
+    for batch in loader:
+        with accelerator.accumulate(model):
+            loss = task.loss(model, batch, rt)
+            if not torch.isfinite(loss.detach()).all():
+                bar.close()
+                raise PddError(f"{task.name}: the loss is {loss.item()} at step {step + 1}; training stopped "
+                               f"(lower {task.name}.train.optimizer.lr or check the params and data)")
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+        if not accelerator.sync_gradients:
+            continue
+        if not accelerator.optimizer_step_was_skipped:
+            scheduler.step()
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(model).parameters())
+        step += 1
+        rt.step = step
+        mean_loss = accelerator.gather(loss_sum.reshape(1) / accum).float().mean().item()
+        loss_sum = None
+        state["train"].append([step, mean_loss, scheduler.get_last_lr()[0]])
+        now = time.perf_counter()
+        train_s += now - t0
+        step_seconds.append(now - t0)
+        timed_steps += 1
+        bar.update(1)
+        bar.set_postfix_str(f"loss={mean_loss:.4f} {task.items}/s={timed_steps * per_step / train_s:.1f}", refresh=False)
+
+        if (task.evaluate or task.preview) and cfg.eval_every and (step % cfg.eval_every == 0 or step == total):
+            metrics, preview = _evaluate(task, model, ema, rt, accelerator, with_preview=(step == total))
+            if task.evaluate:
+                state["val"].append({"step": step, **metrics})
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+            _save(accelerator, ckpt_dir, step, state, rngs)
+        if kill_after and step == kill_after:
+            bar.close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        t0 = time.perf_counter()
+    bar.close()
+    accelerator.wait_for_everyone()
+    if step != total:
+        raise PddError(f"{task.name}: training stopped at step {step} of {total}")
+    unwrapped = accelerator.unwrap_model(model)
+    raw = None
+    if ema is not None:
+        raw = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+        ema.copy_to(unwrapped.parameters())   # the EMA weights are what ships
+    if preview is None and task.preview and accelerator.is_main_process:
+        preview = _preview(task, unwrapped, rt, accelerator)
+    return Result(unwrapped, step, state["train"], state["val"], train_s,
+                  (timed_steps * per_step / train_s) if train_s else 0.0, start, step_seconds, per_step,
+                  preview, ema, raw)
+
+
+def _freeze(accelerator, module: torch.nn.Module) -> torch.nn.Module:
+    module.requires_grad_(False)
+    module.eval()
+    return accelerator.prepare_model(module, evaluation_mode=True)
+
+
+def _preview(task, model, rt, accelerator):
+    with torch.no_grad(), accelerator.autocast():
+        return task.preview(model, rt)
+
+
+def _evaluate(task: Task, model, ema, rt, accelerator, with_preview: bool):
+    """Val metrics (and the preview image) of the EMA weights when EMA is on, else of the weights."""
+    unwrapped = accelerator.unwrap_model(model)
+    model.eval()
+    if ema is not None:
+        ema.store(unwrapped.parameters())
+        ema.copy_to(unwrapped.parameters())
+    try:
+        with torch.no_grad(), accelerator.autocast():
+            metrics = task.evaluate(unwrapped, rt) if task.evaluate else {}
+            image = task.preview(unwrapped, rt) if (with_preview and task.preview and accelerator.is_main_process) else None
+    finally:
+        if ema is not None:
+            ema.restore(unwrapped.parameters())
+        model.train()
+    return metrics, image
+
+
+def _save(accelerator, ckpt_dir: Path, step: int, state: dict, rngs: Rngs) -> None:
+    """Checkpoint into step-N; complete only once progress.json is written (last), older ones removed."""
+    path = ckpt_dir / f"step-{step:08d}"
+    if accelerator.is_main_process and path.exists():
+        shutil.rmtree(path)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(path), safe_serialization=True)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(rngs.state_dict(), path / f"rngs-rank{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_atomic(path / PROGRESS, json.dumps({**state, "step": step}).encode("utf-8"))
+        for old in checkpoints(ckpt_dir)[:-1]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def history_tsv(result: Result) -> tuple[str, str]:
+    """DVC plots: train loss per step, and per evaluation the val metrics."""
+    lines = ["step\tloss\tlr"] + [f"{s}\t{loss!r}\t{lr!r}" for s, loss, lr in result.train_history]
+    keys = list(result.val_history[0]) if result.val_history else ["step"]
+    rows = ["\t".join(keys)] + ["\t".join(repr(r[k]) for k in keys) for r in result.val_history]
+    return "\n".join(lines) + "\n", "\n".join(rows) + "\n"
+
+
+def png_bytes(image) -> bytes:
+    """A PIL image as PNG bytes with no metadata chunks (stable bytes)."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=9)
+    return buf.getvalue()

@@ -1,0 +1,33 @@
+"""Stage `clip`: a CLIPModel trained from scratch, contrastively, on the export (pdd/train/clip.py).
+
+Reads the export and the tokenizer; writes models/clip (loads with `CLIPModel.from_pretrained` and
+`CLIPProcessor.from_pretrained`), metrics/clip.json and the plots metrics/clip_loss.tsv (train loss per
+step) and metrics/clip_val.tsv (val loss and recall@1/@5 both ways, chance levels beside).
+`python -m stages.clip --resume` continues an interrupted run to bit-identical weights.
+"""
+from pdd.build.runner import Outcome, run
+from pdd.train import clip
+
+
+def add_args(parser):
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage")
+
+
+def check(ctx):
+    clip.check_inputs(ctx.deps["export"], ctx.cfg)
+    clip.load_tokenizer(ctx.deps["tokenizer"])
+
+
+def compute(ctx):
+    m = clip.train_clip(ctx.deps["export"], ctx.deps["tokenizer"], ctx.outs["clip"], ctx.cfg, ctx.seed,
+                        ckpt_dir=ctx.checkpoints, resume=ctx.args.resume)
+    rate, resumed, _ = m.pop("_items_per_s"), m.pop("_resumed_from"), m.pop("_result")
+    loss_tsv, val_tsv = m.pop("_plots")
+    return Outcome(
+        metrics=m, plots={"loss": loss_tsv, "val": val_tsv}, nondeterminism=clip.NONDETERMINISM,
+        summary=f"clip: {m['steps']} steps{f' (resumed at {resumed})' if resumed else ''}, {rate:.1f} images/s, "
+                f"val i2t R@1 {m.get('i2t_r1', float('nan')):.3f} (chance {m.get('chance_r1', float('nan')):.3f})")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run("clip"))

@@ -1,1 +1,0 @@
-"""Training stages (tokenizer, CLIP, ...) over one shared accelerate loop."""
