@@ -96,8 +96,18 @@ TINY = {"export": {"resolutions": [16], "threads": 2},
         "tokenizer": {"vocab_size": 640, "max_length": 16},
         "clip": {"image_size": 16, "text": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
                  "vision": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "patch_size": 4},
-                 "projection_dim": 32, "batch_size": 16, "steps": 12, "warmup_steps": 2, "eval_every": 6,
-                 "checkpoint_every": 4}}
+                 "projection_dim": 32,
+                 "train": {"batch_size": 16, "steps": 12, "eval_every": 6, "checkpoint_every": 4,
+                           "schedule": {"kind": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.0}}}}
+
+
+def tiny_cfgs(update: dict | None = None) -> dict:
+    """Typed configs of the repository's params.yaml with TINY (and then `update`) applied."""
+    import copy
+
+    from pdd.build import config
+
+    return config.load(REPO / "params.yaml", deep_update(copy.deepcopy(TINY), copy.deepcopy(update or {})))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -15,11 +15,12 @@ from pdd.rights import audit
 from pdd.errors import PddError
 from pdd.build.hashing import hash_dir
 from conftest import REPO
+from pdd.build import config
 
 DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
-CFG = {"resolutions": [16, 24], "resample": "lanczos", "val_fraction": 0.2,
-       "caption": {"template": "{title}, {creator}, {date}", "label_licences": ["pd", "cc0"], "fallback": "a painting"},
-       "shard_rows": 100, "threads": 2}
+CFG = config.ExportCfg(resolutions=(16, 24), resample="lanczos", fit="crop", background=(255, 255, 255), val_fraction=0.2,
+                       caption=config.CaptionCfg("{title}, {creator}, {date}", ("pd", "cc0"), "a painting"),
+                       shard_rows=100, threads=2)
 
 
 def tamper(tmp_path, change) -> str:
@@ -57,7 +58,7 @@ def test_audit_respects_allowed_licences_param():
 
 def test_export_is_byte_identical_across_runs(tmp_path):
     a = export.export(DEMO, tmp_path / "a", CFG, seed=7)
-    export.export(DEMO, tmp_path / "b", dict(CFG, threads=1), seed=7)
+    export.export(DEMO, tmp_path / "b", config.replace(CFG, threads=1), seed=7)
     assert hash_dir(tmp_path / "a") == hash_dir(tmp_path / "b")
     assert a["counts"]["train"] + a["counts"]["val"] == 267 and 30 < a["counts"]["val"] < 80
 
@@ -109,7 +110,9 @@ def test_export_main_writes_manifest(tmp_path, monkeypatch):
     from conftest import make_copy
     root = make_copy(tmp_path / "r", {"export": {"resolutions": [16]}})
     monkeypatch.chdir(root)
-    assert audit.main([]) == 0 and export.main([]) == 0
+    from pdd.build.runner import run
+
+    assert run("audit", []) == 0 and run("export", []) == 0
     m = json.loads((root / "data/export.manifest.json").read_text())
     assert m["output"]["sha256"] == hash_dir(root / "data/export")
     assert set(m["inputs"]) == {"data/snapshots/demo-aic-267.parquet", "data/audit"}

@@ -17,15 +17,17 @@ import yaml
 from conftest import REPO, TINY, deep_update, engine_env, make_copy, sh, update_params
 from pdd.errors import PddError
 from pdd.build.manifest import output_hash, read_manifest
-from pdd.build.runner import run_main
+from pdd.build import config
+from pdd.build.runner import run
 from pdd.train import clip, loop, synthetic
 from pdd.train import tokenizer as tk
 
-SYN_CLIP = {"image_size": 16, "text": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
-            "vision": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "patch_size": 4},
-            "projection_dim": 32, "logit_scale_init": 2.6592, "batch_size": 64, "grad_accum": 1, "steps": 150,
-            "lr": 0.003, "weight_decay": 0.1, "warmup_steps": 10, "max_grad_norm": 1.0, "mixed_precision": "no",
-            "eval_every": 50, "checkpoint_every": 0, "threads": 2}
+from conftest import tiny_cfgs  # noqa: E402
+
+SYN_CLIP = tiny_cfgs({"clip": {"train": {"batch_size": 64, "steps": 150, "eval_every": 50, "checkpoint_every": 0,
+                                         "optimizer": {"lr": 0.003},
+                                         "schedule": {"warmup_steps": 10}}}})["clip"]
+TOK = tiny_cfgs({"tokenizer": {"vocab_size": 600, "min_frequency": 2, "max_length": 16}})["tokenizer"]
 
 
 def tiny_params() -> dict:
@@ -36,7 +38,7 @@ def tiny_params() -> dict:
 def shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
     synthetic.make_synthetic(root / "export", n_train=1024, resolutions=[16], seed=0)
-    tk.train_tokenizer(root / "export", root / "tok", {"vocab_size": 600, "min_frequency": 2, "max_length": 16})
+    tk.train_tokenizer(root / "export", root / "tok", TOK)
     return root
 
 
@@ -47,7 +49,10 @@ def test_synthetic_recall_far_above_chance(shapes, tmp_path):
     from transformers import CLIPModel, CLIPProcessor
 
     m = clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "clip", SYN_CLIP, 1, ckpt_dir=tmp_path / "ck",
-                        plots_dir=tmp_path, progress=False)
+                        progress=False)
+    loss_tsv, val_tsv = m["_plots"]
+    (tmp_path / "clip_loss.tsv").write_text(loss_tsv)
+    (tmp_path / "clip_val.tsv").write_text(val_tsv)
     assert m["chance_r1"] == pytest.approx(1 / 72, abs=1e-6) and m["chance_r5"] == pytest.approx(5 / 72, abs=1e-6)
     assert m["i2t_r1"] >= 0.5 and m["t2i_r1"] >= 0.5, m
     assert m["i2t_r5"] >= 0.8 and m["t2i_r5"] >= 0.8, m
@@ -82,8 +87,8 @@ def demo_workdir(tmp_path_factory):
     params = tiny_params()
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     (root / "data/export").mkdir(parents=True)
-    export.export(snapshot.resolve(str(REPO / params["snapshot"]["path"])), root / "data/export", params["export"],
-                  params["seed"])
+    export.export(snapshot.resolve(str(REPO / params["snapshot"]["path"])), root / "data/export",
+                  tiny_cfgs()["export"], params["seed"])
     return root
 
 
@@ -141,18 +146,18 @@ def test_clean_builds_identical_and_kill_resume_matches(demo_workdir, tmp_path):
     d = clone(demo_workdir, tmp_path / "d")
     shutil.copytree(a / "models/tokenizer", d / "models/tokenizer")
     params = yaml.safe_load((d / "params.yaml").read_text())
-    params["clip"]["steps"] += 1
+    params["clip"]["train"]["steps"] += 1
     (d / "params.yaml").write_text(yaml.safe_dump(params))
     run("stages.clip", d)
     assert output_hash(d / "models/clip") != output_hash(a / "models/clip")
 
 
 def test_resume_refuses_other_params(shapes, tmp_path):
-    cfg = {**SYN_CLIP, "steps": 4, "checkpoint_every": 2, "eval_every": 0}
+    cfg = config.patch(SYN_CLIP, {"train": {"steps": 4, "checkpoint_every": 2, "eval_every": 0}})
     clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "a", cfg, 1, ckpt_dir=tmp_path / "ck", progress=False)
     assert [p.name for p in loop.checkpoints(tmp_path / "ck")] == ["step-00000002"]
     with pytest.raises(PddError, match="other inputs or params; rerun without --resume"):
-        clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "b", {**cfg, "lr": 0.01}, 1,
+        clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "b", config.patch(cfg, {"train": {"optimizer": {"lr": 0.01}}}), 1,
                         ckpt_dir=tmp_path / "ck", resume=True, progress=False)
 
 
@@ -166,7 +171,7 @@ def test_dvc_repro_clip_param_change_skips_tokenizer(tmp_path):
     CLIPModel.from_pretrained(repo / "models/clip")
     CLIPProcessor.from_pretrained(repo / "models/clip")
     before = output_hash(repo / "models/tokenizer")
-    update_params(repo, {"clip": {"lr": 0.002}})
+    update_params(repo, {"clip": {"train": {"optimizer": {"lr": 0.002}}}})
     second = sh("dvc repro clip", repo)
     out = second.stdout
     assert "Stage 'tokenizer' didn't change, skipping" in out, out
@@ -184,12 +189,11 @@ def bad_clip_run(tmp_path, monkeypatch, capsys, export_kw=None, clip_update=None
     deep_update(params["clip"], clip_update or {})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     synthetic.make_synthetic(tmp_path / "good", n_train=64, resolutions=[16])
-    tk.train_tokenizer(tmp_path / "good", tmp_path / "models/tokenizer", {"vocab_size": 600, "min_frequency": 2,
-                                                                         "max_length": 16})
+    tk.train_tokenizer(tmp_path / "good", tmp_path / "models/tokenizer", TOK)
     synthetic.make_synthetic(tmp_path / "data/export", resolutions=[16], **{"n_train": 64, **(export_kw or {})})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("training started despite bad input"))
-    rc = run_main(clip.main, ["--params", "params.yaml"])
+    rc = run("clip", ["--params", "params.yaml"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("pdd: error: "), err
     assert not (tmp_path / "models/clip").exists()
@@ -206,11 +210,11 @@ def test_clip_empty_captions(tmp_path, monkeypatch, capsys):
 
 def test_clip_image_size_not_exported(tmp_path, monkeypatch, capsys):
     err = bad_clip_run(tmp_path, monkeypatch, capsys, clip_update={"image_size": 32, "vision": {"patch_size": 8}})
-    assert "clip.image_size=32 is not an exported resolution" in err
+    assert "clip.image_size: 32 is not an exported resolution" in err
 
 
 def test_clip_batch_larger_than_train_set(tmp_path, monkeypatch, capsys):
-    assert "larger than the 64 train rows" in bad_clip_run(tmp_path, monkeypatch, capsys, clip_update={"batch_size": 65})
+    assert "larger than the 64 train rows" in bad_clip_run(tmp_path, monkeypatch, capsys, clip_update={"train": {"batch_size": 65}})
 
 
 def test_mixed_precision_and_accumulation_run(shapes, tmp_path):
@@ -218,7 +222,8 @@ def test_mixed_precision_and_accumulation_run(shapes, tmp_path):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()  # one mixed-precision mode per process; a stage run is its own process
-    cfg = {**SYN_CLIP, "steps": 4, "grad_accum": 2, "batch_size": 16, "mixed_precision": "bf16", "eval_every": 4}
+    cfg = config.patch(SYN_CLIP, {"train": {"steps": 4, "grad_accum": 2, "batch_size": 16, "mixed_precision": "bf16",
+                                            "eval_every": 4}})
     m = clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "clip", cfg, 1, ckpt_dir=tmp_path / "ck",
                         progress=False)
     assert m["steps"] == 4 and np.isfinite(m["train_loss"]) and np.isfinite(m["val_loss"])

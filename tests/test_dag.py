@@ -1,11 +1,13 @@
-"""One DAG, two engines: dvc.yaml and the Snakefile are generated from stages/dag.py,
+"""One DAG, two engines: dvc.yaml and the Snakefile are generated from pdd/build/dag.py,
 and DVC's and Snakemake's own views of them agree on every stage's command, inputs and outputs."""
 import re
 
 import yaml
 
 from pdd.build import dag
-from pdd.build.codedeps import module_closure
+from pathlib import Path
+
+from pdd.build.codedeps import full_closure, module_closure, ran_files
 from conftest import REPO, make_copy, sh
 
 
@@ -75,7 +77,69 @@ def test_registry_change_is_caught(tmp_path):
 
 def test_code_deps_follow_imports():
     deps = module_closure("stages.export")
-    assert {"stages/export.py", "stages/images.py", "stages/shards.py", "stages/snapshot.py", "stages/manifest.py"} <= set(deps)
-    assert "stages/cli.py" not in deps and "stages/dag.py" not in deps
+    assert {"stages/export.py", "pdd/data/export.py", "pdd/data/images.py", "pdd/data/shards.py", "pdd/snapshot.py"} <= set(deps)
+    # bookkeeping is recorded, never a build input
+    for book in ("pdd/build/manifest.py", "pdd/build/runner.py", "pdd/build/dag.py", "pdd/cli.py", "pdd/version.py",
+                 "pdd/errors.py", "pdd/build/params.py", "pdd/build/config.py", "pdd/__init__.py"):
+        assert book not in deps
+    assert "pdd/build/runner.py" in ran_files("stages.export")   # ... but the manifest hashes it
     for s in dag.PIPELINE:
         assert f"{s.module.replace('.', '/')}.py" in s.code_deps
+
+
+# ---- the line between the mutable side and the pure build --------------------------------------
+MUTABLE = ("pdd.source",)                     # store, importers, scrapers, mirror, pinning
+NETWORK = {"requests", "urllib3", "http", "socket", "urllib.request", "http.client", "http.server", "duckdb",
+           "dvc.api", "huggingface_hub"}
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def layering_problems(module: str) -> list[str]:
+    problems = []
+    for mod in full_closure(module):
+        if mod.startswith(MUTABLE):
+            problems.append(f"{module} reaches {mod}")
+        path = REPO / (mod.replace(".", "/") + ".py")
+        if not path.exists():
+            path = REPO / mod.replace(".", "/") / "__init__.py"
+        if mod in ("pdd.cli",):
+            problems.append(f"{module} reaches the CLI")
+        for imp in _third_party_imports(path):
+            if imp in NETWORK or imp.split(".")[0] in {"requests", "urllib3", "duckdb", "socket"}:
+                problems.append(f"{module} -> {mod} imports {imp}")
+    return problems
+
+
+def test_no_stage_reaches_the_store_the_scraper_or_the_network():
+    for s in dag.PIPELINE:
+        assert layering_problems(s.module) == [], s.name
+
+
+def test_layering_test_can_fail(tmp_path, monkeypatch):
+    """A stage that imported the store would be caught."""
+    from pdd.build import codedeps
+
+    real = codedeps._imports
+    monkeypatch.setattr(codedeps, "_imports",
+                        lambda path: real(path) | ({"pdd.source.store"} if path.name == "export.py" else set()))
+    assert any("pdd.source.store" in p for p in layering_problems("stages.export"))
+
+
+def test_package_init_files_hold_no_code():
+    """__init__.py files are left out of code deps, so they must not be able to change a byte."""
+    import ast
+
+    for init in list((REPO / "pdd").rglob("__init__.py")) + [REPO / "stages/__init__.py"]:
+        body = ast.parse(init.read_text()).body
+        assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body), init

@@ -12,11 +12,12 @@ from conftest import REPO, TINY, deep_update
 from pdd.data import shards
 from pdd.errors import PddError
 from pdd.build.hashing import hash_dir
-from pdd.build.runner import run_main
+from pdd.build import config
+from pdd.build.runner import run
 from pdd.train import synthetic
 from pdd.train import tokenizer as tk
 
-CFG = {"vocab_size": 640, "min_frequency": 2, "max_length": 16}
+CFG = config.TokenizerCfg(vocab_size=640, min_frequency=2, max_length=16)
 
 
 def tiny_params() -> dict:
@@ -41,8 +42,8 @@ def test_loads_with_transformers_and_round_trips(demo_export, tmp_path):
 
     summary = tk.train_tokenizer(demo_export, tmp_path / "tok", CFG)
     tok = CLIPTokenizerFast.from_pretrained(tmp_path / "tok")
-    assert len(tok) == summary["vocab_size"] == CFG["vocab_size"]
-    assert tok.model_max_length == CFG["max_length"]
+    assert len(tok) == summary["vocab_size"] == CFG.vocab_size
+    assert tok.model_max_length == CFG.max_length
     # val captions were never seen in training; any text must still encode without unknowns and decode back
     texts = shards.read_split(demo_export, "val").column("caption").to_pylist() + ["Ünïcode ☃ naïve café 1234, z!"]
     for text in texts:
@@ -54,7 +55,7 @@ def test_loads_with_transformers_and_round_trips(demo_export, tmp_path):
         assert decoded.replace(" ", "") == " ".join(text.lower().split()).replace(" ", ""), (text, decoded)
     # truncation keeps the end token at max_length
     long = tok(" ".join(["word"] * 100), truncation=True)["input_ids"]
-    assert len(long) == CFG["max_length"] and long[-1] == tok.eos_token_id
+    assert len(long) == CFG.max_length and long[-1] == tok.eos_token_id
 
     # the image processor carries this project's own statistics of the train images
     proc = CLIPImageProcessor.from_pretrained(tmp_path / "tok")
@@ -70,7 +71,7 @@ def test_two_builds_are_byte_identical(demo_export, tmp_path):
     tk.train_tokenizer(demo_export, tmp_path / "b", CFG)
     assert hash_dir(tmp_path / "a") == hash_dir(tmp_path / "b")
     # and a different vocab size is a different tokenizer
-    tk.train_tokenizer(demo_export, tmp_path / "c", {**CFG, "vocab_size": 600})
+    tk.train_tokenizer(demo_export, tmp_path / "c", config.replace(CFG, vocab_size=600))
     assert hash_dir(tmp_path / "c") != hash_dir(tmp_path / "a")
 
 
@@ -93,7 +94,7 @@ def run_stage(tmp_path, monkeypatch, capsys, export_kw=None, cfg=None):
     synthetic.make_synthetic(tmp_path / "data/export", resolutions=[16], **{"n_train": 50, **export_kw})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tk, "learn_merges", lambda *a: pytest.fail("training started despite bad input"))
-    rc = run_main(tk.main, ["--params", "params.yaml"])
+    rc = run("tokenizer", ["--params", "params.yaml"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("pdd: error: "), err
     assert not (tmp_path / "models/tokenizer").exists()
@@ -119,11 +120,11 @@ def test_schema_rejects_unknown_key(tmp_path, monkeypatch, capsys):
     params = tiny_params()
     params["tokenizer"]["vocab"] = 3
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    assert run_main(tk.main, ["--params", str(tmp_path / "params.yaml")]) == 2
+    assert run("tokenizer", ["--params", str(tmp_path / "params.yaml")]) == 2
     assert "tokenizer.vocab: unknown key" in capsys.readouterr().err
 
 
 def test_check_params_direct():
     with pytest.raises(PddError, match="at least 514"):
-        tk.check_params({**CFG, "vocab_size": 513})
-    tk.check_params({**CFG, "vocab_size": 514})
+        tk.check_params(config.replace(CFG, vocab_size=513))
+    tk.check_params(config.replace(CFG, vocab_size=514))

@@ -165,10 +165,16 @@ def check_train(t: TrainCfg, where: str) -> None:
         _fail(f"{where}.eval_every", f"{t.eval_every} is more than {where}.steps={t.steps} (0 turns evaluation off)")
 
 
-def check(params: dict) -> dict:
-    """Build every known section and run the checks that span fields or sections; returns {name: cfg}."""
+def check(params: dict, only: tuple | None = None) -> dict:
+    """Build every known section and run the checks that span fields or sections; returns {name: cfg}.
+    With `only` (a stage's params sections), run just the checks of those sections: a stage is not
+    refused for a problem in a section it does not read."""
     cfgs = {name: section(params, name) for name in SECTIONS if name in params}
-    ex, clip = cfgs.get("export"), cfgs.get("clip")
+
+    def want(name):
+        return cfgs.get(name) if (only is None or name in only) else None
+
+    ex, clip = cfgs.get("export"), want("clip")
     if clip is not None:
         check_train(clip.train, "clip.train")
         if ex is not None and clip.image_size not in ex.resolutions:
@@ -181,3 +187,38 @@ def check(params: dict) -> dict:
             if t.hidden_size % t.num_heads:
                 _fail(f"clip.{tower}.hidden_size", f"{t.hidden_size} is not a multiple of clip.{tower}.num_heads={t.num_heads}")
     return cfgs
+
+
+def patch(cfg, update: dict):
+    """cfg with nested values replaced: patch(clip, {"train": {"steps": 20}}) (for tests and benches)."""
+    hints = typing.get_type_hints(type(cfg))
+    changes = {}
+    for k, v in update.items():
+        cur = getattr(cfg, k)
+        if dataclasses.is_dataclass(cur) and isinstance(v, dict):
+            changes[k] = patch(cur, v)
+        else:
+            changes[k] = build(hints[k], v, k)
+    return replace(cfg, **changes)
+
+
+def load(path="params.yaml", update: dict | None = None) -> dict:
+    """Typed configs of a params file, optionally deep-updated first (tests, benches)."""
+    import copy
+
+    from pdd.build import params as params_mod
+
+    raw = params_mod.load(path)
+    if update:
+        raw = _deep_update(copy.deepcopy(raw), update)
+        params_mod.validate(raw, path)
+    return check(raw)
+
+
+def _deep_update(base: dict, update: dict) -> dict:
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base

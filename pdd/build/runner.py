@@ -137,7 +137,7 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     module = importlib.import_module(stage.module)
     args = parse_args(stage, module, argv)
     params = params_mod.load(args.params)
-    cfgs = config_mod.check(params)
+    cfgs = config_mod.check(params, only=stage.params)
     deps = {k: _resolve_path(v, params) for k, v in stage.deps.items()}
     for k, path in deps.items():
         if not path.exists():

@@ -207,7 +207,9 @@ def check_config(cfg, n_train: int, where: str) -> None:
 def make_accelerator(cfg):
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    # without a GPU, say cpu=True so that several processes (torchrun / accelerate launch) use gloo
+    return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                       cpu=not torch.cuda.is_available())
 
 
 def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = False, fingerprint: str = "",
