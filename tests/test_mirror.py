@@ -13,7 +13,10 @@ from scrape_helpers import EMAIL, SYNTH_ROOT, pdd_cmd
 from pdd.source.commons.client import user_agent
 from pdd.source.commons.mirror import Catalogue, MirrorServer
 
-INDEX = json.loads((FIXTURES / "index.json").read_text())
+# The recorded-shape Commons fixture lives in ../shared (reference material, never copied in): skip without it.
+pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(),
+                                reason="needs ../shared/fixtures/commons (recorded-shape MediaWiki responses)")
+INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").exists() else {"files": {}, "responses": []}
 UA = {"User-Agent": user_agent(EMAIL)}
 API_CASES = [r for r in INDEX["responses"] if r["file"].startswith("api/")]
 

@@ -22,7 +22,10 @@ from pdd.rights.commons import decide
 from pdd.source.store import Store, loads_json
 
 REPO = Path(__file__).resolve().parents[1]
-INDEX = json.loads((FIXTURES / "index.json").read_text())
+# The recorded-shape Commons fixture lives in ../shared (reference material, never copied in): skip without it.
+pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(),
+                                reason="needs ../shared/fixtures/commons (recorded-shape MediaWiki responses)")
+INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").exists() else {"files": {}, "responses": []}
 PID = {k: f["pageid"] for k, f in INDEX["files"].items()}
 ACCEPT = {"F1", "F2", "F4", "F5", "F7", "F10", "F11", "F12"}
 REJECT = {

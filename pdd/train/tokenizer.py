@@ -180,7 +180,7 @@ def train_tokenizer(export_dir: str | Path, out_dir: str | Path, cfg) -> dict:
     # CLIPTokenizer builds the backend itself; check it is the one we trained with.
     ours = backend(vocab, merges)
     probe = captions[: min(len(captions), 64)]
-    if [e.ids for e in ours.encode_batch(probe)] != [tok(c, add_special_tokens=False)["input_ids"] for c in probe]:
+    if [e.ids for e in ours.encode_batch(probe)] != [tok(c, add_special_tokens=False, verbose=False)["input_ids"] for c in probe]:
         raise PddError("tokenizer: transformers' CLIPTokenizer disagrees with the trained pipeline (library change?)")
 
     mean, std = channel_stats(images)
