@@ -111,8 +111,79 @@ class ClipCfg:
     train: TrainCfg
 
 
+@dataclass(frozen=True)
+class GanCfg:
+    weight: float                  # 0: no discriminator
+    start_step: int
+    channels: int
+    layers: int
+
+
+@dataclass(frozen=True)
+class VaeCfg:
+    resolution: int
+    latent_channels: int
+    block_out_channels: tuple[int, ...]
+    layers_per_block: int
+    norm_num_groups: int
+    mid_attention: bool
+    loss: str                      # l1 | l2
+    kl_weight: float
+    gan: GanCfg
+    preview_images: int
+    train: TrainCfg
+
+
+@dataclass(frozen=True)
+class LatentsCfg:
+    batch_size: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class NoiseCfg:
+    timesteps: int
+    beta_schedule: str             # linear | scaled_linear | squaredcos_cap_v2
+    prediction_type: str           # epsilon | v_prediction
+    snr_gamma: float               # min-SNR-gamma loss weighting; 0: off
+    zero_terminal_snr: bool
+
+
+@dataclass(frozen=True)
+class UnetCfg:
+    mode: str                      # latent-conditional | pixel-unconditional
+    resolution: int                # pixel mode: the export resolution it trains on
+    in_channels: int
+    block_out_channels: tuple[int, ...]
+    attention: tuple[bool, ...]    # per block: (cross-)attention on
+    layers_per_block: int
+    attention_head_dim: int
+    norm_num_groups: int
+    caption_dropout: float
+    noise: NoiseCfg
+    train: TrainCfg
+
+
+@dataclass(frozen=True)
+class QualityCfg:
+    n_samples: int
+    prompts_from_val: bool         # quality samples use val captions (else the sample prompts, cycled)
+
+
+@dataclass(frozen=True)
+class SampleCfg:
+    prompts: tuple[str, ...]
+    images_per_prompt: int
+    steps: int
+    guidance_scale: float
+    scheduler: str                 # dpm++ | ddim | ddpm
+    threads: int
+    quality: QualityCfg
+
+
 SECTIONS: dict[str, type] = {
     "snapshot": SnapshotCfg, "audit": AuditCfg, "export": ExportCfg, "tokenizer": TokenizerCfg, "clip": ClipCfg,
+    "vae": VaeCfg, "latents": LatentsCfg, "unet": UnetCfg, "sample": SampleCfg,
 }
 
 
@@ -186,6 +257,28 @@ def check(params: dict, only: tuple | None = None) -> dict:
             t = getattr(clip, tower)
             if t.hidden_size % t.num_heads:
                 _fail(f"clip.{tower}.hidden_size", f"{t.hidden_size} is not a multiple of clip.{tower}.num_heads={t.num_heads}")
+    vae, unet, sample = want("vae"), want("unet"), want("sample")
+    if vae is not None:
+        check_train(vae.train, "vae.train")
+        from pdd.train.vae import check_config as check_vae
+
+        check_vae(vae)
+        if ex is not None and vae.resolution not in ex.resolutions:
+            _fail("vae.resolution", f"{vae.resolution} is not an exported resolution (export.resolutions is "
+                                    f"{list(ex.resolutions)})")
+    if unet is not None:
+        check_train(unet.train, "unet.train")
+        from pdd.train.unet import check_config as check_unet
+
+        check_unet(unet, cfgs.get("vae"))
+        if unet.mode == "pixel-unconditional" and ex is not None and unet.resolution not in ex.resolutions:
+            _fail("unet.resolution", f"{unet.resolution} is not an exported resolution (export.resolutions is "
+                                     f"{list(ex.resolutions)})")
+    if sample is not None:
+        if sample.guidance_scale < 1:
+            _fail("sample.guidance_scale", f"{sample.guidance_scale} is below 1 (1 means no guidance)")
+        if not sample.prompts:
+            _fail("sample.prompts", "give at least one prompt")
     return cfgs
 
 

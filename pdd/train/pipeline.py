@@ -1,0 +1,92 @@
+"""The compiled output: a stock diffusers pipeline assembled from the trained parts, and sampling with it.
+
+`latent-conditional` -> StableDiffusionPipeline(tokenizer, our CLIP's text tower, our VAE with the data's
+scaling factor, our U-Net, a DPM-Solver++ scheduler configured from the training schedule), with
+safety_checker=None and requires_safety_checker=False: there is no pretrained safety model we could ship.
+`pixel-unconditional` -> DDPMPipeline(U-Net, scheduler).
+
+Sampling: one torch.Generator per image, seeded from (seed, 'sample', prompt index, image index), so adding
+a prompt changes no other image.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from pdd.build.determinism import derive_seed
+from pdd.errors import PddError
+
+SCHEDULERS = ("dpm++", "ddim", "ddpm")
+
+
+def _scheduler(train_scheduler_dir, kind: str):
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    cfg = DDPMScheduler.load_config(train_scheduler_dir)
+    if kind == "dpm++":
+        zero = bool(cfg.get("rescale_betas_zero_snr"))
+        return DPMSolverMultistepScheduler.from_config(cfg, algorithm_type="dpmsolver++", solver_order=2,
+                                                       final_sigmas_type="zero" if zero else "sigma_min")
+    if kind == "ddim":
+        return DDIMScheduler.from_config(cfg)
+    return DDPMScheduler.from_config(cfg)
+
+
+def assemble(mode: str, *, unet_dir, scheduler: str = "dpm++", latents_dir=None, clip_dir=None, tokenizer_dir=None):
+    """The pipeline object, from the stage outputs (nothing downloaded, no project classes inside)."""
+    unet_dir = Path(unet_dir)
+    sched = _scheduler(unet_dir / "scheduler", scheduler)
+    if mode == "pixel-unconditional":
+        from diffusers import DDPMPipeline, UNet2DModel
+
+        return DDPMPipeline(unet=UNet2DModel.from_pretrained(unet_dir / "unet"), scheduler=sched)
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTokenizerFast
+
+    from pdd.train.latents import text_encoder_from_clip
+
+    return StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(Path(latents_dir) / "vae"),
+        text_encoder=text_encoder_from_clip(clip_dir),
+        tokenizer=CLIPTokenizerFast.from_pretrained(tokenizer_dir, local_files_only=True),
+        unet=UNet2DConditionModel.from_pretrained(unet_dir / "unet"), scheduler=sched,
+        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
+
+
+def check_folder(path) -> dict:
+    """A pipeline folder's model_index.json, after checking every component it names is there."""
+    path = Path(path)
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise PddError(f"{path}: not a diffusers pipeline folder (no model_index.json); build it with `dvc repro pipeline`")
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except ValueError:
+        raise PddError(f"{index_file}: not valid JSON; rebuild the pipeline (`dvc repro pipeline`)") from None
+    for name, spec in index.items():
+        if name.startswith("_") or not isinstance(spec, list) or spec == [None, None]:
+            continue
+        if not (path / name).is_dir() or not any((path / name).iterdir()):
+            raise PddError(f"{path}: the component {name!r} ({spec[1]}) is missing; rebuild the pipeline (`dvc repro pipeline`)")
+    return index
+
+
+def generate(pipe, prompts: list[str] | None, *, seed: int, steps: int, guidance_scale: float, per_prompt: int = 1,
+             progress: bool = False):
+    """[(prompt index, image index, prompt, PIL image)], each from its own generator."""
+    if guidance_scale < 1:
+        raise PddError(f"guidance scale {guidance_scale} is below 1; use 1 (no guidance) or more")
+    pipe.set_progress_bar_config(disable=not progress)
+    out = []
+    conditional = hasattr(pipe, "tokenizer")
+    for i, prompt in enumerate(prompts if conditional else [None] * len(prompts or [None])):
+        for k in range(per_prompt):
+            g = torch.Generator().manual_seed(derive_seed(seed, "sample", str(i), str(k)))
+            if conditional:
+                image = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance_scale, generator=g).images[0]
+            else:
+                image = pipe(batch_size=1, generator=g, num_inference_steps=steps).images[0]
+            out.append((i, k, prompt, image))
+    return out

@@ -1,0 +1,217 @@
+"""The denoiser of stage `unet`: architecture (diffusers' U-Nets), noise schedule, and the objective.
+
+Two modes (`unet.mode`):
+* `latent-conditional`: `UNet2DConditionModel` on the cached VAE latents (data/latents), cross-attending to
+  the frozen CLIP text encoder's last hidden states, exactly the tensors StableDiffusionPipeline.encode_prompt
+  computes (cached per caption by the latents stage). Caption dropout (for classifier-free guidance) swaps a
+  row's caption index for the empty prompt's, drawn from the loop's named generator 'dropout'.
+* `pixel-unconditional`: `UNet2DModel` on the export's pixels in [-1, 1]: a DDPMPipeline, cheap smoke builds.
+
+The objective draws its noise and timesteps from the loop's named generators ('noise', 'timesteps') and
+returns the loss: prediction type epsilon or v (`unet.noise.prediction_type`), optional min-SNR-gamma
+loss weighting (Hang et al. 2023; `unet.noise.snr_gamma`, 0 = off). Attention runs through PyTorch SDPA
+(diffusers' default); xformers is used only when installed, on a GPU, and the build is not deterministic.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pdd.build.determinism import seed_everything
+from pdd.build.hashing import hash_json, hash_path
+from pdd.data import shards
+from pdd.errors import PddError
+from pdd.train import data, imaging, latents, loop
+
+NONDETERMINISM = [
+    "unet: bit-identical weights need the same machine type, torch build, thread count (unet.train.threads) and "
+    "number of processes; on GPU also the same GPU model, driver and CUDA/cuDNN; xformers kernels are not used "
+    "when the build is deterministic",
+]
+LATENT, PIXEL = "latent-conditional", "pixel-unconditional"
+
+
+def noise_scheduler(cfg):
+    from diffusers import DDPMScheduler
+
+    n = cfg.noise
+    return DDPMScheduler(num_train_timesteps=n.timesteps, beta_schedule=n.beta_schedule,
+                         prediction_type=n.prediction_type, rescale_betas_zero_snr=n.zero_terminal_snr,
+                         timestep_spacing="trailing" if n.zero_terminal_snr else "leading", clip_sample=False)
+
+
+def sampling_scheduler(cfg, kind: str):
+    """The scheduler the pipeline ships with, configured from the training schedule."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    train = noise_scheduler(cfg)
+    if kind == "dpm++":
+        return DPMSolverMultistepScheduler.from_config(train.config, algorithm_type="dpmsolver++", solver_order=2,
+                                                       final_sigmas_type="zero" if cfg.noise.zero_terminal_snr else "sigma_min")
+    if kind == "ddim":
+        return DDIMScheduler.from_config(train.config)
+    return DDPMScheduler.from_config(train.config)
+
+
+def _blocks(cfg, conditional: bool):
+    down, up = [], []
+    for i, attn in enumerate(cfg.attention):
+        if attn:
+            down.append("CrossAttnDownBlock2D" if conditional else "AttnDownBlock2D")
+            up.append("CrossAttnUpBlock2D" if conditional else "AttnUpBlock2D")
+        else:
+            down.append("DownBlock2D")
+            up.append("UpBlock2D")
+    return tuple(down), tuple(reversed(up))
+
+
+def build_unet(cfg, sample_size: int, in_channels: int, cross_attention_dim: int | None):
+    if cfg.mode == LATENT:
+        from diffusers import UNet2DConditionModel
+
+        down, up = _blocks(cfg, True)
+        return UNet2DConditionModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+                                    down_block_types=down, up_block_types=up,
+                                    block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+                                    cross_attention_dim=cross_attention_dim, attention_head_dim=cfg.attention_head_dim,
+                                    norm_num_groups=cfg.norm_num_groups)
+    from diffusers import UNet2DModel
+
+    down, up = _blocks(cfg, False)
+    return UNet2DModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+                       down_block_types=down, up_block_types=up, block_out_channels=tuple(cfg.block_out_channels),
+                       layers_per_block=cfg.layers_per_block, attention_head_dim=cfg.attention_head_dim,
+                       norm_num_groups=cfg.norm_num_groups)
+
+
+def check_config(cfg, vae_cfg=None) -> None:
+    if cfg.mode not in (LATENT, PIXEL):
+        raise PddError(f"params.yaml: unet.mode={cfg.mode!r} is not one of {LATENT}, {PIXEL}")
+    if len(cfg.attention) != len(cfg.block_out_channels):
+        raise PddError(f"params.yaml: unet.attention has {len(cfg.attention)} entries but unet.block_out_channels has "
+                       f"{len(cfg.block_out_channels)}; give one flag per block")
+    for c in cfg.block_out_channels:
+        if c % cfg.norm_num_groups:
+            raise PddError(f"params.yaml: unet.block_out_channels entry {c} is not a multiple of "
+                           f"unet.norm_num_groups={cfg.norm_num_groups}")
+    if cfg.mode == LATENT and vae_cfg is not None and cfg.in_channels != vae_cfg.latent_channels:
+        raise PddError(f"params.yaml: unet.in_channels={cfg.in_channels} does not match vae.latent_channels="
+                       f"{vae_cfg.latent_channels}: the U-Net denoises the VAE's latents")
+    if cfg.mode == PIXEL and cfg.in_channels != 3:
+        raise PddError(f"params.yaml: unet.in_channels={cfg.in_channels}: the pixel-unconditional U-Net sees RGB (3)")
+
+
+def loss_weights(scheduler, t: torch.Tensor, cfg) -> torch.Tensor | None:
+    if not cfg.noise.snr_gamma:
+        return None
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(scheduler, t)
+    clipped = torch.minimum(snr, torch.full_like(snr, cfg.noise.snr_gamma))
+    if cfg.noise.prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    return clipped / snr.clamp_min(1e-8)
+
+
+def diffusion_loss(model, x0, cond, scheduler, cfg, g_noise, g_time) -> torch.Tensor:
+    """The objective: noise x0 at random timesteps, predict epsilon or v, (min-SNR-)weighted MSE."""
+    b = x0.shape[0]
+    noise = torch.randn(x0.shape, generator=g_noise, device=g_noise.device).to(x0.device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=g_time, device=g_time.device).to(x0.device)
+    xt = scheduler.add_noise(x0, noise, t)
+    target = noise if cfg.noise.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
+    pred = model(xt, t, encoder_hidden_states=cond).sample if cond is not None else model(xt, t).sample
+    mse = F.mse_loss(pred.float(), target.float(), reduction="none").flatten(1).mean(1)
+    w = loss_weights(scheduler, t.cpu(), cfg)
+    return (mse * w.to(mse.device)).mean() if w is not None else mse.mean()
+
+
+def check_inputs(cfg, vae_cfg, *, latents_dir=None, export_dir=None) -> dict:
+    check_config(cfg, vae_cfg)
+    if cfg.mode == LATENT:
+        index = latents.read_index(latents_dir)
+        if index["latent_shape"][0] != cfg.in_channels:
+            raise PddError(f"params.yaml: unet.in_channels={cfg.in_channels} does not match the cached latents' "
+                           f"{index['latent_shape'][0]} channels ({latents_dir}); rebuild latents or fix unet.in_channels")
+        n = index["counts"]["train"]
+    else:
+        index = shards.read_index(export_dir)
+        if cfg.resolution not in index["resolutions"]:
+            raise PddError(f"params.yaml: unet.resolution={cfg.resolution} is not an exported resolution "
+                           f"(export.resolutions is {index['resolutions']})")
+        n = index["counts"]["train"]
+    if n < cfg.train.batch_size:
+        raise PddError(f"params.yaml: unet.train.batch_size={cfg.train.batch_size} is larger than the {n} train rows")
+    return index
+
+
+def train_unet(cfg, seed: int, *, out_dir, ckpt_dir, latents_dir=None, export_dir=None, vae_cfg=None,
+               resume: bool = False, progress: bool = True, **force) -> dict:
+    """Train the U-Net and save it (save_pretrained) into out_dir/unet, and the training noise scheduler's
+    config into out_dir/scheduler; returns metrics, the loop's Result under "_result" and plots under "_plots"."""
+    from pdd.build.config import as_dict
+
+    index = check_inputs(cfg, vae_cfg, latents_dir=latents_dir, export_dir=export_dir)
+    torch.set_num_threads(cfg.train.threads)
+    seed_everything(seed)
+    scheduler = noise_scheduler(cfg)
+    if cfg.mode == LATENT:
+        _, states = latents.read_text_states(latents_dir)
+        source = latents.split_source(latents_dir, "train", scaling=index["scaling_factor"],
+                                      budget_mb=cfg.train.memory_budget_mb, batch_size=cfg.train.batch_size, **force)
+        shape = index["latent_shape"]
+        model = build_unet(cfg, shape[1], shape[0], states.shape[-1])
+        val = latents.split_source(latents_dir, "val", scaling=index["scaling_factor"], budget_mb=10**6, batch_size=1)
+        inputs = {"export_or_latents": hash_path(latents_dir)}
+    else:
+        states = None
+        col = shards.image_column(cfg.resolution)
+
+        def prepare(table):
+            return {"latent": imaging.to_model(torch.from_numpy(np.array(shards.images_array(table, cfg.resolution),
+                                                                         copy=True)))}
+
+        source = data.open_split(export_dir, "train", [col], prepare, budget_mb=cfg.train.memory_budget_mb,
+                                 batch_size=cfg.train.batch_size, **force)
+        val = data.open_split(export_dir, "val", [col], prepare, budget_mb=10**6)
+        model = build_unet(cfg, cfg.resolution, 3, None)
+        inputs = {"export_or_latents": hash_path(export_dir)}
+
+    def loss(m, batch, rt):
+        x0 = batch["latent"].to(rt.device)
+        cond = None
+        if states is not None:
+            idx = batch["text_idx"]
+            drop = torch.rand(len(idx), generator=rt.rng("dropout")) < cfg.caption_dropout
+            cond = states[torch.where(drop, torch.zeros_like(idx), idx)].to(rt.device)
+        return diffusion_loss(m, x0, cond, scheduler, cfg, rt.rng("noise"), rt.rng("timesteps"))
+
+    def evaluate(m, rt):
+        """Val loss at fixed noise and timesteps (a generator seeded the same at every evaluation)."""
+        if val.n == 0:
+            return {}
+        g = torch.Generator().manual_seed(seed)
+        n = min(val.n, 256)
+        batch = val.fetch(torch.arange(n))
+        cond = states[batch["text_idx"]] if states is not None else None
+        return {"val_loss": float(diffusion_loss(m, batch["latent"].to(rt.device),
+                                                 cond.to(rt.device) if cond is not None else None,
+                                                 scheduler, cfg, g, g))}
+
+    task = loop.Task("unet", model, source, loss, evaluate=evaluate,
+                     items="latents" if cfg.mode == LATENT else "images")
+    fingerprint = hash_json({"cfg": as_dict(cfg), "seed": seed, **inputs})
+    result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress)
+    unet = result.model.to("cpu")
+    out_dir = Path(out_dir)
+    unet.save_pretrained(out_dir / "unet", safe_serialization=True)
+    scheduler.save_pretrained(out_dir / "scheduler")
+    final = dict(result.val_history[-1]) if result.val_history else {}
+    final.pop("step", None)
+    return {"mode": cfg.mode, "steps": result.steps, "train_loss": result.train_history[-1][1], "train_rows": source.n,
+            "parameters": sum(p.numel() for p in unet.parameters()), **final,
+            "_items_per_s": result.items_per_s, "_resumed_from": result.resumed_from, "_result": result,
+            "_plots": loop.history_tsv(result)}
