@@ -64,7 +64,10 @@ def cmd_snapshot(args) -> int:
     elif args.action == "textconv":
         from pdd import history
 
-        history.textconv(args.name)
+        try:
+            history.textconv(args.name)
+        except BrokenPipeError:  # the reader (git, head) stopped reading: not an error
+            sys.stderr.close()
     elif args.action == "blame":
         from pdd import history
         from pdd.source import exclusions

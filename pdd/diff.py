@@ -29,10 +29,12 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     "dimensions": ("width", "height"),
     "source URL": ("source_url",),
     "evidence": ("licence_evidence", "provenance"),
-    "other": ("rev_no", "source_id", "external_id"),
+    "other": ("source_id", "external_id"),
 }
+# rev_no moves whenever the store records a new revision, so it is shown (`rev 1 -> 2`) but counted
+# in a group only when nothing else changed ("other").
 COMPARED = [c for c in snapshot.META_COLUMNS if c != "file_id"]
-assert sorted(c for cols in FIELD_GROUPS.values() for c in cols) == sorted(COMPARED)
+assert sorted(c for cols in FIELD_GROUPS.values() for c in cols) == sorted(c for c in COMPARED if c != "rev_no")
 DEFAULT_ALLOWED = ("pd", "cc0")
 MEMORY_LIMIT = "1.5GB"  # DuckDB spills beyond this; the 1M-row bench peaks near 1 GB RSS
 
@@ -180,7 +182,7 @@ def diff_paths(a: Path, b: Path, con=None) -> dict:
         removed = [r[0] for r in con.execute("SELECT file_id FROM old_rows ANTI JOIN new_rows USING (file_id) ORDER BY file_id").fetchall()]
         flags = ", ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in COMPARED)
         joined = con.execute(
-            f"SELECT o.file_id, o.licence_kind, n.licence_kind, o.licence_status, n.licence_status, {flags} "
+            f"SELECT o.file_id, o.licence_kind, n.licence_kind, o.licence_status, n.licence_status, o.rev_no, n.rev_no, {flags} "
             "FROM old_rows o JOIN new_rows n USING (file_id) ORDER BY o.file_id").fetchall()
     except duckdb.OutOfMemoryException as exc:
         raise PddError(f"diff ran out of memory ({str(exc).splitlines()[0]}); raise pdd.diff.MEMORY_LIMIT") from None
@@ -188,9 +190,9 @@ def diff_paths(a: Path, b: Path, con=None) -> dict:
         raise PddError(f"cannot diff {a} and {b}: {str(exc).splitlines()[0]}") from None
     changed = []
     for row in joined:
-        fields = [c for c, differs in zip(COMPARED, row[5:]) if differs]
-        changed.append({"file_id": row[0], "fields": fields,
-                        "groups": [g for g, gc in FIELD_GROUPS.items() if any(c in fields for c in gc)],
+        fields = [c for c, differs in zip(COMPARED, row[7:]) if differs]
+        groups = [g for g, gc in FIELD_GROUPS.items() if any(c in fields for c in gc)] or ["other"]
+        changed.append({"file_id": row[0], "fields": fields, "groups": groups, "rev_no": {"from": row[5], "to": row[6]},
                         "licence": {"from": row[1], "to": row[2], "status_from": row[3], "status_to": row[4]}})
     return {"added": added, "removed": removed, "changed": changed}
 
@@ -247,13 +249,15 @@ def diff(a: str, b: str, snap_dir: str | Path = snapshot.DEFAULT_DIR, repo: str 
 def detail_line(ch: dict) -> str:
     parts = []
     for g in ch["groups"]:
-        cols = [c for c in FIELD_GROUPS[g] if c in ch["fields"]]
+        cols = [c for c in FIELD_GROUPS[g] if c in ch["fields"]] or [c for c in ch["fields"] if c == "rev_no"]
         text = f"{g} ({', '.join(cols)})"
         lic = ch["licence"]
         if g == "licence" and (lic["from"] != lic["to"] or lic["status_from"] != lic["status_to"]):
             text += f" {_kind(lic['from'], lic['status_from'])} -> {_kind(lic['to'], lic['status_to'])}"
         parts.append(text)
-    return f"~ {ch['file_id']}  " + "; ".join(parts)
+    rev = ch["rev_no"]
+    head = f"~ {ch['file_id']}  " + (f"rev {rev['from']} -> {rev['to']}  " if rev["from"] != rev["to"] else "")
+    return head + "; ".join(parts)
 
 
 def format_summary(d: dict) -> list[str]:
