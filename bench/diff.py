@@ -81,6 +81,16 @@ t = time.perf_counter() - t0
 print("RESULT", t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rc, file=sys.stderr)
 """
 
+CHILD_EXCEPT = """
+import resource, sys, time
+from pathlib import Path
+from pdd import diff
+t0 = time.perf_counter()
+d = diff.diff_paths_except(Path(sys.argv[1]), Path(sys.argv[2]))
+t = time.perf_counter() - t0
+print("RESULT", t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(d["added"]), len(d["removed"]), len(d["changed"]), file=sys.stderr)
+"""
+
 CHILD_BARE = """
 import resource, sys, time
 import duckdb
@@ -120,18 +130,22 @@ def main() -> int:
     a, b = make(Path(args.dir) / str(args.rows), args.rows)
     print(f"snapshots: {a} ({a.stat().st_size / 1e6:.1f} MB), {b} ({b.stat().st_size / 1e6:.1f} MB); "
           f"made/found in {time.perf_counter() - t0:.1f}s")
-    bare, pdd = [], []
+    bare, pdd, exc = [], [], []
     for _ in range(args.repeat):
         bare.append(measure(CHILD_BARE, a, b))
         pdd.append(measure(CHILD_PDD, a, b))
+        exc.append(measure(CHILD_EXCEPT, a, b))
     tb, mb = min(x[0] for x in bare), max(x[1] for x in bare)
     tp, mp = min(x[0] for x in pdd), max(x[1] for x in pdd)
     print(f"bare DuckDB anti-joins + EXCEPT: {tb:.2f}s, peak {mb:.0f} MiB  (added, removed, EXCEPT rows: {bare[0][2].strip()})")
     print(f"pdd diff --stat:                 {tp:.2f}s, peak {mp:.0f} MiB  (exit {pdd[0][2].splitlines()[0]})")
+    te, me = min(x[0] for x in exc), max(x[1] for x in exc)
+    print(f"(variant: two EXCEPTs + anti-joins, diff_paths_except: {te:.2f}s, peak {me:.0f} MiB, {te / tb:.2f}x)")
     print("pdd diff output:\n  " + "\n  ".join(pdd[0][2].splitlines()[1:]))
     ratio = tp / tb
     print(json.dumps({"rows": args.rows, "bare_s": round(tb, 3), "pdd_s": round(tp, 3), "ratio": round(ratio, 2),
                       "bare_peak_mib": round(mb), "pdd_peak_mib": round(mp),
+                      "except_variant_s": round(te, 3), "except_variant_ratio": round(te / tb, 2),
                       "goal_ratio_met": ratio <= 1.5, "goal_memory_met": mp < 2048}))
     return 0
 

@@ -127,6 +127,12 @@ def test_diff_summary_and_every_detail_line(versions):
     assert back["counts"] == {"added": 2, "removed": 1, "changed": 3, "unchanged": 262} and not back["rights_regression"]
 
 
+def test_join_and_except_implementations_agree(versions, tmp_path):
+    a, b = versions["s"] / "v1.parquet", versions["s"] / "v2.parquet"
+    for x, y in ((a, b), (b, a), (a, a)):
+        assert pdiff.diff_paths(x, y) == pdiff.diff_paths_except(x, y)
+
+
 def test_show_list_textconv_blame(versions):
     v = versions
     info = history.info(v["s"] / "v2.parquet", v["db"])
