@@ -41,18 +41,40 @@ def cmd_snapshot(args) -> int:
     if args.action == "pin":
         from pdd.source import pin
 
-        with _store(args) as store:
-            info = pin.pin(store, args.name, args.out_dir)
-        print(f"pinned {info['name']}: {info['n_rows']} files, content hash {info['content_hash']} -> "
-              f"{args.out_dir}/{info['parquet']}")
-    elif args.action == "list":
-        from pathlib import Path
+        from pdd.source import exclusions
 
-        for path in sorted(Path(args.out_dir).glob("*.parquet")):
-            s = snapshot.summary(path)
-            print(f"{s['name'] or path.stem:30s} {s['rows']:8d} files  {s['content_hash'][:16]}  {path}")
+        with _store(args) as store:
+            info = pin.pin(store, args.name, args.out_dir, exclusions.read(args.exclusions))
+        print(f"pinned {info['name']}: {info['n_rows']} files, content hash {info['content_hash']} -> "
+              f"{args.out_dir}/{info['parquet']}" + (f" ({info['excluded']} excluded)" if info.get("excluded") else ""))
+    elif args.action == "list":
+        from pdd import history
+
+        infos = history.list_snapshots(args.out_dir, args.db)
+        if args.json:
+            print(json.dumps(infos, indent=2))
+        for i in infos if not args.json else []:
+            print(f"{i['name']:30s} {i['content_hash'][:16]}  {str(i['created'] or '-')[:19]:19s} {i['rows']:8d} rows  "
+                  f"excluded {i['excluded']}  " + ",".join(f"{k}={v}" for k, v in i["licences"].items()))
     elif args.action == "show":
-        print(json.dumps(snapshot.summary(snapshot.resolve(args.name, args.out_dir)), indent=2))
+        from pdd import history
+
+        i = history.info(snapshot.resolve(args.name, args.out_dir), args.db)
+        print(json.dumps(i, indent=2) if args.json else "\n".join(history.format_info(i)))
+    elif args.action == "textconv":
+        from pdd import history
+
+        try:
+            history.textconv(args.name)
+        except BrokenPipeError:  # the reader (git, head) stopped reading: not an error
+            sys.stderr.close()
+    elif args.action == "blame":
+        from pdd import history
+        from pdd.source import exclusions
+
+        with _store_ro(args) as store:
+            b = history.blame(store, args.name, exclusions.read(args.exclusions))
+        print(json.dumps(b, indent=2) if args.json else "\n".join(history.format_blame(b)))
     elif args.action == "verify":
         path = snapshot.resolve(args.name, args.out_dir)
         digest, problems = snapshot.verify(path)
@@ -63,21 +85,49 @@ def cmd_snapshot(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from pdd import snapshot
+    """Exit 0 when equal, 1 when different (like `git diff --exit-code`), 2 on error."""
+    from pdd import diff
 
-    d = snapshot.diff(snapshot.resolve(args.a, args.out_dir), snapshot.resolve(args.b, args.out_dir))
+    d = diff.diff(args.a, args.b, args.out_dir, args.repo, allowed=_allowed_licences(args.params))
     if args.json:
-        print(json.dumps(d, indent=2))
-        return 0
-    print(f"--- {args.a}\n+++ {args.b}")
-    for fid in d["removed"]:
-        print(f"- {fid}")
-    for fid in d["added"]:
-        print(f"+ {fid}")
-    for ch in d["changed"]:
-        print(f"~ {ch['file_id']} ({', '.join(ch['fields'])})")
-    print(f"{len(d['added'])} added, {len(d['removed'])} removed, {len(d['changed'])} changed, {d['unchanged']} unchanged")
+        print(diff.to_json(d))
+    else:
+        print("\n".join(diff.format_text(d, stat=args.stat)))
+    return 0 if d["equal"] else 1
+
+
+def _allowed_licences(params_path: str) -> tuple[str, ...]:
+    """The audit's allowed licences from params.yaml when there is one (what counts as a rights regression)."""
+    from pdd.diff import DEFAULT_ALLOWED
+
+    try:
+        import yaml
+
+        with open(params_path) as fh:
+            allowed = ((yaml.safe_load(fh) or {}).get("audit") or {}).get("allowed_licences")
+    except (OSError, ValueError, AttributeError):
+        allowed = None
+    return tuple(allowed) if isinstance(allowed, list) and allowed else DEFAULT_ALLOWED
+
+
+def cmd_exclude(args) -> int:
+    from pdd.source import exclusions
+
+    with _store_ro(args) as store:
+        entry = exclusions.add(args.exclusions, args.file_id, args.reason, args.date, store=store)
+    print(f"excluded {entry['file_id']} ({entry['date']}: {entry['reason']}) in {args.exclusions}; "
+          "pin a new snapshot and point params.yaml at it to rebuild without it")
     return 0
+
+
+def _store_ro(args):
+    from pathlib import Path
+
+    from pdd.source.store import Store
+
+    if not Path(args.db).exists():
+        raise PddError(f"{args.db}: no store here (pass --db PATH to the store the file was imported into)")
+    return Store(args.db, read_only=True)
 
 
 def cmd_dag(args) -> int:
@@ -139,18 +189,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import_folder)
 
     p = sub.add_parser("snapshot", help="pin, list, show or verify dataset snapshots")
-    p.add_argument("action", choices=["pin", "list", "show", "verify"])
+    p.add_argument("action", choices=["pin", "list", "show", "verify", "textconv", "blame"],
+                   help="textconv FILE: one canonical line per row (git diff driver); blame FILE_ID: its history")
     p.add_argument("name", nargs="?")
     p.add_argument("--db", default="data/pdd.duckdb")
     p.add_argument("--out-dir", default="data/snapshots")
+    p.add_argument("--exclusions", default="data/exclusions.tsv", help="takedown list applied when pinning")
+    p.add_argument("--json", action="store_true", help="list/show/blame: JSON for machines")
     p.set_defaults(func=cmd_snapshot)
 
-    p = sub.add_parser("diff", help="what changed between two snapshots (names or .parquet paths)")
+    p = sub.add_parser("diff", help="row-level, rights-aware diff of two snapshots (names, .parquet paths or git revisions)",
+                       description="A and B: a snapshot name, a snapshot .parquet path, or a git revision at which "
+                                   "params.yaml names the build snapshot (git:REV forces a revision). "
+                                   "Exit 0 equal, 1 different, 2 error.")
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--out-dir", default="data/snapshots")
+    p.add_argument("--repo", help="git repository for revisions (default: the one around the current folder)")
+    p.add_argument("--params", default="params.yaml", help="audit.allowed_licences here defines a rights regression")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--stat", action="store_true", help="the summary only")
     p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("exclude", help="take a file down: add it to data/exclusions.tsv (pinning leaves it out)")
+    p.add_argument("file_id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--date", help="YYYY-MM-DD (default: today, or SOURCE_DATE_EPOCH)")
+    p.add_argument("--db", default="data/pdd.duckdb")
+    p.add_argument("--exclusions", default="data/exclusions.tsv")
+    p.set_defaults(func=cmd_exclude)
 
     p = sub.add_parser("dag", help="show the build DAG, or regenerate/check dvc.yaml and the Snakefile")
     p.add_argument("action", choices=["show", "write", "check"], nargs="?", default="show")

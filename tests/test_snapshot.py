@@ -73,7 +73,9 @@ def test_diff_shows_added_removed_changed(tmp_path):
     d = snapshot.diff(tmp_path / "s" / "v1.parquet", tmp_path / "s" / "v2.parquet")
     assert d["added"] == ["m:5.jpg"] and d["removed"] == ["m:1.jpg"] and d["unchanged"] == 1
     assert d["changed"] == [{"file_id": "m:0.jpg", "fields": ["title", "provenance", "labels"]}]
-    out = sh([str(BIN / "pdd"), "diff", "v1", "v2", "--out-dir", str(tmp_path / "s")], tmp_path).stdout
+    proc = sh([str(BIN / "pdd"), "diff", "v1", "v2", "--out-dir", str(tmp_path / "s")], tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr  # different, like `git diff --exit-code`
+    out = proc.stdout
     assert "+ m:5.jpg" in out and "- m:1.jpg" in out and "~ m:0.jpg" in out and "1 added, 1 removed, 1 changed, 1 unchanged" in out
 
 

@@ -14,6 +14,7 @@ from pdd import snapshot
 from pdd.errors import PddError
 from pdd.rights.text import redecide_text
 from pdd.rights.commons import redecide as commons_redecide
+from pdd.source import exclusions
 
 
 
@@ -44,11 +45,19 @@ def row_problems(row: dict, allowed: list[str]) -> list[str]:
     return problems
 
 
-def audit_snapshot(path: str | Path, allowed: list[str]) -> dict:
-    """Check every row; raise PddError naming the failing rows, else return the report."""
+def excluded_problems(ids, exclusions_path: str | Path = exclusions.DEFAULT_PATH) -> dict[str, list[str]]:
+    """{file_id: [problem]} for ids of the snapshot that are on the exclusion list."""
+    return exclusions.check_snapshot_ids(ids, exclusions.read(exclusions_path))
+
+
+def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | Path = exclusions.DEFAULT_PATH) -> dict:
+    """Check every row; raise PddError naming the failing rows, else return the report.
+    A row whose id is on the exclusion list (data/exclusions.tsv) fails, with the takedown reason."""
     digest, integrity = snapshot.verify(path)
     rows = snapshot.read_rows(path)
     bad = {r["file_id"]: row_problems(r, allowed) for r in rows}
+    for fid, problems in excluded_problems((r["file_id"] for r in rows), exclusions_path).items():
+        bad[fid] = bad.get(fid, []) + problems
     bad = {k: v for k, v in bad.items() if v}
     if bad or integrity:
         named = [f"{fid} ({'; '.join(p)})" for fid, p in sorted(bad.items())] + integrity

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from pdd.build.hashing import canonical_json, hash_file, write_json
 from pdd.errors import PddError
 from pdd.snapshot import DEFAULT_DIR, SCHEMA, SNAPSHOT_FORMAT, WRITE_OPTIONS, content_hash
+from pdd.source.exclusions import apply as apply_exclusions
 from pdd.source.store import Store
 
 
@@ -36,9 +37,10 @@ def collect_rows(store: Store) -> list[dict]:
     return rows
 
 
-def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_image) -> None:
+def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_image, extra_meta: dict | None = None) -> None:
     """Write row group by row group, reading (and verifying) each image only when its group is written."""
-    schema = SCHEMA.with_metadata({"pdd.format": SNAPSHOT_FORMAT, "pdd.snapshot": name, "pdd.content_hash": digest})
+    schema = SCHEMA.with_metadata({"pdd.format": SNAPSHOT_FORMAT, "pdd.snapshot": name, "pdd.content_hash": digest,
+                                   **(extra_meta or {})})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     group = WRITE_OPTIONS["row_group_size"]
@@ -56,12 +58,15 @@ def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_ima
     os.replace(tmp, path)
 
 
-def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR) -> dict:
+def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: dict | None = None) -> dict:
     """Freeze the store's accepted rows as snapshot NAME. Same rows again: same bytes, same hash.
-    A name is bound to its content forever: different rows under a used name is an error."""
+    A name is bound to its content forever: different rows under a used name is an error.
+    Ids in EXCLUSIONS (pdd/source/exclusions.py) are left out; how many is recorded in the Parquet
+    metadata (`pdd.excluded`) and NAME.json (`excluded`), only when there were any, so a pin
+    without exclusions stays byte-identical to one made before exclusions existed."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
         raise PddError(f"snapshot name {name!r} is not valid: start with a letter or digit, then letters, digits, '.', '_' and '-'")
-    rows = collect_rows(store)
+    rows, excluded = apply_exclusions(collect_rows(store), exclusions)
     if not rows:
         raise PddError("nothing to pin: the store has no accepted files (import or scrape first)")
     digest = content_hash(rows)
@@ -72,9 +77,12 @@ def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR) -> dict:
             "snapshots are immutable: pin under a new name"
         )
     path = Path(out_dir) / f"{name}.parquet"
-    write_parquet(rows, path, name, digest, store.read_blob)
+    extra_meta = {"pdd.excluded": str(len(excluded))} if excluded else None
+    write_parquet(rows, path, name, digest, store.read_blob, extra_meta)
     info = {"name": name, "format": SNAPSHOT_FORMAT, "content_hash": digest, "n_rows": len(rows),
             "parquet": path.name, "parquet_sha256": hash_file(path)}
+    if excluded:
+        info["excluded"] = len(excluded)
     write_json(Path(out_dir, f"{name}.json"), info)
     if not existing:
         with store.transaction() as con:

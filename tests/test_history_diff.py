@@ -1,0 +1,252 @@
+"""Issue 12: dataset versions you can diff like commits (diff, show/list, textconv, blame, exclusions)."""
+import io
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pdd import diff as pdiff
+from pdd import history, snapshot
+from pdd.errors import PddError
+from pdd.rights import audit
+from pdd.rights.text import LicenceDecision
+from pdd.source import exclusions, pin
+from pdd.source.store import FileRecord, Label, Store
+from conftest import BIN, REPO, sh
+
+DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
+
+
+def record_of(row: dict, **change) -> FileRecord:
+    """The store record a snapshot row was pinned from (pinning it again gives the same row)."""
+    source_id, external_id = row["file_id"].split(":", 1)
+    rec = dict(source_id=source_id, external_id=external_id, title=row["title"], status="accepted",
+               reason=row["licence_reason"], data=row["image"], source_sha1=row["source_sha1"], mime=row["mime"],
+               width=row["width"], height=row["height"], source_url=row["source_url"],
+               provenance=json.loads(row["provenance"]), labels=[Label(**lb) for lb in json.loads(row["labels"])],
+               licence=LicenceDecision(True, row["licence_kind"], row["licence_reason"], json.loads(row["licence_evidence"])))
+    rec.update(change)
+    return FileRecord(**rec)
+
+
+def reencode(data: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(out, "JPEG", quality=40)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory):
+    """Two real pins of the demo snapshot through a store: v1 (= the demo) and v2 with edits."""
+    tmp = tmp_path_factory.mktemp("versions")
+    rows = [r for batch in snapshot.iter_batches(DEMO) for r in batch]
+    ids = [r["file_id"] for r in rows]
+    excl = tmp / "exclusions.tsv"
+    with Store(tmp / "db.duckdb") as store:
+        store.ensure_source("aic", "folder", "file:///demo")
+        store.record_batch([record_of(r) for r in rows])
+        v1 = pin.pin(store, "v1", tmp / "s", exclusions.read(excl))
+        pin.pin(store, "demo-aic-267", tmp / "demo", exclusions.read(excl))  # the same rows under the demo's name
+        r = {fid: row for fid, row in zip(ids, rows)}
+        caption, image, licence, rejected, excluded = ids[10], ids[20], ids[30], ids[40], ids[50]
+        title_label = [Label(**lb) for lb in json.loads(r[caption]["labels"])]
+        title_label = [Label(lb.field, "Edited caption" if lb.field == "title" else lb.text, lb.licence, lb.lang, lb.source)
+                       for lb in title_label]
+        new_bytes = reencode(r[image]["image"])
+        store.record_batch([
+            record_of(r[caption], title="Edited caption", labels=title_label),
+            record_of(r[image], data=new_bytes),
+            record_of(r[licence], licence=LicenceDecision(True, "cc-by-sa", r[licence]["licence_reason"],
+                                                          json.loads(r[licence]["licence_evidence"]))),
+            record_of(r[rejected], status="rejected", reason="rejected: licence withdrawn by the museum", data=None,
+                      licence=LicenceDecision(False, "unknown", "rejected: licence withdrawn by the museum", {"note": "withdrawn"})),
+            record_of(r[ids[0]], external_id="new-1"),
+        ])
+        exclusions.add(excl, excluded, "takedown request #7", "2026-01-02", store=store)
+        v2 = pin.pin(store, "v2", tmp / "s", exclusions.read(excl))
+    return dict(tmp=tmp, s=tmp / "s", db=tmp / "db.duckdb", excl=excl, v1=v1, v2=v2, ids=ids, caption=caption,
+                image=image, licence=licence, rejected=rejected, excluded=excluded, added="aic:new-1", new_bytes=new_bytes,
+                old_image=r[image]["image"])
+
+
+def pdd(args, cwd, check=False):
+    return sh([str(BIN / "pdd"), *args], cwd, check=check)
+
+
+def test_store_round_trip_reproduces_the_demo_snapshot(versions):
+    assert versions["v1"]["content_hash"] == snapshot.read_meta(DEMO)["pdd.content_hash"]
+    # an (empty) exclusion list changes nothing: the same bytes as the committed demo snapshot
+    assert (versions["tmp"] / "demo/demo-aic-267.parquet").read_bytes() == DEMO.read_bytes()
+    assert "excluded" not in versions["v1"] and versions["v2"]["excluded"] == 1
+    assert snapshot.read_meta(versions["s"] / "v2.parquet")["pdd.excluded"] == "1"
+
+
+def test_diff_summary_and_every_detail_line(versions):
+    v = versions
+    d = pdiff.diff("v1", "v2", v["s"])
+    assert d["counts"] == {"added": 1, "removed": 2, "changed": 3, "unchanged": 262}
+    assert d["added"] == ["aic:new-1"] and d["removed"] == sorted([v["rejected"], v["excluded"]])
+    assert d["changed_by_group"] == {"caption/labels": 1, "licence": 1, "image bytes": 1, "dimensions": 0,
+                                     "source URL": 0, "evidence": 0, "other": 0}
+    assert d["licence_transitions"] == [{"from": "cc0", "to": "cc-by-sa", "count": 1, "regression": True}]
+    assert d["rights_regression"] is True and d["equal"] is False
+    by_id = {c["file_id"]: c for c in d["changed"]}
+    assert by_id[v["caption"]]["fields"] == ["rev_no", "title", "labels"]
+    assert by_id[v["image"]]["fields"] == ["rev_no", "sha256", "size"]
+    assert by_id[v["licence"]]["fields"] == ["rev_no", "licence_kind"]
+    proc = pdd(["diff", "v1", "v2", "--out-dir", str(v["s"])], v["tmp"])
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("--- v1  (snapshot name, 267 rows, e3de03f408db)")
+    assert lines[1].startswith("+++ v2  (snapshot name, 266 rows, ")
+    detail = {v["caption"]: f"~ {v['caption']}  rev 1 -> 2  caption/labels (title, labels)",
+              v["image"]: f"~ {v['image']}  rev 1 -> 2  image bytes (sha256, size)",
+              v["licence"]: f"~ {v['licence']}  rev 1 -> 2  licence (licence_kind) cc0 -> cc-by-sa"}
+    assert lines[2:] == [
+        *(f"- {fid}" for fid in sorted([v["rejected"], v["excluded"]])),
+        "+ aic:new-1",
+        *(detail[fid] for fid in sorted(detail)),
+        "1 added, 2 removed, 3 changed, 262 unchanged",
+        "changed by field: caption/labels 1, licence 1, image bytes 1, dimensions 0, source URL 0, evidence 0, other 0",
+        "licence transitions:",
+        "  cc0 -> cc-by-sa: 1   <-- RIGHTS REGRESSION",
+        "!!! RIGHTS REGRESSION: 1 row(s) moved to a licence outside ['cc0', 'pd'] (the audit will refuse this "
+        "snapshot; check the licence decisions before building)",
+    ]
+    stat = pdd(["diff", "v1", "v2", "--out-dir", str(v["s"]), "--stat"], v["tmp"])
+    assert stat.returncode == 1 and stat.stdout.splitlines()[2:] == lines[2 + 6:]
+    js = pdd(["diff", "v1", str(v["s"] / "v2.parquet"), "--out-dir", str(v["s"]), "--json"], v["tmp"])
+    assert js.returncode == 1 and json.loads(js.stdout)["counts"] == d["counts"]
+    same = pdd(["diff", "v1", str(DEMO), "--out-dir", str(v["s"])], v["tmp"])
+    assert same.returncode == 0 and "0 added, 0 removed, 0 changed, 267 unchanged" in same.stdout
+    # the other way round: removed <-> added, cc-by-sa -> cc0 is no regression
+    back = pdiff.diff("v2", "v1", v["s"])
+    assert back["counts"] == {"added": 2, "removed": 1, "changed": 3, "unchanged": 262} and not back["rights_regression"]
+
+
+def test_join_and_except_implementations_agree(versions, tmp_path):
+    a, b = versions["s"] / "v1.parquet", versions["s"] / "v2.parquet"
+    for x, y in ((a, b), (b, a), (a, a)):
+        assert pdiff.diff_paths(x, y) == pdiff.diff_paths_except(x, y)
+
+
+def test_show_list_textconv_blame(versions):
+    v = versions
+    info = history.info(v["s"] / "v2.parquet", v["db"])
+    assert info["rows"] == 266 and info["licences"] == {"cc-by-sa": 1, "cc0": 265} and info["sources"] == {"aic": 266}
+    assert info["excluded"] == 1 and info["created_from"] == "store" and info["content_hash"] == v["v2"]["content_hash"]
+    assert [(i["source_id"], i["uri"], i["rows"]) for i in info["imports"]] == [("aic", "file:///demo", 266)]
+    out = pdd(["snapshot", "list", "--out-dir", str(v["s"]), "--db", str(v["db"])], v["tmp"], check=True).stdout.splitlines()
+    assert [ln.split()[0] for ln in out] == ["v1", "v2"] and "266 rows  excluded 1" in out[1]
+    text = pdd(["snapshot", "textconv", str(v["s"] / "v2.parquet")], v["tmp"], check=True).stdout.splitlines()
+    assert len(text) == 267 and text[0].startswith("# pdd snapshot v2 ") and "image" not in json.loads(text[1])
+    assert json.loads(text[1]) == {k: json.loads(text[1])[k] for k in snapshot.META_COLUMNS}
+    with Store(v["db"], read_only=True) as store:
+        b = history.blame(store, v["excluded"], exclusions.read(v["excl"]))
+        assert [(e["snapshot"], e["event"]) for e in b["events"]] == [("v1", "entered"), ("v2", "left")]
+        assert b["events"][1]["why"] == "excluded on 2026-01-02: takedown request #7"
+        b = history.blame(store, v["rejected"])
+        assert b["events"][1]["why"] == "rev 2 rejected: rejected: licence withdrawn by the museum"
+        b = history.blame(store, v["caption"])
+        assert b["events"][1] == {"snapshot": "v2", "event": "changed", "rev_no": 2, "why": "rev 1 -> 2 (title)"}
+        b = history.blame(store, "aic:new-1")
+        assert [(e["snapshot"], e["event"]) for e in b["events"]] == [("v2", "entered")]
+    out = pdd(["snapshot", "blame", v["excluded"], "--db", str(v["db"]), "--exclusions", str(v["excl"])], v["tmp"], check=True)
+    assert "left    v2: excluded on 2026-01-02" in out.stdout
+
+
+def test_exclusions_file_pin_and_audit(versions, tmp_path):
+    v = versions
+    text = v["excl"].read_text()
+    assert text == f"file_id\treason\tdate\n{v['excluded']}\ttakedown request #7\t2026-01-02\n"
+    with Store(v["db"], read_only=True) as store:
+        with pytest.raises(PddError, match="not a file in the store"):
+            exclusions.add(tmp_path / "e.tsv", "aic:nope", "x", "2026-01-01", store=store)
+    with pytest.raises(PddError) as err:
+        audit.audit_snapshot(v["s"] / "v1.parquet", ["pd", "cc0"], exclusions_path=v["excl"])
+    assert f"{v['excluded']} (excluded on 2026-01-02: takedown request #7)" in str(err.value)
+    # v2 has the excluded id left out (it fails only for its cc-by-sa row)
+    with pytest.raises(PddError) as err:
+        audit.audit_snapshot(v["s"] / "v2.parquet", ["pd", "cc0"], exclusions_path=v["excl"])
+    assert v["licence"] in str(err.value) and v["excluded"] not in str(err.value)
+    # CLI: sorted, deterministic, one line per id; an unknown id is a one-line error, exit 2
+    e = tmp_path / "ex.tsv"
+    for fid in (v["ids"][5], v["ids"][3], v["ids"][5]):
+        pdd(["exclude", fid, "--reason", "opt-out", "--date", "2026-02-01", "--db", str(v["db"]), "--exclusions", str(e)],
+            tmp_path, check=True)
+    assert e.read_text().splitlines()[1:] == [f"{v['ids'][3]}\topt-out\t2026-02-01", f"{v['ids'][5]}\topt-out\t2026-02-01"]
+    bad = pdd(["exclude", "aic:nope", "--reason", "x", "--db", str(v["db"]), "--exclusions", str(e)], tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "aic:nope: not a file in the store" in bad.stderr
+
+
+def _git_repo(path, snap_rel="data/snapshots/snap.parquet"):
+    path.mkdir()
+    sh(["git", "init", "-q", "-b", "main"], path)
+    (path / "params.yaml").write_text(f"snapshot:\n  name: snap\n  path: {snap_rel}\naudit:\n  allowed_licences: [pd, cc0]\n")
+    (path / "data/snapshots").mkdir(parents=True)
+    return path
+
+
+def test_diff_git_revisions_committed_in_git(versions, tmp_path):
+    repo = _git_repo(tmp_path / "repo")
+    target = repo / "data/snapshots/snap.parquet"
+    (repo / ".gitattributes").write_text("data/snapshots/*.parquet diff=pdd\n")
+    for tag in ("v1", "v2"):
+        shutil.copy(versions["s"] / f"{tag}.parquet", target)
+        sh(f"git add -A && git commit -q -m {tag} && git tag {tag}", repo)
+    sh(["git", "commit", "-q", "--allow-empty", "-m", "later"], repo)
+    proc = pdd(["diff", "v1", "HEAD"], repo)
+    assert proc.returncode == 1, proc.stderr
+    assert "(git v1 (" in proc.stdout and "1 added, 2 removed, 3 changed, 262 unchanged" in proc.stdout
+    assert sh(["git", "status", "--porcelain"], repo).stdout == ""  # nothing checked out or written
+    # the textconv driver: git diff shows rows
+    sh(["git", "config", "diff.pdd.textconv", f"{BIN / 'pdd'} snapshot textconv"], repo)
+    gd = sh(["git", "diff", "v1", "v2", "--", "data/snapshots/snap.parquet"], repo).stdout
+    assert f'-{{"external_id":"{versions["excluded"].split(":")[1]}"' in gd and '+{"external_id":"new-1"' in gd
+    assert "Binary files" not in gd
+
+
+def test_diff_git_revisions_tracked_by_dvc_with_local_remote(versions, tmp_path):
+    repo = _git_repo(tmp_path / "repo")
+    remote = tmp_path / "remote"
+    sh("dvc init -q && dvc config core.analytics false && dvc remote add -q -d local " + str(remote), repo)
+    target = repo / "data/snapshots/snap.parquet"
+    for tag in ("v1", "v2"):
+        shutil.copy(versions["s"] / f"{tag}.parquet", target)
+        sh(f"dvc add -q data/snapshots/snap.parquet && git add -A && git commit -q -m {tag} && git tag {tag} && dvc push -q", repo)
+    assert sh(["git", "cat-file", "-e", "v1:data/snapshots/snap.parquet"], repo, check=False).returncode != 0  # not in git
+    shutil.rmtree(repo / ".dvc/cache")      # only the remote has the bytes now
+    target.unlink()                          # and the workspace has neither version
+    proc = pdd(["diff", "v1", "v2"], repo)
+    assert proc.returncode == 1, proc.stderr
+    assert "dvc)" in proc.stdout and "1 added, 2 removed, 3 changed, 262 unchanged" in proc.stdout
+    assert "cc0 -> cc-by-sa: 1   <-- RIGHTS REGRESSION" in proc.stdout
+    assert not target.exists()
+
+
+def test_bad_inputs_are_one_line_errors(versions, tmp_path):
+    v = versions
+    not_snap = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), not_snap)
+    other_format = tmp_path / "fmt2.parquet"
+    t = pq.read_table(v["s"] / "v1.parquet")
+    pq.write_table(t.replace_schema_metadata({**t.schema.metadata, b"pdd.format": b"pdd-snapshot/2"}), other_format)
+    repo = _git_repo(tmp_path / "repo")
+    sh("git add params.yaml && git commit -q -m nosnap && git tag nosnap", repo)
+    cases = [
+        (["diff", "v1", str(not_snap), "--out-dir", str(v["s"])], "not a pdd snapshot (missing columns"),
+        (["diff", "v1", "params.yaml", "--out-dir", str(v["s"])], "params.yaml: not a readable snapshot Parquet file"),
+        (["diff", "v1", str(other_format), "--out-dir", str(v["s"])], "different schema versions"),
+        (["diff", "nosnap", "HEAD"], "git revision nosnap: params.yaml names data/snapshots/snap.parquet, but that revision has no such snapshot"),
+        (["diff", "nothing-like-this", "HEAD"], "nothing-like-this: not a snapshot file, a snapshot name in data/snapshots, or a git revision"),
+    ]
+    for args, message in cases:
+        proc = pdd(args, repo)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr, (args, proc.stderr)
+    sh("git rm -q --cached params.yaml && git commit -q -m np && git tag noparams", repo)
+    proc = pdd(["diff", "noparams", "HEAD"], repo)
+    assert proc.returncode == 2 and "git revision noparams: has no params.yaml" in proc.stderr
