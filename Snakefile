@@ -15,9 +15,15 @@ include: "workflow/rules/audit.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/clip.smk"
+include: "workflow/rules/vae.smk"
+include: "workflow/rules/latents.smk"
+include: "workflow/rules/unet.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/pipeline.smk"
 
 
 rule all:
     default_target: True
     input:
-        'models/clip',
+        'models/samples',
+        'models/pipeline',

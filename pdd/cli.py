@@ -41,7 +41,7 @@ def cmd_snapshot(args) -> int:
     if args.action == "pin":
         from pdd.source import pin
 
-        from pdd.source import exclusions
+        from pdd import exclusions
 
         with _store(args) as store:
             info = pin.pin(store, args.name, args.out_dir, exclusions.read(args.exclusions))
@@ -70,7 +70,7 @@ def cmd_snapshot(args) -> int:
             sys.stderr.close()
     elif args.action == "blame":
         from pdd import history
-        from pdd.source import exclusions
+        from pdd import exclusions
 
         with _store_ro(args) as store:
             b = history.blame(store, args.name, exclusions.read(args.exclusions))
@@ -111,7 +111,7 @@ def _allowed_licences(params_path: str) -> tuple[str, ...]:
 
 
 def cmd_exclude(args) -> int:
-    from pdd.source import exclusions
+    from pdd import exclusions
 
     with _store_ro(args) as store:
         entry = exclusions.add(args.exclusions, args.file_id, args.reason, args.date, store=store)

@@ -12,7 +12,7 @@ from pdd.rights.audit import audit_snapshot
 
 def compute(ctx):
     path = snapshot.resolve(ctx.deps["snapshot"])
-    report = audit_snapshot(path, list(ctx.cfgs["audit"].allowed_licences))
+    report = audit_snapshot(path, list(ctx.cfgs["audit"].allowed_licences), ctx.deps["exclusions"])
     write_json(ctx.outs["audit"] / "report.json", report)
     return Outcome(metrics={"rows": report["rows"], "licences": report["licences"]},
                    extra={"snapshot_content_hash": report["content_hash"]},

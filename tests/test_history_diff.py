@@ -13,7 +13,8 @@ from pdd import history, snapshot
 from pdd.errors import PddError
 from pdd.rights import audit
 from pdd.rights.text import LicenceDecision
-from pdd.source import exclusions, pin
+from pdd import exclusions
+from pdd.source import pin
 from pdd.source.store import FileRecord, Label, Store
 from conftest import BIN, REPO, sh
 

@@ -14,7 +14,7 @@ from pdd import snapshot
 from pdd.errors import PddError
 from pdd.rights.text import redecide_text
 from pdd.rights.commons import redecide as commons_redecide
-from pdd.source import exclusions
+from pdd import exclusions
 
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from pdd.build.hashing import canonical_json, hash_file, write_json
 from pdd.errors import PddError
 from pdd.snapshot import DEFAULT_DIR, SCHEMA, SNAPSHOT_FORMAT, WRITE_OPTIONS, content_hash
-from pdd.source.exclusions import apply as apply_exclusions
+from pdd.exclusions import apply as apply_exclusions
 from pdd.source.store import Store
 
 
@@ -61,7 +61,7 @@ def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_ima
 def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: dict | None = None) -> dict:
     """Freeze the store's accepted rows as snapshot NAME. Same rows again: same bytes, same hash.
     A name is bound to its content forever: different rows under a used name is an error.
-    Ids in EXCLUSIONS (pdd/source/exclusions.py) are left out; how many is recorded in the Parquet
+    Ids in EXCLUSIONS (pdd/exclusions.py) are left out; how many is recorded in the Parquet
     metadata (`pdd.excluded`) and NAME.json (`excluded`), only when there were any, so a pin
     without exclusions stays byte-identical to one made before exclusions existed."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):

@@ -45,7 +45,7 @@ def text_encoder_from_clip(clip_dir):
 
     clip = CLIPModel.from_pretrained(clip_dir, local_files_only=True)
     te = CLIPTextModel(clip.config.text_config)
-    te.text_model.load_state_dict(clip.text_model.state_dict())
+    te.load_state_dict(clip.text_model.state_dict())   # transformers 5: CLIPModel.text_model is a CLIPTextModel
     return te.eval()
 
 

@@ -2,8 +2,10 @@
 rule audit:
     input:
         snapshot=config["snapshot"]["path"],
+        exclusions='data/exclusions.tsv',
         code=[
             'pdd/build/hashing.py',
+            'pdd/exclusions.py',
             'pdd/rights/audit.py',
             'pdd/rights/commons.py',
             'pdd/rights/text.py',

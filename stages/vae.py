@@ -1,0 +1,34 @@
+"""Stage `vae`: a diffusers AutoencoderKL trained from scratch on the export (pdd/train/vae.py).
+
+Writes models/vae (loads with `AutoencoderKL.from_pretrained`), metrics/vae.json (val PSNR/SSIM beside the
+mean-colour and resize baselines, KL), the plots metrics/vae_loss.tsv, metrics/vae_val.tsv and
+metrics/vae_grid.png (val images above their reconstructions). `--resume` continues an interrupted run.
+"""
+from pdd.build.runner import Outcome, run
+from pdd.train import vae
+
+
+def add_args(parser):
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage")
+
+
+def check(ctx):
+    vae.check_inputs(ctx.deps["export"], ctx.cfg)
+
+
+def compute(ctx):
+    m = vae.train_vae(ctx.deps["export"], ctx.outs["vae"], ctx.cfg, ctx.seed, ckpt_dir=ctx.checkpoints,
+                      resume=ctx.args.resume)
+    rate, resumed, _ = m.pop("_items_per_s"), m.pop("_resumed_from"), m.pop("_result")
+    loss_tsv, val_tsv = m.pop("_plots")
+    grid = m.pop("_grid")
+    plots = {"loss": loss_tsv, "val": val_tsv, **({"grid": grid} if grid else {})}
+    return Outcome(metrics=m, plots=plots, nondeterminism=vae.NONDETERMINISM,
+                   summary=f"vae: {m['steps']} steps{f' (resumed at {resumed})' if resumed else ''}, {rate:.1f} images/s, "
+                           f"val PSNR {m.get('val_psnr', float('nan')):.2f} dB (mean colour "
+                           f"{m.get('baseline_mean_colour_psnr', float('nan')):.2f}, resize "
+                           f"{m.get('baseline_resize_psnr', float('nan')):.2f})")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run("vae"))
