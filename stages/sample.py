@@ -51,7 +51,7 @@ def compute(ctx):
     rows = [torch.stack([u8[(i, k)] for i in range(len(cfg.prompts))]) for k in range(cfg.images_per_prompt)]
     grid = imaging.png_bytes(imaging.grid(rows, scale=2))
 
-    metrics = {"images": len(shown), "images_per_s": round(rate, 3)}
+    metrics = {"images": len(shown)}   # (the rate is timing, not content: printed, never in a tracked file)
     if cfg.quality.n_samples:
         res = shown[0][3].size[0]
         val = load_images(ctx.deps["export"], "val", res)

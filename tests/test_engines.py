@@ -94,6 +94,7 @@ def test_a_tampered_snapshot_does_not_compile(tmp_path):
     assert not (root / "data/export").exists()
 
 
+@pytest.mark.slow
 def test_committed_dvc_lock_is_reproduced_by_a_fresh_clone(tmp_path):
     """`git clone && dvc repro` rebuilds every stage with the default params and must produce exactly
     the hashes committed in dvc.lock (the build is reproducible, and the lock is not stale).

@@ -266,6 +266,11 @@ def check(params: dict, only: tuple | None = None) -> dict:
         if ex is not None and vae.resolution not in ex.resolutions:
             _fail("vae.resolution", f"{vae.resolution} is not an exported resolution (export.resolutions is "
                                     f"{list(ex.resolutions)})")
+    both_vae, both_unet = cfgs.get("vae"), cfgs.get("unet")
+    if (vae is not None or unet is not None) and both_vae is not None and both_unet is not None \
+            and both_unet.mode == "latent-conditional" and both_unet.in_channels != both_vae.latent_channels:
+        _fail("unet.in_channels", f"{both_unet.in_channels} does not match vae.latent_channels={both_vae.latent_channels}: "
+                                  "the U-Net denoises the VAE's latents")
     if unet is not None:
         check_train(unet.train, "unet.train")
         from pdd.train.unet import check_config as check_unet

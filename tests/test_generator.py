@@ -1,0 +1,182 @@
+"""The generator end to end on tiny params, with the real engines: VAE -> latents -> U-Net -> samples -> a
+stock diffusers pipeline folder. Two clean builds are identical (sample PNGs included), a U-Net param reruns
+only what depends on the U-Net, a VAE param reruns the VAE and everything after it, kill-and-resume equals an
+uninterrupted run, the training conditioning is the sampling conditioning, and the folder loads in a Python
+that imports nothing from this project (both modes)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, deep_update, engine_env, make_copy, sh, update_params
+from pdd.build.hashing import hash_path
+from pdd.train import loop
+
+ARTIFACTS = ("data/audit", "data/export", "models/tokenizer", "models/clip", "models/vae", "data/latents",
+             "models/unet", "models/samples", "models/pipeline")
+FILES = ("metrics/vae_grid.png", "metrics/sample_grid.png", "metrics/vae.json", "metrics/unet.json", "metrics/sample.json")
+
+
+def hashes(root: Path) -> dict:
+    out = {a: hash_path(root / a) for a in ARTIFACTS}
+    out.update({f: hash_path(root / f) for f in FILES})
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = make_copy(tmp_path_factory.mktemp("gen") / "repo", TINY)
+    out = sh(["dvc", "repro"], root, timeout=1200)
+    return root, out, hashes(root)
+
+
+def ran(out) -> set[str]:
+    return {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage '")}
+
+
+def test_full_chain_builds_and_a_second_clean_build_is_identical(built, tmp_path):
+    root, first, h = built
+    assert ran(first) == {"audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "sample", "pipeline"}
+    samples = sorted(p.name for p in (root / "models/samples").glob("*.png"))
+    assert samples == ["00-0.png", "01-0.png"]
+    for png in (root / "models/samples").glob("*.png"):
+        assert b"tEXt" not in png.read_bytes() and b"tIME" not in png.read_bytes()   # no metadata chunks
+    other = make_copy(tmp_path / "again", TINY)
+    sh(["dvc", "repro"], other, timeout=1200)
+    assert hashes(other) == h
+
+
+def test_pipeline_loads_in_a_python_without_project_code(built, tmp_path):
+    root, _, _ = built
+    script = (
+        "import sys, torch\n"
+        "from diffusers import DiffusionPipeline\n"
+        f"p = DiffusionPipeline.from_pretrained({str(root / 'models/pipeline')!r})\n"
+        "img = p('a red apple', num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('pdd', 'stages')]\n"
+        "print(type(p).__name__, img.size, bad, p.safety_checker, p.vae.config.scaling_factor)\n")
+    env = {k: v for k, v in engine_env().items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    name, *_ = proc.stdout.split()
+    assert name == "StableDiffusionPipeline" and "[]" in proc.stdout and "None" in proc.stdout
+    scaling = json.loads((root / "data/latents/index.json").read_text())["scaling_factor"]
+    assert float(proc.stdout.split()[-1]) == pytest.approx(scaling) and abs(scaling - 0.18215) > 1e-3
+    card = (root / "models/pipeline/README.md").read_text()
+    assert card.startswith("---\nlicense: cc0-1.0\n") and "base_model: []" in card
+    assert "safety_checker` is `None`" in card
+
+
+def test_training_conditioning_is_the_sampling_conditioning(built):
+    """The seed project trained on pooled embeddings and sampled with hidden states: the states cached for
+    training must be exactly what the shipped pipeline's own encode_prompt computes for the same caption."""
+    from diffusers import DiffusionPipeline
+
+    from pdd.train import latents
+
+    root, _, _ = built
+    captions, states = latents.read_text_states(root / "data/latents")
+    pipe = DiffusionPipeline.from_pretrained(root / "models/pipeline")
+    for i in (0, 1, len(captions) // 2, len(captions) - 1):
+        cond, uncond = pipe.encode_prompt(captions[i], "cpu", 1, True, negative_prompt="")
+        assert torch.equal(cond[0], states[i]), captions[i]
+        assert torch.equal(uncond[0], states[0])          # row 0: the empty prompt (classifier-free guidance)
+    pooled = pipe.text_encoder(pipe.tokenizer([captions[1]], padding="max_length", truncation=True,
+                                              max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids)[1]
+    assert pooled.shape != states[1].shape                # the pooled embedding would not have matched
+
+
+def test_unet_param_reruns_only_unet_sample_and_pipeline(built, tmp_path):
+    root, _, h = built
+    repo = tmp_path / "r"
+    shutil.copytree(root, repo, symlinks=True)
+    update_params(repo, {"unet": {"train": {"optimizer": {"lr": 0.002}}}})
+    out = sh(["dvc", "repro"], repo, timeout=1200)
+    assert ran(out) == {"unet", "sample", "pipeline"}, out.stdout
+    after = hashes(repo)
+    for a in ("models/vae", "data/latents", "models/clip"):
+        assert after[a] == h[a]
+    assert after["models/unet"] != h["models/unet"]
+
+
+def test_vae_param_reruns_vae_latents_and_what_follows(built, tmp_path):
+    root, _, h = built
+    repo = tmp_path / "r"
+    shutil.copytree(root, repo, symlinks=True)
+    update_params(repo, {"vae": {"kl_weight": 0.001}})
+    out = sh(["dvc", "repro"], repo, timeout=1200)
+    assert ran(out) == {"vae", "latents", "unet", "sample", "pipeline"}, out.stdout
+    assert hashes(repo)["models/clip"] == h["models/clip"]
+
+
+@pytest.mark.parametrize("stage", ["vae", "unet"])
+def test_kill_and_resume_equals_uninterrupted(built, tmp_path, stage):
+    root, _, h = built
+    repo = tmp_path / "r"
+    shutil.copytree(root, repo, symlinks=True)
+    shutil.rmtree(repo / f"models/{stage}")
+    env = {**engine_env(), loop.KILL_ENV: "3"}
+    killed = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert [p.name for p in loop.checkpoints(repo / f"models/.checkpoints/{stage}")] == ["step-00000002"]
+    sh([sys.executable, "-m", f"stages.{stage}", "--resume"], repo)
+    assert hash_path(repo / f"models/{stage}") == h[f"models/{stage}"]
+
+
+def test_pixel_unconditional_mode_builds_a_ddpm_pipeline(tmp_path):
+    update = deep_update(json.loads(json.dumps(TINY)), {"unet": {"mode": "pixel-unconditional", "in_channels": 3,
+                                                                 "attention": [False, False]}})
+    root = make_copy(tmp_path / "px", update)
+    sh(["dvc", "repro", "pipeline"], root, timeout=1200)
+    script = ("import sys, torch\nfrom diffusers import DiffusionPipeline\n"
+              f"p = DiffusionPipeline.from_pretrained({str(root / 'models/pipeline')!r})\n"
+              "img = p(batch_size=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]\n"
+              "print(type(p).__name__, img.size, [m for m in sys.modules if m.split('.')[0] in ('pdd', 'stages')])\n")
+    proc = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("DDPMPipeline (16, 16) []"), proc.stdout
+
+
+# ---- bad input: one line, before any training -------------------------------------------------------------
+def bad_params(tmp_path, update) -> str:
+    root = make_copy(tmp_path / "bad", deep_update(json.loads(json.dumps(TINY)), update))
+    proc = sh([sys.executable, "-m", "pdd", "vae"], root, check=False)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1 and err.startswith("pdd: error: "), err
+    assert not (root / "models/vae").exists()
+    return err
+
+
+def test_resolution_not_divisible_by_the_vae_factor(tmp_path):
+    err = bad_params(tmp_path, {"export": {"resolutions": [18]}, "vae": {"resolution": 18, "block_out_channels": [8, 8, 8]}})
+    assert "vae.resolution=18 is not divisible" in err and "vae.block_out_channels" in err
+
+
+def test_too_many_down_blocks_for_the_resolution(tmp_path):
+    err = bad_params(tmp_path, {"vae": {"block_out_channels": [8, 8, 8, 8, 8, 8]}})
+    assert "vae.block_out_channels has 6 blocks" in err and "vae.resolution=16" in err
+
+
+def test_latent_channels_must_match_the_unet(tmp_path):
+    err = bad_params(tmp_path, {"vae": {"latent_channels": 8}})
+    assert "unet.in_channels: 4 does not match vae.latent_channels=8" in err
+
+
+def test_unknown_unet_mode_and_low_guidance(tmp_path):
+    from pdd.build import config
+    from pdd.errors import PddError
+
+    with pytest.raises(PddError, match="unet.mode"):
+        config.load(Path(__file__).parents[1] / "params.yaml", {"unet": {"mode": "pixel-conditional"}})
+    with pytest.raises(PddError, match="sample.guidance_scale: 0.5 is below 1"):
+        config.load(Path(__file__).parents[1] / "params.yaml", {"sample": {"guidance_scale": 0.5}})
