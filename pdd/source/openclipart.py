@@ -181,9 +181,12 @@ def import_openclipart(store: Store, folder: str | Path, *, max_side: int = 64, 
     store.ensure_source(SOURCE_ID, "openclipart", Path(folder).resolve().as_uri())
     report = ImportReport(names=names)
     workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:  # Pillow decodes/encodes without the GIL
+    # Pillow decodes/encodes without the GIL; the threads work ahead while the main thread records
+    # (results come back in key order, so the store sees the same sequence every time)
+    with ThreadPoolExecutor(workers) as pool:
+        pending = pool.map(lambda it: decide_item(it, max_side), items)
         for start in range(0, len(items), BATCH):
-            results = list(pool.map(lambda it: decide_item(it, max_side), items[start:start + BATCH]))
+            results = [next(pending) for _ in items[start:start + BATCH]]
             created = store.record_batch([rec for rec, _ in results])
             for (rec, klass), (_rev, new) in zip(results, created):
                 report.unchanged += not new
