@@ -35,6 +35,20 @@ def cmd_import_folder(args) -> int:
     return 0
 
 
+def cmd_import_openclipart(args) -> int:
+    from pdd.source.openclipart import import_openclipart
+
+    with _store(args) as store:
+        report = import_openclipart(store, args.folder, max_side=args.max_side, workers=args.workers)
+        counts = store.counts()
+    print(f"imported from {args.folder}: {report.names} PNG names, {report.accepted + report.rejected} distinct files: "
+          f"{report.accepted} accepted, {report.rejected} rejected ({report.unchanged} unchanged since the last import)")
+    for reason, n in sorted(report.reasons.items()):
+        print(f"  {n:6d}  {reason}")
+    print(f"store {args.db}: {counts['accepted']} accepted, {counts['rejected']} rejected files")
+    return 0
+
+
 def cmd_snapshot(args) -> int:
     from pdd import snapshot
 
@@ -187,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-licence", default="unknown", help="licence of the CSV's text (titles, creators); default unknown")
     p.add_argument("--max-side", type=_positive_int, help="downscale stored images to this longest side (JPEG q90)")
     p.set_defaults(func=cmd_import_folder)
+
+    p = sub.add_parser("import-openclipart", help="import the Open Clip Art Library (Debian openclipart-png/-svg, unpacked) into the store")
+    p.add_argument("folder", help="where `dpkg-deb -x` unpacked both packages (or its usr/share/openclipart)")
+    p.add_argument("--db", default="data/pdd.duckdb")
+    p.add_argument("--max-side", type=_positive_int, default=64, help="longest side of the stored images (default 64; lossless WebP)")
+    p.add_argument("--workers", type=_positive_int, help="decoding threads (default: the CPU count, at most 8)")
+    p.set_defaults(func=cmd_import_openclipart)
 
     p = sub.add_parser("snapshot", help="pin, list, show or verify dataset snapshots")
     p.add_argument("action", choices=["pin", "list", "show", "verify", "textconv", "blame"],

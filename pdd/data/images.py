@@ -106,3 +106,57 @@ def downscale_jpeg(data: bytes, max_side: int, quality: int = 90) -> bytes:
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=quality, optimize=False, progressive=False)
     return out.getvalue()
+
+
+# ---- clip art (issue 8): transparency flattened on white, small lossless WebP ----------------------
+def flatten_on_white(img: Image.Image) -> Image.Image:
+    """The fixed flatten: bring any mode to RGBA (palette/gray/RGB tRNS colour keys and LA alpha honoured,
+    16-bit gray scaled by 255/65535), alpha-composite over opaque white (Pillow's integer compositing),
+    return RGB with no metadata."""
+    im = img
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        src = im if im.mode == "I" else im.convert("I")
+        lum = src.point(lambda v: v * (255.0 / 65535.0) + 0.5).convert("L")
+        key = im.info.get("transparency")
+        if isinstance(key, int):
+            alpha = Image.frombytes("L", im.size, bytes(0 if v == key else 255 for v in src.getdata()))
+            im = Image.merge("LA", (lum, alpha))
+        else:
+            im = lum
+    elif im.mode == "1":
+        im = im.convert("L")
+    if im.mode != "RGBA":
+        im = im.convert("RGBA")  # P/PA/LA/La/RGBa, and L/RGB with a tRNS key, get their alpha here
+    canvas = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    canvas.alpha_composite(im)
+    rgb = canvas.convert("RGB")
+    rgb.info = {}
+    return rgb
+
+
+def shrink_to(img: Image.Image, max_side: int) -> Image.Image:
+    """Downscale (never upscale) so the longer side is at most max_side: Lanczos, aspect kept (rounded, >= 1 px)."""
+    w, h = img.size
+    if max(w, h) <= max_side:
+        return img
+    if w >= h:
+        size = (max_side, max(1, round(h * max_side / w)))
+    else:
+        size = (max(1, round(w * max_side / h)), max_side)
+    return img.resize(size, Image.Resampling.LANCZOS)
+
+
+def encode_webp_lossless(img: Image.Image) -> bytes:
+    """Lossless WebP, fixed settings (quality=80 is the effort, method=6), no EXIF/XMP/ICC: same pixels, same bytes."""
+    out = io.BytesIO()
+    img = img.copy()
+    img.info = {}  # nothing of a source file is carried into the stored bytes
+    img.save(out, format="WEBP", lossless=True, quality=80, method=6)
+    return out.getvalue()
+
+
+def open_checked(data: bytes) -> Image.Image:
+    """Fully decoded Pillow image with the same checks as inspect() (bombs, truncation); raise BadImage."""
+    if not data:
+        raise BadImage("empty file")
+    return _open(data)

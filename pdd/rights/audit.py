@@ -15,6 +15,7 @@ from pdd.errors import PddError
 from pdd.rights.text import redecide_text
 from pdd.rights.commons import redecide as commons_redecide
 from pdd import exclusions
+from pdd.rights.openclipart import redecide as openclipart_redecide
 
 
 
@@ -35,7 +36,7 @@ def row_problems(row: dict, allowed: list[str]) -> list[str]:
         return problems
     # Defence in depth: decide again from the stored evidence with today's rules. A row whose
     # evidence no longer (or never) supports an accepted PD/CC0 decision must not compile.
-    again = redecide_text(evidence) or commons_redecide(evidence)
+    again = openclipart_redecide(evidence) or redecide_text(evidence) or commons_redecide(evidence)
     if again is None:
         problems.append("licence evidence of an unknown kind")
     elif not again.accepted:

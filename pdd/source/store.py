@@ -291,8 +291,8 @@ class Store:
             "INSERT INTO files (file_id, source_id, external_id, title) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [rec.file_id, rec.source_id, rec.external_id, rec.title],
         )
-        prev = con.execute(
-            "SELECT revision_id, rev_no, fingerprint FROM current_revisions WHERE file_id = ?", [rec.file_id]
+        prev = con.execute(  # = current_revisions for one file, without the window over the whole table
+            "SELECT revision_id, rev_no, fingerprint FROM revisions WHERE file_id = ? ORDER BY rev_no DESC LIMIT 1", [rec.file_id]
         ).fetchone()
         if prev and prev[2] == fingerprint:
             return prev[0], False
@@ -303,9 +303,11 @@ class Store:
             [rec.file_id, rev_no, *values.values(), fingerprint],
         ).fetchone()[0]
         if labels:
-            con.executemany(
-                "INSERT INTO labels (revision_id, field, lang, text, licence, source) VALUES (?, ?, ?, ?, ?, ?)",
-                [[revision_id, lb["field"], lb["lang"], lb["text"], lb["licence"], lb["source"]] for lb in labels],
+            # one statement for all labels (DuckDB's executemany costs a statement per row)
+            con.execute(
+                "INSERT INTO labels (revision_id, field, lang, text, licence, source) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(labels)),
+                [v for lb in labels for v in (revision_id, lb["field"], lb["lang"], lb["text"], lb["licence"], lb["source"])],
             )
         return revision_id, True
 
