@@ -18,7 +18,7 @@ from conftest import REPO, TINY, deep_update, engine_env, make_copy, sh, update_
 from pdd.errors import PddError
 from pdd.build.manifest import output_hash, read_manifest
 from pdd.build import config
-from pdd.build.runner import run
+from pdd.build.runner import run as run_stage
 from pdd.train import clip, loop, synthetic
 from pdd.train import tokenizer as tk
 
@@ -208,7 +208,7 @@ def bad_clip_run(tmp_path, monkeypatch, capsys, export_kw=None, clip_update=None
     synthetic.make_synthetic(tmp_path / "data/export", resolutions=[16], **{"n_train": 64, **(export_kw or {})})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("training started despite bad input"))
-    rc = run("clip", ["--params", "params.yaml"])
+    rc = run_stage("clip", ["--params", "params.yaml"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("pdd: error: "), err
     assert not (tmp_path / "models/clip").exists()

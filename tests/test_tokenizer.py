@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, TINY, deep_update
+from conftest import REPO, TINY, deep_update, tiny_cfgs
 from pdd.data import shards
 from pdd.errors import PddError
 from pdd.build.hashing import hash_dir
@@ -33,7 +33,7 @@ def demo_export(tmp_path_factory):
     params = tiny_params()
     out = tmp_path_factory.mktemp("demo") / "export"
     out.mkdir()
-    export.export(snapshot.resolve(str(REPO / params["snapshot"]["path"])), out, params["export"], params["seed"])
+    export.export(snapshot.resolve(str(REPO / params["snapshot"]["path"])), out, tiny_cfgs()["export"], params["seed"])
     return out
 
 

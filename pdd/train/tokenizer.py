@@ -50,10 +50,10 @@ BASE_VOCAB = len(SPECIAL_TOKENS) + 2 * 256
 def check_params(cfg) -> None:
     if cfg.vocab_size < BASE_VOCAB:
         raise PddError(
-            f"params.yaml: tokenizer.vocab_size={cfg['vocab_size']} is too small: the {len(SPECIAL_TOKENS)} special tokens "
+            f"params.yaml: tokenizer.vocab_size={cfg.vocab_size} is too small: the {len(SPECIAL_TOKENS)} special tokens "
             f"({', '.join(SPECIAL_TOKENS)}) and the 512 byte symbols need {BASE_VOCAB}; raise it to at least {BASE_VOCAB}")
     if cfg.max_length < 3:
-        raise PddError(f"params.yaml: tokenizer.max_length={cfg['max_length']} leaves no room for text between "
+        raise PddError(f"params.yaml: tokenizer.max_length={cfg.max_length} leaves no room for text between "
                        f"{BOS} and {EOS}; use at least 3")
 
 

@@ -8,6 +8,7 @@ rule audit:
             'pdd/exclusions.py',
             'pdd/rights/audit.py',
             'pdd/rights/commons.py',
+            'pdd/rights/openclipart.py',
             'pdd/rights/text.py',
             'pdd/snapshot.py',
             'stages/audit.py',
