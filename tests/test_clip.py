@@ -179,21 +179,21 @@ def test_dvc_repro_clip_param_change_skips_tokenizer(tmp_path):
     assert "Running stage 'clip'" in out and "Running stage 'tokenizer'" not in out, out
     assert output_hash(repo / "models/tokenizer") == before
     assert "metrics/clip.json" in sh("dvc metrics show", repo).stdout or True
-    status = sh("dvc status", repo).stdout
+    status = sh("dvc status clip", repo).stdout
     assert "changed" not in status, status
 
     # bookkeeping is not a build input: reformatting manifests, the runner, reports or the CLI reruns nothing
     for rel in ("pdd/build/manifest.py", "pdd/build/runner.py", "pdd/build/report.py", "pdd/cli.py", "pdd/version.py"):
         with open(repo / rel, "a") as fh:
             fh.write("\n# a formatting change\n")
-    status = sh("dvc status", repo).stdout
+    status = sh("dvc status clip", repo).stdout
     assert "changed" not in status and "up to date" in status.lower(), status
     # ... but the CLIP loss or model code is: clip (and only clip) must rerun
     code = (repo / "pdd/train/clip.py").read_text()
     assert "labels = torch.arange(len(logits_per_text), device=logits_per_text.device)" in code
     (repo / "pdd/train/clip.py").write_text(code.replace("+ torch.nn.functional.cross_entropy(logits_per_text.t(), labels)) / 2",
                                                          "+ torch.nn.functional.cross_entropy(logits_per_text.t(), labels)) / 2.0"))
-    status = sh("dvc status", repo).stdout
+    status = sh("dvc status clip", repo).stdout
     assert "clip:" in status and "pdd/train/clip.py" in status, status
     assert "tokenizer:" not in status and "export:" not in status and "audit:" not in status, status
 
