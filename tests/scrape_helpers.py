@@ -44,4 +44,4 @@ def digest(db: Path) -> dict:
 
 
 def pdd_cmd(*args) -> list[str]:
-    return [sys.executable, "-m", "stages", *map(str, args)]
+    return [sys.executable, "-m", "pdd", *map(str, args)]

@@ -40,13 +40,13 @@ def latent_size(cfg) -> int:
 def check_config(cfg) -> None:
     """Geometry errors, each naming the params keys, before anything is trained."""
     f = downsample_factor(cfg)
-    if cfg.resolution % f:
-        raise PddError(f"params.yaml: vae.resolution={cfg.resolution} is not divisible by the VAE's downsampling factor "
-                       f"{f} (2 ** (len(vae.block_out_channels) - 1)); pick a resolution that is a multiple of {f}")
     if cfg.resolution // f < 2:
         raise PddError(f"params.yaml: vae.block_out_channels has {len(cfg.block_out_channels)} blocks: too many down "
                        f"blocks for vae.resolution={cfg.resolution} (the latent would be {cfg.resolution / f:g} px); "
                        "use fewer blocks")
+    if cfg.resolution % f:
+        raise PddError(f"params.yaml: vae.resolution={cfg.resolution} is not divisible by the VAE's downsampling factor "
+                       f"{f} (2 ** (len(vae.block_out_channels) - 1)); pick a resolution that is a multiple of {f}")
     for c in cfg.block_out_channels:
         if c % cfg.norm_num_groups:
             raise PddError(f"params.yaml: vae.block_out_channels entry {c} is not a multiple of "
