@@ -206,6 +206,12 @@ def check_config(cfg, n_train: int, where: str) -> None:
 
 def make_accelerator(cfg):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    # One process may train several models in turn (a bench, the tests) with different precisions or
+    # accumulation: start each from a fresh accelerator state. The process group (PartialState) is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
 
     # without a GPU, say cpu=True so that several processes (torchrun / accelerate launch) use gloo
     return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
