@@ -71,6 +71,7 @@ class CaptionCfg:
     template: str
     label_licences: tuple[str, ...]
     fallback: str
+    max_parts: int = 0
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,19 @@ def pick_labels(labels: list[dict], allowed_licences: list[str]) -> dict[str, st
     return {k: v[1] for k, v in best.items()}
 
 
-def build_caption(labels: list[dict], template: str, allowed_licences: list[str], fallback: str) -> str:
-    """Fill the template from labels; parts whose field is missing are dropped with their separator."""
+def build_caption(labels: list[dict], template: str, allowed_licences: list[str], fallback: str,
+                  max_parts: int = 0) -> str:
+    """Fill the template from labels; parts whose field is missing are dropped with their separator.
+    Comma-separated parts that repeat an earlier part (ignoring case) are dropped; then at most
+    `max_parts` parts are kept (0: all)."""
     fields = pick_labels(labels, allowed_licences)
     text = _FIELD.sub(lambda m: fields.get(m.group(1), "\x00"), template)
-    parts = [p.strip() for p in re.split(r"\s*,\s*", text)]
-    text = ", ".join(p for p in parts if p and "\x00" not in p)
-    return text or fallback
+    kept, seen = [], set()
+    for p in (p.strip() for p in re.split(r"\s*,\s*", text)):
+        if p and "\x00" not in p and p.casefold() not in seen:
+            seen.add(p.casefold())
+            kept.append(p)
+    return ", ".join(kept[:max_parts] if max_parts else kept) or fallback
 
 
 def render_row(row: dict, resolutions: list[int], resample: str, fit: str = "crop", background=(255, 255, 255)) -> dict:
@@ -110,7 +116,7 @@ def export(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int) -> di
 
     def render(row: dict) -> dict:
         rec = render_row(row, resolutions, cfg.resample, cfg.fit, cfg.background)
-        rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback)
+        rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback, cfg.caption.max_parts)
         rec["split"] = split_of(row["file_id"], seed, cfg.val_fraction)
         return rec
 
