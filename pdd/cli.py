@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from pdd.version import __version__
 from pdd.errors import PddError
@@ -257,7 +259,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def generate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pdd sample", description=(
+        "Generate images with a built pipeline folder (stock diffusers, no project code inside). "
+        "Without --prompt/--model, `pdd sample` runs the build stage `sample` instead."))
+    p.add_argument("--model", default="models/pipeline", help="a diffusers pipeline folder (default: models/pipeline)")
+    p.add_argument("--prompt", help="the text prompt (latent-conditional models); unconditional models ignore it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=_positive_int, default=25, help="denoising steps")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale, >= 1 (1: none)")
+    p.add_argument("-n", "--num-images", type=_positive_int, default=1)
+    p.add_argument("-o", "--out", default="sample.png", help="output PNG (with -n > 1: NAME-0.png, NAME-1.png, ...)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    return p
+
+
+def cmd_generate(argv: list[str]) -> int:
+    """`pdd sample --model DIR --prompt TEXT -o out.png`: images for people, with a progress bar."""
+    args = generate_parser().parse_args(argv)
+    import torch
+
+    from pdd.train import imaging, pipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.guidance < 1:
+        raise PddError(f"--guidance {args.guidance} is below 1; use 1 (no guidance) or more")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise PddError(f"-o {out}: give a .png file name")
+    if out.is_dir() or not out.parent.is_dir():
+        raise PddError(f"-o {out}: not a writable file path (is the folder there?)")
+    pipe = pipeline.load_folder(args.model)
+    conditional = hasattr(pipe, "tokenizer")
+    if conditional and not args.prompt:
+        raise PddError(f"{args.model} is a text-conditional model: give --prompt TEXT")
+    warning = pipeline.prompt_warning(pipe, args.prompt) if conditional else None
+    if warning:
+        print(f"pdd: warning: {warning}", file=sys.stderr)
+    pipe.set_progress_bar_config(disable=False, desc="sample", leave=False)
+    paths = [out] if args.num_images == 1 else [out.with_name(f"{out.stem}-{i}.png") for i in range(args.num_images)]
+    for i, path in enumerate(paths):
+        g = torch.Generator().manual_seed(args.seed + i)
+        if conditional:
+            image = pipe(args.prompt, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=g).images[0]
+        else:
+            image = pipe(batch_size=1, generator=g, num_inference_steps=args.steps).images[0]
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(imaging.png_bytes(image))
+        tmp.replace(path)
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sample"] and any(a.split("=")[0] in ("--model", "--prompt", "-o", "--out") for a in argv[1:]):
+        try:
+            return cmd_generate(argv[1:])
+        except PddError as exc:
+            print(f"pdd: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("pdd: interrupted", file=sys.stderr)
+            return 130
     args = build_parser().parse_args(argv)
     try:
         if args.command == "snapshot" and args.action != "list" and not args.name:

@@ -16,12 +16,16 @@ def main() -> int:
         for metric in s.metrics.values():
             if Path(metric).exists():
                 print(f"  {'':10s} {metric:24s} {json.loads(Path(metric).read_text())}")
-    samples = Path("data/samples")
-    if samples.exists():
-        print(f"\nSample images: {samples.resolve()}")
+    pipe, samples, grid = Path("models/pipeline"), Path("models/samples"), Path("metrics/sample_grid.png")
+    if (pipe / "model_index.json").exists():
+        print(f"\nPipeline (a diffusers folder): {pipe.resolve()}")
+        print(f'  load it:  DiffusionPipeline.from_pretrained("{pipe}")  (no project code needed)')
     else:
-        print("\nSample images: none yet: the U-Net and sampling stages are not built in this version "
-              f"(training images are in {Path('data/export').resolve()})")
+        print("\nPipeline: not built (run `dvc repro` to build it)")
+    if samples.exists():
+        print(f"Sample images: {samples.resolve()}  (grid: {grid.resolve()})")
+    else:
+        print("Sample images: none yet (the sample stage has not run)")
     return 0
 
 

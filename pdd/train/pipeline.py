@@ -90,3 +90,30 @@ def generate(pipe, prompts: list[str] | None, *, seed: int, steps: int, guidance
                 image = pipe(batch_size=1, generator=g, num_inference_steps=steps).images[0]
             out.append((i, k, prompt, image))
     return out
+
+
+def load_folder(path):
+    """A pipeline folder loaded with stock diffusers (one-line errors for a missing or broken folder)."""
+    check_folder(path)
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as dlogging
+
+    dlogging.set_verbosity_error()   # our own warnings below say what matters, once
+    try:
+        return DiffusionPipeline.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PddError(f"{path}: diffusers could not load the pipeline ({first}); rebuild it (`dvc repro pipeline`)") from None
+
+
+def prompt_warning(pipe, prompt: str) -> str | None:
+    """One warning line when the prompt is longer than the text encoder reads (the rest is ignored)."""
+    tok = getattr(pipe, "tokenizer", None)
+    if tok is None or prompt is None:
+        return None
+    n = len(tok(prompt, truncation=False).input_ids)
+    if n > tok.model_max_length:
+        kept = tok.decode(tok(prompt, truncation=True, max_length=tok.model_max_length).input_ids, skip_special_tokens=True)
+        return (f"prompt is {n} tokens, the model reads only the first {tok.model_max_length} (tokenizer max_length); "
+                f"it was truncated to: {kept!r}")
+    return None
