@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-AIC = SHARED / "datasets" / "aic-paintings-267"
+AIC = SHARED / "datasets" / "aic-paintings-267"  # reference material at run time only, never copied in
 FIXTURES = SHARED / "fixtures" / "commons"
 BIN = Path(sys.executable).parent
 # fixed identity and dates: two copies of the same tree get the same commit hash
@@ -122,6 +122,15 @@ def tiny_cfgs(update: dict | None = None) -> dict:
 def pytest_sessionfinish(session, exitstatus):
     for base in _PRISTINE:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def generated_snapshot(tmp_path_factory):
+    """A small real snapshot pinned at test time (tests/snapshot_factory.py): 57 generated images through
+    the folder importer, with pd and cc0 files, CC0 and CC BY-SA labels, and rejected rows in the store."""
+    import snapshot_factory
+
+    return snapshot_factory.build(tmp_path_factory.mktemp("generated-snapshot"))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 
 from pdd import snapshot
@@ -17,15 +18,15 @@ from pdd.build.hashing import hash_dir
 from conftest import REPO
 from pdd.build import config
 
-DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
+DEMO = REPO / "data/snapshots/openclipart-0.18.parquet"  # the committed demo snapshot (params.yaml names it)
 CFG = config.ExportCfg(resolutions=(16, 24), resample="lanczos", fit="crop", background=(255, 255, 255), val_fraction=0.2,
                        caption=config.CaptionCfg("{title}, {creator}, {date}", ("pd", "cc0"), "a painting"),
                        shard_rows=100, threads=2)
 
 
-def tamper(tmp_path, change) -> str:
-    """Rewrite the demo snapshot with change(rows) applied, keeping its pinned metadata (as an attacker would)."""
-    table = pq.read_table(DEMO)
+def tamper(tmp_path, snap, change) -> str:
+    """Rewrite a pinned snapshot with change(rows) applied, keeping its pinned metadata (as an attacker would)."""
+    table = pq.read_table(snap)
     rows = table.to_pylist()
     change(rows)
     out = tmp_path / "tampered.parquet"
@@ -35,43 +36,56 @@ def tamper(tmp_path, change) -> str:
 
 def test_demo_snapshot_passes_audit():
     report = audit.audit_snapshot(DEMO, ["pd", "cc0"])
-    assert report["rows"] == 267 and report["licences"] == {"cc0": 267}
+    assert report["rows"] == 6790 and report["licences"] == {"pd": 6790}
 
 
-def test_audit_names_rows_without_an_accepted_licence(tmp_path):
+def test_generated_snapshot_passes_audit(generated_snapshot):
+    report = audit.audit_snapshot(generated_snapshot.path, ["pd", "cc0"])
+    assert report["rows"] == 57 and report["licences"] == {"cc0": 45, "pd": 12}
+
+
+def test_audit_names_rows_without_an_accepted_licence(tmp_path, generated_snapshot):
     def change(rows):
         rows[3]["licence_kind"] = "cc-by-sa"
         rows[7]["licence_status"] = "rejected"
-    path = tamper(tmp_path, change)
+    path = tamper(tmp_path, generated_snapshot.path, change)
     with pytest.raises(PddError) as err:
         audit.audit_snapshot(path, ["pd", "cc0"])
-    rows = snapshot.read_rows(DEMO)
+    rows = snapshot.read_rows(generated_snapshot.path)
     msg = str(err.value)
     assert rows[3]["file_id"] in msg and rows[7]["file_id"] in msg and "cc-by-sa" in msg
     assert "differs from the pinned" in msg  # the content hash no longer matches either
 
 
-def test_audit_respects_allowed_licences_param():
-    with pytest.raises(PddError, match="267 problem"):
-        audit.audit_snapshot(DEMO, ["pd"])
+def test_audit_respects_allowed_licences_param(generated_snapshot):
+    with pytest.raises(PddError, match="45 problem"):   # every cc0 row
+        audit.audit_snapshot(generated_snapshot.path, ["pd"])
+    with pytest.raises(PddError, match="12 problem"):   # every pd row
+        audit.audit_snapshot(generated_snapshot.path, ["cc0"])
 
 
-def test_export_is_byte_identical_across_runs(tmp_path):
-    a = export.export(DEMO, tmp_path / "a", CFG, seed=7)
-    export.export(DEMO, tmp_path / "b", config.replace(CFG, threads=1), seed=7)
+def test_export_is_byte_identical_across_runs(tmp_path, generated_snapshot):
+    a = export.export(generated_snapshot.path, tmp_path / "a", CFG, seed=7)
+    export.export(generated_snapshot.path, tmp_path / "b", config.replace(CFG, threads=1), seed=7)
     assert hash_dir(tmp_path / "a") == hash_dir(tmp_path / "b")
-    assert a["counts"]["train"] + a["counts"]["val"] == 267 and 30 < a["counts"]["val"] < 80
+    assert a["counts"]["train"] + a["counts"]["val"] == 57 and 4 <= a["counts"]["val"] <= 20
 
 
-def test_export_content(tmp_path):
-    export.export(DEMO, tmp_path, CFG, seed=7)
+def test_export_content(tmp_path, generated_snapshot):
+    export.export(generated_snapshot.path, tmp_path, CFG, seed=7)
     train = shards.read_split(tmp_path, "train")
     ids = train.column("file_id").to_pylist()
     assert ids == sorted(ids)
     imgs = shards.images_array(train, 24)
     assert imgs.shape == (len(ids), 24, 24, 3) and imgs.dtype == np.uint8 and imgs.std() > 10
     cap = dict(zip(ids, train.column("caption").to_pylist()))
-    assert cap["aic:866"] == "Helena Tromper Du Bois, Attributed to Anthony van Dyck (Flemish, 1599–1641), c. 1631"
+    meta = generated_snapshot.meta
+    assert cap["mus:0003"] == "Yellow cross on green no. 3, Unknown maker, 1909"
+    # CC0 labels make the caption; CC BY-SA labels may not, so those rows get the fallback
+    assert {m["label_licence"] for fid, m in meta.items() if fid in cap} == {"cc0", "cc-by-sa"}
+    for fid, caption in cap.items():
+        m = meta[fid]
+        assert caption == (f"{m['title']}, {m['creator']}, {m['date']}" if m["label_licence"] == "cc0" else "a painting")
 
 
 def test_split_depends_on_seed_and_id_only():
@@ -115,7 +129,9 @@ def test_export_main_writes_manifest(tmp_path, monkeypatch):
     assert run("audit", []) == 0 and run("export", []) == 0
     m = json.loads((root / "data/export.manifest.json").read_text())
     assert m["output"]["sha256"] == hash_dir(root / "data/export")
-    assert set(m["inputs"]) == {"data/snapshots/demo-aic-267.parquet", "data/audit"}
+    snap = yaml.safe_load((root / "params.yaml").read_text())["snapshot"]["path"]
+    assert snap == "data/snapshots/openclipart-0.18.parquet"
+    assert set(m["inputs"]) == {snap, "data/audit"}
     assert set(m) >= {"stage", "output", "inputs", "params", "seed", "code", "versions", "nondeterminism"}
     assert m["params"]["export"]["resolutions"] == [16] and "stages/export.py" in m["code"]["files"]
     assert m["versions"]["pillow"] and m["code"]["revision"] != "unknown"

@@ -1,16 +1,19 @@
 """Real (large) snapshots are tracked with DVC and pushed to a DVC remote; a fresh clone pulls one
-and builds from it exactly as from the committed demo snapshot."""
+and builds from it exactly as from the same snapshot committed in git (as the demo snapshot is)."""
 import shutil
 
 from pdd.build.hashing import hash_dir
 from conftest import TINY, make_copy, sh, update_params
 
 
-def test_dvc_tracked_snapshot_round_trips_through_a_remote(tmp_path):
+BIG = {"snapshot": {"name": "big-v1", "path": "data/snapshots/big-v1.parquet"}}
+
+
+def test_dvc_tracked_snapshot_round_trips_through_a_remote(tmp_path, generated_snapshot):
     maintainer = make_copy(tmp_path / "maintainer", TINY)
     remote = tmp_path / "remote"
-    # stand-in for a large snapshot: a copy of the demo under a new name, tracked by DVC instead of git
-    shutil.copy(maintainer / "data/snapshots/demo-aic-267.parquet", maintainer / "data/snapshots/big-v1.parquet")
+    # stand-in for a large snapshot: a small pinned one (tests/snapshot_factory.py), tracked by DVC instead of git
+    shutil.copy(generated_snapshot.path, maintainer / "data/snapshots/big-v1.parquet")
     sh(["dvc", "add", "data/snapshots/big-v1.parquet"], maintainer)
     sh(["dvc", "remote", "add", "-d", "store", str(remote)], maintainer)
     sh(["dvc", "push"], maintainer)
@@ -23,12 +26,18 @@ def test_dvc_tracked_snapshot_round_trips_through_a_remote(tmp_path):
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(maintainer), str(clone)], tmp_path)
     assert not (clone / "data/snapshots/big-v1.parquet").exists()
-    update_params(clone, {"snapshot": {"name": "big-v1", "path": "data/snapshots/big-v1.parquet"}})
+    update_params(clone, BIG)
     missing = sh(["dvc", "repro", "export"], clone, check=False)
     assert missing.returncode != 0
     sh(["dvc", "pull", "data/snapshots/big-v1.parquet.dvc"], clone)
     sh(["dvc", "repro", "export"], clone)
-    # same rows as the demo, so the same export bytes as a build from the git-committed demo
-    demo = make_copy(tmp_path / "demo", TINY)
-    sh(["dvc", "repro", "export"], demo)
-    assert hash_dir(clone / "data/export") == hash_dir(demo / "data/export")
+    assert (clone / "data/snapshots/big-v1.parquet").read_bytes() == generated_snapshot.path.read_bytes()
+    # the same snapshot committed in git (as the demo snapshot is) builds the same export bytes
+    in_git = make_copy(tmp_path / "in-git", {**TINY, **BIG})
+    shutil.copy(generated_snapshot.path, in_git / "data/snapshots/big-v1.parquet")
+    sh(["git", "add", "data/snapshots/big-v1.parquet", "params.yaml"], in_git)
+    sh(["git", "commit", "-qm", "commit big-v1 in git"], in_git)
+    sh(["dvc", "repro", "export"], in_git)
+    assert sh(["git", "cat-file", "-e", "HEAD:data/snapshots/big-v1.parquet"], in_git, check=False).returncode == 0
+    assert hash_dir(clone / "data/export") == hash_dir(in_git / "data/export")
+    assert len(list((clone / "data/export").rglob("*.parquet"))) > 0

@@ -82,8 +82,12 @@ def test_a_tampered_snapshot_does_not_compile(tmp_path):
     import pyarrow.parquet as pq
     import pyarrow as pa
 
+    import yaml
+
     root = make_copy(tmp_path / "r", TINY)
-    path = root / "data/snapshots/demo-aic-267.parquet"
+    rel = yaml.safe_load((root / "params.yaml").read_text())["snapshot"]["path"]
+    assert rel == "data/snapshots/openclipart-0.18.parquet"  # the committed demo snapshot
+    path = root / rel
     table = pq.read_table(path)
     kinds = table.column("licence_kind").to_pylist()
     kinds[5] = "cc-by-sa-4.0"

@@ -16,9 +16,7 @@ from pdd.rights.text import LicenceDecision
 from pdd import exclusions
 from pdd.source import pin
 from pdd.source.store import FileRecord, Label, Store
-from conftest import BIN, REPO, sh
-
-DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
+from conftest import BIN, sh
 
 
 def record_of(row: dict, **change) -> FileRecord:
@@ -40,19 +38,23 @@ def reencode(data: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory):
-    """Two real pins of the demo snapshot through a store: v1 (= the demo) and v2 with edits."""
+def versions(tmp_path_factory, generated_snapshot):
+    """Two real pins of a pinned snapshot (the generated one: 57 rows, sources mus and web, 45 cc0 and
+    12 pd; tests/snapshot_factory.py) through a fresh store: v1 (= that snapshot) and v2 with edits."""
     tmp = tmp_path_factory.mktemp("versions")
-    rows = [r for batch in snapshot.iter_batches(DEMO) for r in batch]
+    base = generated_snapshot.path
+    rows = [r for batch in snapshot.iter_batches(base) for r in batch]
     ids = [r["file_id"] for r in rows]
     excl = tmp / "exclusions.tsv"
     with Store(tmp / "db.duckdb") as store:
-        store.ensure_source("aic", "folder", "file:///demo")
+        for source in ("mus", "web"):
+            store.ensure_source(source, "folder", f"file:///{source}")
         store.record_batch([record_of(r) for r in rows])
         v1 = pin.pin(store, "v1", tmp / "s", exclusions.read(excl))
-        pin.pin(store, "demo-aic-267", tmp / "demo", exclusions.read(excl))  # the same rows under the demo's name
+        pin.pin(store, base.stem, tmp / "base", exclusions.read(excl))  # the same rows under the original's name
         r = {fid: row for fid, row in zip(ids, rows)}
         caption, image, licence, rejected, excluded = ids[10], ids[20], ids[30], ids[40], ids[50]
+        assert r[licence]["licence_kind"] == "cc0" and excluded.startswith("web:") and ids[0] == "mus:0000"
         title_label = [Label(**lb) for lb in json.loads(r[caption]["labels"])]
         title_label = [Label(lb.field, "Edited caption" if lb.field == "title" else lb.text, lb.licence, lb.lang, lb.source)
                        for lb in title_label]
@@ -69,18 +71,19 @@ def versions(tmp_path_factory):
         exclusions.add(excl, excluded, "takedown request #7", "2026-01-02", store=store)
         v2 = pin.pin(store, "v2", tmp / "s", exclusions.read(excl))
     return dict(tmp=tmp, s=tmp / "s", db=tmp / "db.duckdb", excl=excl, v1=v1, v2=v2, ids=ids, caption=caption,
-                image=image, licence=licence, rejected=rejected, excluded=excluded, added="aic:new-1", new_bytes=new_bytes,
-                old_image=r[image]["image"])
+                image=image, licence=licence, rejected=rejected, excluded=excluded, added="mus:new-1", new_bytes=new_bytes,
+                old_image=r[image]["image"], base=base)
 
 
 def pdd(args, cwd, check=False):
     return sh([str(BIN / "pdd"), *args], cwd, check=check)
 
 
-def test_store_round_trip_reproduces_the_demo_snapshot(versions):
-    assert versions["v1"]["content_hash"] == snapshot.read_meta(DEMO)["pdd.content_hash"]
-    # an (empty) exclusion list changes nothing: the same bytes as the committed demo snapshot
-    assert (versions["tmp"] / "demo/demo-aic-267.parquet").read_bytes() == DEMO.read_bytes()
+def test_store_round_trip_reproduces_a_pinned_snapshot(versions):
+    base = versions["base"]
+    assert versions["v1"]["content_hash"] == snapshot.read_meta(base)["pdd.content_hash"]
+    # an (empty) exclusion list changes nothing: the same bytes as the snapshot pinned by the importer's store
+    assert (versions["tmp"] / "base" / base.name).read_bytes() == base.read_bytes()
     assert "excluded" not in versions["v1"] and versions["v2"]["excluded"] == 1
     assert snapshot.read_meta(versions["s"] / "v2.parquet")["pdd.excluded"] == "1"
 
@@ -88,8 +91,8 @@ def test_store_round_trip_reproduces_the_demo_snapshot(versions):
 def test_diff_summary_and_every_detail_line(versions):
     v = versions
     d = pdiff.diff("v1", "v2", v["s"])
-    assert d["counts"] == {"added": 1, "removed": 2, "changed": 3, "unchanged": 262}
-    assert d["added"] == ["aic:new-1"] and d["removed"] == sorted([v["rejected"], v["excluded"]])
+    assert d["counts"] == {"added": 1, "removed": 2, "changed": 3, "unchanged": 52}
+    assert d["added"] == ["mus:new-1"] and d["removed"] == sorted([v["rejected"], v["excluded"]])
     assert d["changed_by_group"] == {"caption/labels": 1, "licence": 1, "image bytes": 1, "dimensions": 0,
                                      "source URL": 0, "evidence": 0, "other": 0}
     assert d["licence_transitions"] == [{"from": "cc0", "to": "cc-by-sa", "count": 1, "regression": True}]
@@ -101,16 +104,16 @@ def test_diff_summary_and_every_detail_line(versions):
     proc = pdd(["diff", "v1", "v2", "--out-dir", str(v["s"])], v["tmp"])
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("--- v1  (snapshot name, 267 rows, e3de03f408db)")
-    assert lines[1].startswith("+++ v2  (snapshot name, 266 rows, ")
+    assert lines[0].startswith(f"--- v1  (snapshot name, 57 rows, {v['v1']['content_hash'][:12]})")
+    assert lines[1].startswith(f"+++ v2  (snapshot name, 56 rows, {v['v2']['content_hash'][:12]})")
     detail = {v["caption"]: f"~ {v['caption']}  rev 1 -> 2  caption/labels (title, labels)",
               v["image"]: f"~ {v['image']}  rev 1 -> 2  image bytes (sha256, size)",
               v["licence"]: f"~ {v['licence']}  rev 1 -> 2  licence (licence_kind) cc0 -> cc-by-sa"}
     assert lines[2:] == [
         *(f"- {fid}" for fid in sorted([v["rejected"], v["excluded"]])),
-        "+ aic:new-1",
+        "+ mus:new-1",
         *(detail[fid] for fid in sorted(detail)),
-        "1 added, 2 removed, 3 changed, 262 unchanged",
+        "1 added, 2 removed, 3 changed, 52 unchanged",
         "changed by field: caption/labels 1, licence 1, image bytes 1, dimensions 0, source URL 0, evidence 0, other 0",
         "licence transitions:",
         "  cc0 -> cc-by-sa: 1   <-- RIGHTS REGRESSION",
@@ -121,11 +124,11 @@ def test_diff_summary_and_every_detail_line(versions):
     assert stat.returncode == 1 and stat.stdout.splitlines()[2:] == lines[2 + 6:]
     js = pdd(["diff", "v1", str(v["s"] / "v2.parquet"), "--out-dir", str(v["s"]), "--json"], v["tmp"])
     assert js.returncode == 1 and json.loads(js.stdout)["counts"] == d["counts"]
-    same = pdd(["diff", "v1", str(DEMO), "--out-dir", str(v["s"])], v["tmp"])
-    assert same.returncode == 0 and "0 added, 0 removed, 0 changed, 267 unchanged" in same.stdout
+    same = pdd(["diff", "v1", str(v["base"]), "--out-dir", str(v["s"])], v["tmp"])
+    assert same.returncode == 0 and "0 added, 0 removed, 0 changed, 57 unchanged" in same.stdout
     # the other way round: removed <-> added, cc-by-sa -> cc0 is no regression
     back = pdiff.diff("v2", "v1", v["s"])
-    assert back["counts"] == {"added": 2, "removed": 1, "changed": 3, "unchanged": 262} and not back["rights_regression"]
+    assert back["counts"] == {"added": 2, "removed": 1, "changed": 3, "unchanged": 52} and not back["rights_regression"]
 
 
 def test_join_and_except_implementations_agree(versions, tmp_path):
@@ -137,13 +140,16 @@ def test_join_and_except_implementations_agree(versions, tmp_path):
 def test_show_list_textconv_blame(versions):
     v = versions
     info = history.info(v["s"] / "v2.parquet", v["db"])
-    assert info["rows"] == 266 and info["licences"] == {"cc-by-sa": 1, "cc0": 265} and info["sources"] == {"aic": 266}
+    # v1: 45 cc0 + 12 pd; v2: two cc0 rows gone, one cc0 -> cc-by-sa, one pd row added (a copy of mus:0000)
+    assert info["rows"] == 56 and info["licences"] == {"cc-by-sa": 1, "cc0": 42, "pd": 13}
+    assert info["sources"] == {"mus": 46, "web": 10}
     assert info["excluded"] == 1 and info["created_from"] == "store" and info["content_hash"] == v["v2"]["content_hash"]
-    assert [(i["source_id"], i["uri"], i["rows"]) for i in info["imports"]] == [("aic", "file:///demo", 266)]
+    assert [(i["source_id"], i["uri"], i["rows"]) for i in info["imports"]] == [("mus", "file:///mus", 46),
+                                                                              ("web", "file:///web", 10)]
     out = pdd(["snapshot", "list", "--out-dir", str(v["s"]), "--db", str(v["db"])], v["tmp"], check=True).stdout.splitlines()
-    assert [ln.split()[0] for ln in out] == ["v1", "v2"] and "266 rows  excluded 1" in out[1]
+    assert [ln.split()[0] for ln in out] == ["v1", "v2"] and "56 rows  excluded 1" in out[1]
     text = pdd(["snapshot", "textconv", str(v["s"] / "v2.parquet")], v["tmp"], check=True).stdout.splitlines()
-    assert len(text) == 267 and text[0].startswith("# pdd snapshot v2 ") and "image" not in json.loads(text[1])
+    assert len(text) == 57 and text[0].startswith("# pdd snapshot v2 ") and "image" not in json.loads(text[1])
     assert json.loads(text[1]) == {k: json.loads(text[1])[k] for k in snapshot.META_COLUMNS}
     with Store(v["db"], read_only=True) as store:
         b = history.blame(store, v["excluded"], exclusions.read(v["excl"]))
@@ -153,7 +159,7 @@ def test_show_list_textconv_blame(versions):
         assert b["events"][1]["why"] == "rev 2 rejected: rejected: licence withdrawn by the museum"
         b = history.blame(store, v["caption"])
         assert b["events"][1] == {"snapshot": "v2", "event": "changed", "rev_no": 2, "why": "rev 1 -> 2 (title)"}
-        b = history.blame(store, "aic:new-1")
+        b = history.blame(store, "mus:new-1")
         assert [(e["snapshot"], e["event"]) for e in b["events"]] == [("v2", "entered")]
     out = pdd(["snapshot", "blame", v["excluded"], "--db", str(v["db"]), "--exclusions", str(v["excl"])], v["tmp"], check=True)
     assert "left    v2: excluded on 2026-01-02" in out.stdout
@@ -165,7 +171,7 @@ def test_exclusions_file_pin_and_audit(versions, tmp_path):
     assert text == f"file_id\treason\tdate\n{v['excluded']}\ttakedown request #7\t2026-01-02\n"
     with Store(v["db"], read_only=True) as store:
         with pytest.raises(PddError, match="not a file in the store"):
-            exclusions.add(tmp_path / "e.tsv", "aic:nope", "x", "2026-01-01", store=store)
+            exclusions.add(tmp_path / "e.tsv", "mus:nope", "x", "2026-01-01", store=store)
     with pytest.raises(PddError) as err:
         audit.audit_snapshot(v["s"] / "v1.parquet", ["pd", "cc0"], exclusions_path=v["excl"])
     assert f"{v['excluded']} (excluded on 2026-01-02: takedown request #7)" in str(err.value)
@@ -179,8 +185,8 @@ def test_exclusions_file_pin_and_audit(versions, tmp_path):
         pdd(["exclude", fid, "--reason", "opt-out", "--date", "2026-02-01", "--db", str(v["db"]), "--exclusions", str(e)],
             tmp_path, check=True)
     assert e.read_text().splitlines()[1:] == [f"{v['ids'][3]}\topt-out\t2026-02-01", f"{v['ids'][5]}\topt-out\t2026-02-01"]
-    bad = pdd(["exclude", "aic:nope", "--reason", "x", "--db", str(v["db"]), "--exclusions", str(e)], tmp_path)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "aic:nope: not a file in the store" in bad.stderr
+    bad = pdd(["exclude", "mus:nope", "--reason", "x", "--db", str(v["db"]), "--exclusions", str(e)], tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "mus:nope: not a file in the store" in bad.stderr
 
 
 def _git_repo(path, snap_rel="data/snapshots/snap.parquet"):
@@ -201,7 +207,7 @@ def test_diff_git_revisions_committed_in_git(versions, tmp_path):
     sh(["git", "commit", "-q", "--allow-empty", "-m", "later"], repo)
     proc = pdd(["diff", "v1", "HEAD"], repo)
     assert proc.returncode == 1, proc.stderr
-    assert "(git v1 (" in proc.stdout and "1 added, 2 removed, 3 changed, 262 unchanged" in proc.stdout
+    assert "(git v1 (" in proc.stdout and "1 added, 2 removed, 3 changed, 52 unchanged" in proc.stdout
     assert sh(["git", "status", "--porcelain"], repo).stdout == ""  # nothing checked out or written
     # the textconv driver: git diff shows rows
     sh(["git", "config", "diff.pdd.textconv", f"{BIN / 'pdd'} snapshot textconv"], repo)
@@ -223,7 +229,7 @@ def test_diff_git_revisions_tracked_by_dvc_with_local_remote(versions, tmp_path)
     target.unlink()                          # and the workspace has neither version
     proc = pdd(["diff", "v1", "v2"], repo)
     assert proc.returncode == 1, proc.stderr
-    assert "dvc)" in proc.stdout and "1 added, 2 removed, 3 changed, 262 unchanged" in proc.stdout
+    assert "dvc)" in proc.stdout and "1 added, 2 removed, 3 changed, 52 unchanged" in proc.stdout
     assert "cc0 -> cc-by-sa: 1   <-- RIGHTS REGRESSION" in proc.stdout
     assert not target.exists()
 
