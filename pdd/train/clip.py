@@ -31,7 +31,8 @@ NONDETERMINISM = [
     "clip: bit-identical weights need the same machine type, torch build, thread count "
     "(clip.train.threads) and number of processes; on GPU also the same GPU model, driver and CUDA/cuDNN; "
     "bf16/fp16 mixed precision changes the numbers (but stays deterministic on one machine)",
-    "clip: with several processes the contrastive loss uses each process's own micro-batch as negatives",
+    "clip: with N processes the global batch (clip.train.batch_size) is split across them and the contrastive "
+    "loss gathers the negatives from all of them; results match 1 process only up to float summation order",
 ]
 
 
@@ -126,6 +127,23 @@ def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
             + torch.nn.functional.cross_entropy(logits_per_text.t(), labels)) / 2
 
 
+def global_contrastive_loss(m, batch, accelerator=None) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE with the *global* batch as negatives: with several processes each one
+    gathers every process's embeddings (with their gradients, as OpenCLIP's gather_with_grad) and scores
+    its own rows against all of them; the data-parallel gradient average then equals the 1-process loss."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return m(**batch, return_loss=True).loss
+    from torch.distributed.nn.functional import all_gather
+
+    out = m(**batch)
+    ie, te = out.image_embeds, out.text_embeds
+    all_ie, all_te = torch.cat(all_gather(ie.contiguous())), torch.cat(all_gather(te.contiguous()))
+    scale = accelerator.unwrap_model(m).logit_scale.exp()
+    labels = torch.arange(len(ie), device=ie.device) + accelerator.process_index * len(ie)
+    return (torch.nn.functional.cross_entropy(scale * te @ all_ie.t(), labels)
+            + torch.nn.functional.cross_entropy(scale * ie @ all_te.t(), labels)) / 2
+
+
 # ---- evaluation -------------------------------------------------------------------------
 def chance_recall(captions: list[str], k: int) -> float:
     """Expected recall@k of a random ranking, counting any item with the same caption as a hit."""
@@ -210,7 +228,7 @@ def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, 
     model = build_model(cfg, tokenizer)
 
     def loss(m, batch, rt):
-        return m(**batch, return_loss=True).loss
+        return global_contrastive_loss(m, batch, rt.accelerator)
 
     task = loop.Task("clip", model, source, loss,
                      evaluate=(lambda m, rt: evaluate(m, val, pixels, cfg.train.batch_size)) if len(val) > 1 else None)

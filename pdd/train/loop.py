@@ -213,9 +213,14 @@ def make_accelerator(cfg):
     AcceleratorState._reset_state()
     GradientState._reset_state()
 
-    # without a GPU, say cpu=True so that several processes (torchrun / accelerate launch) use gloo
+    from accelerate.utils import DataLoaderConfiguration
+
+    # without a GPU, say cpu=True so that several processes (torchrun / accelerate launch) use gloo.
+    # split_batches: train.batch_size is the global batch of one micro-step, split across the processes,
+    # so 1 and N processes see the same examples per step (N must divide it).
     return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                       cpu=not torch.cuda.is_available())
+                       cpu=not torch.cuda.is_available(),
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
 
 
 def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = False, fingerprint: str = "",
@@ -227,7 +232,10 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
     ckpt_dir = Path(ckpt_dir)
     accelerator = accelerator or make_accelerator(cfg)
     total, accum, nproc = cfg.steps, cfg.grad_accum, accelerator.num_processes
-    per_step = cfg.batch_size * accum * nproc
+    if cfg.batch_size % nproc:
+        raise PddError(f"{task.name}.train.batch_size={cfg.batch_size} is the global batch and must split evenly over "
+                       f"{nproc} processes; make it a multiple of {nproc}")
+    per_step = cfg.batch_size * accum
 
     state = {"step": 0, "train": [], "val": [], "fingerprint": fingerprint}
     found = checkpoints(ckpt_dir)
@@ -244,7 +252,7 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
     optimizer = make_optimizer(model, cfg.optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.schedule.kind, cfg.schedule.warmup_steps, total, cfg.schedule.min_lr_ratio))
-    sampler = EpochBatches(task.data, cfg.batch_size, seed, task.name, start * accum * nproc, total * accum * nproc)
+    sampler = EpochBatches(task.data, cfg.batch_size, seed, task.name, start * accum, total * accum)
     # its own generator: the DataLoader's per-iterator seed draw must not touch the global RNG
     loader = DataLoader(_Batches(task.data), batch_sampler=sampler, collate_fn=_as_is, num_workers=0,
                         generator=torch_generator(seed, task.name, "loader"))
