@@ -107,7 +107,10 @@ def iter_batches(path: str | Path, batch_rows: int = 256, columns: list[str] | N
 
 
 def read_meta(path: str | Path) -> dict:
-    meta = pq.read_schema(path).metadata or {}
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise PddError(f"{path}: not a readable snapshot Parquet file ({exc})") from None
     return {k.decode(): v.decode() for k, v in meta.items()}
 
 
