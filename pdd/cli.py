@@ -90,8 +90,14 @@ def cmd_snapshot(args) -> int:
             b = history.blame(store, args.name, exclusions.read(args.exclusions))
         print(json.dumps(b, indent=2) if args.json else "\n".join(history.format_blame(b)))
     elif args.action == "verify":
+        from pathlib import Path
+
         path = snapshot.resolve(args.name, args.out_dir)
-        digest, problems = snapshot.verify(path)
+        if Path(args.db).exists():  # the store's record of the pin is checked too, when there is a store
+            with _store_ro(args) as store:
+                digest, problems = snapshot.verify(path, store)
+        else:
+            digest, problems = snapshot.verify(path)
         if problems:
             raise PddError(f"{path}: {len(problems)} problem(s): {'; '.join(problems[:5])}")
         print(f"{path}: ok, content hash {digest}")

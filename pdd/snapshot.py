@@ -119,23 +119,69 @@ def read_rows(path: str | Path) -> list[dict]:
     return read_table(path, META_COLUMNS).to_pylist()
 
 
-def verify(path: str | Path) -> tuple[str, list[str]]:
+def verify(path: str | Path, store=None) -> tuple[str, list[str]]:
     """Recompute the content hash and check every image against its sha256 (streaming, row group by
-    row group). Returns (hash, problems)."""
+    row group), then check the result against every independent record of the pin that exists: the
+    NAME.json written beside the Parquet and, when STORE is given, its snapshots table. (A forger can
+    make the file consistent with itself: swap an image, fix its sha256 and size, re-hash the rows.)
+    Returns (hash, problems)."""
     problems = []
+    n_rows = [0]
 
     def checked_rows():
         for batch in iter_batches(path, batch_rows=WRITE_OPTIONS["row_group_size"]):
             for r in batch:
                 if sha256_bytes(r["image"] or b"") != r["sha256"]:
                     problems.append(f"{r['file_id']}: image bytes do not match sha256")
+                n_rows[0] += 1
                 yield r
 
     digest = content_hash(checked_rows())
-    stated = read_meta(path).get("pdd.content_hash")
+    meta = read_meta(path)
+    stated = meta.get("pdd.content_hash")
     if stated != digest:
         problems.append(f"content hash {digest[:12]} differs from the pinned {str(stated)[:12]} (snapshot modified after pinning)")
+    problems += pin_record_problems(path, digest, n_rows[0], meta.get("pdd.snapshot"), store)
     return digest, problems
+
+
+def pin_record_problems(path: str | Path, digest: str, n_rows: int, name: str | None, store=None) -> list[str]:
+    """How the snapshot file differs from the records made when it was pinned: NAME.json beside it (when
+    it exists) and the store's snapshots row for its name (when a store is given and knows the name).
+    A record that lacks a field it should have counts as a mismatch."""
+    import json
+
+    path = Path(path)
+    records: list[tuple[str, dict]] = []
+    problems: list[str] = []
+    beside = path.with_suffix(".json")
+    if beside.exists():
+        try:
+            info = json.loads(beside.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            info = None
+            problems.append(f"{beside.name} beside it is not readable JSON ({exc})")
+        if info is not None and not isinstance(info, dict):
+            problems.append(f"{beside.name} beside it is not a pin record")
+        elif info is not None:
+            if info.get("name") != name or info.get("parquet") != path.name:
+                problems.append(f"{beside.name} records snapshot {info.get('name')!r} in {info.get('parquet')!r}, "
+                                f"but the file is {path.name!r} pinned as {name!r}")
+            records.append((beside.name, info))
+    if store is not None and name:
+        rows = store.query("SELECT name, content_hash, n_rows, parquet_sha256 FROM snapshots WHERE name = ?", [name])
+        if rows:
+            records.append((f"the store's record of {name!r}", rows[0]))
+    file_sha = hash_file(path) if records else None
+    for label, rec in records:
+        if rec.get("content_hash") != digest:
+            problems.append(f"content hash {digest[:12]} differs from {str(rec.get('content_hash'))[:12]} recorded in {label} "
+                            "(not the snapshot that was pinned)")
+        if rec.get("n_rows") != n_rows:
+            problems.append(f"{n_rows} rows, but {label} records {rec.get('n_rows')}")
+        if rec.get("parquet_sha256") != file_sha:
+            problems.append(f"file sha256 {file_sha[:12]} differs from {str(rec.get('parquet_sha256'))[:12]} recorded in {label}")
+    return problems
 
 
 def diff(a: str | Path, b: str | Path) -> dict:
