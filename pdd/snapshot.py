@@ -71,15 +71,45 @@ def content_hash(rows: Iterable[dict]) -> str:
 
 
 # ---- reading (no database needed: a snapshot file is self-contained) -----------------
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def snapshot_name(name) -> str:
+    """A snapshot's name (a trailing '.parquet' dropped), or a one-line PddError: at most 100 letters,
+    digits, '.', '_' and '-', starting with a letter or digit."""
+    text = str(name) if isinstance(name, (str, Path)) else ""
+    if text.endswith(".parquet"):
+        text = text[: -len(".parquet")]
+    if not NAME_RE.fullmatch(text):
+        shown = str(name)[:60] + ("..." if len(str(name)) > 60 else "")
+        raise PddError(f"snapshot name {shown!r} is not valid: 1-100 letters, digits, '.', '_' and '-', "
+                       "starting with a letter or digit")
+    return text
+
+
 def resolve(name_or_path: str | Path, snap_dir: str | Path = DEFAULT_DIR) -> Path:
+    """The Parquet file of a snapshot given as a path (with a folder, or an existing file) or as a
+    name in SNAP_DIR ('NAME' or 'NAME.parquet')."""
     p = Path(name_or_path)
-    if p.suffix == ".parquet" or p.exists():
+    text = str(name_or_path)
+    try:
+        is_file = p.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        is_file = False
+    if is_file or "/" in text or os.sep in text:
         path = p
     else:
-        path = Path(snap_dir) / f"{name_or_path}.parquet"
-    if not path.is_file():
-        hint = " (real snapshots are fetched with `dvc pull`)" if path.with_suffix(".parquet.dvc").exists() else ""
-        raise PddError(f"snapshot {name_or_path}: {path} not found{hint}")
+        path = Path(snap_dir) / f"{snapshot_name(text)}.parquet"
+    try:
+        found = path.is_file()
+    except OSError:
+        found = False
+    if not found:
+        try:
+            hint = " (real snapshots are fetched with `dvc pull`)" if path.with_suffix(".parquet.dvc").exists() else ""
+        except (OSError, ValueError):
+            hint = ""
+        raise PddError(f"snapshot {text[:120]}: {str(path)[:160]} not found{hint}")
     return path
 
 
