@@ -90,6 +90,38 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     return max(0.0, min(cap, when.timestamp() - time.time()))
 
 
+def media_url_problem(url, hosts: set[str]) -> str | None:
+    """Why URL may not be fetched from HOSTS, or None. The host is checked as `requests` will connect
+    to it (its prepared URL, parsed by urllib3), and must agree with urllib's reading: URLs where the
+    two differ (`http://localhost:P\\@127.0.0.1:P/x.jpg`: urlsplit reads 127.0.0.1, requests connects
+    to localhost) are refused, and so are backslashes, userinfo, whitespace and control characters."""
+    if not isinstance(url, str) or not url:
+        return "not a URL"
+    if "\\" in url:
+        return "backslash in URL"
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return "whitespace or control character in URL"
+    try:
+        split = urllib.parse.urlsplit(url)
+        if split.scheme not in ("http", "https"):
+            return f"scheme {split.scheme!r} is not http(s)"
+        if "@" in split.netloc:
+            return "userinfo (user@) in URL"
+        import urllib3.util
+
+        connect = urllib3.util.parse_url(requests.Request("GET", url).prepare().url)
+    except Exception as exc:  # noqa: BLE001 - any parse failure refuses
+        return f"unparsable URL ({type(exc).__name__})"
+    if connect.auth:
+        return "userinfo (user@) in URL"
+    ours, theirs = (split.hostname or "").lower(), (connect.host or "").lower().strip("[]")
+    if ours != theirs:
+        return f"ambiguous host ({ours!r} or {theirs!r})"
+    if theirs not in hosts:
+        return f"host {theirs!r} is not configured"
+    return None
+
+
 class CommonsClient:
     """One requests.Session, serial calls, retries with Retry-After or capped exponential backoff."""
 
@@ -171,8 +203,7 @@ class CommonsClient:
         return self._with_retries(what, once)
 
     def host_allowed(self, url: str) -> bool:
-        split = urllib.parse.urlsplit(url)
-        return split.scheme in ("http", "https") and (split.hostname or "").lower() in self.media_hosts
+        return media_url_problem(url, self.media_hosts) is None
 
     def _get_media(self, url: str):
         """GET following redirects by hand: every hop must stay on the configured media hosts."""
@@ -182,15 +213,17 @@ class CommonsClient:
                 return r
             nxt = urllib.parse.urljoin(url, r.headers.get("Location", ""))
             r.close()
-            if not self.host_allowed(nxt):
-                raise MediaRejected(f"redirect to {nxt[:120]!r} leaves the configured hosts {sorted(self.media_hosts)}")
+            problem = media_url_problem(nxt, self.media_hosts)
+            if problem:
+                raise MediaRejected(f"redirect to {nxt[:120]!r} leaves the configured hosts {sorted(self.media_hosts)} ({problem})")
             url = nxt
         raise MediaRejected(f"too many redirects for {url[:120]!r}")
 
     def media(self, url: str, verify: Callable[[bytes], str | None] | None = None) -> bytes:
         """Download one URL exactly as the API gave it; ``verify`` returns a problem to retry on."""
-        if not self.host_allowed(url):
-            raise MediaRejected(f"media host of {url[:120]!r} is not one of the configured hosts {sorted(self.media_hosts)}")
+        problem = media_url_problem(url, self.media_hosts)
+        if problem:
+            raise MediaRejected(f"media host of {url[:120]!r} is not one of the configured hosts {sorted(self.media_hosts)} ({problem})")
         problems: list[str] = []
 
         def once() -> bytes:
