@@ -64,7 +64,10 @@ def cmd_snapshot(args) -> int:
     elif args.action == "list":
         from pdd import history
 
-        infos = history.list_snapshots(args.out_dir, args.db)
+        skipped: list = []
+        infos = history.list_snapshots(args.out_dir, args.db, skipped)
+        for path, why in skipped:
+            print(f"pdd: warning: {path} skipped: {why}", file=sys.stderr)
         if args.json:
             print(json.dumps(infos, indent=2))
         for i in infos if not args.json else []:

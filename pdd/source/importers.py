@@ -20,6 +20,8 @@ from pdd.rights.text import classify_licence_text
 from pdd.source.store import FileRecord, Label, Store, validate_source_id
 
 LABEL_FIELDS = ("title", "creator", "date", "medium", "caption", "description")
+# what --label-licence may say: the label licences params.yaml's export.caption.label_licences knows, or unknown
+LABEL_LICENCES = ("pd", "cc0", "cc-by", "cc-by-sa", "unknown")
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
 
@@ -49,6 +51,10 @@ def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
             rows = list(reader)
     except FileNotFoundError:
         raise PddError(f"{path}: metadata CSV not found (pass --metadata PATH to the CSV beside the images)") from None
+    except IsADirectoryError:
+        raise PddError(f"{path}: is a folder, not a CSV file (pass --metadata PATH to the CSV beside the images)") from None
+    except OSError as exc:
+        raise PddError(f"{path}: cannot read the metadata CSV ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise PddError(f"{path}: cannot read as UTF-8 CSV ({exc}); re-save it as UTF-8 CSV") from None
     return rows, columns
@@ -127,6 +133,10 @@ def import_folder(store: Store, folder: str | Path, metadata_csv: str | Path, *,
                   file_column: str = "file", id_column: str | None = None, licence_column: str = "license",
                   evidence_column: str | None = "license_evidence", label_licence: str = "unknown",
                   max_side: int | None = None, progress=None) -> ImportReport:
+    if label_licence not in LABEL_LICENCES:
+        hint = f" (did you mean {label_licence.lower()!r}?)" if str(label_licence).lower() in LABEL_LICENCES else ""
+        raise PddError(f"--label-licence {str(label_licence)[:40]!r} is not one of {', '.join(LABEL_LICENCES)}{hint}: "
+                       "a label whose licence matches nothing would never become training text")
     folder = Path(folder)
     if not folder.is_dir():
         raise PddError(f"{folder}: not a folder (pass the folder that holds the images)")

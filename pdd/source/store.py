@@ -189,10 +189,15 @@ class Store:
         self.blob_dir = Path(blob_dir) if blob_dir else self.db_path.parent / "blobs"
         if read_only and not self.db_path.exists():
             raise PddError(f"{self.db_path}: no database yet (import or scrape something first)")
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PddError(f"{self.db_path}: cannot make its folder ({exc.strerror or exc}); pass --db PATH in a writable folder") from None
+        if self.db_path.is_dir():
+            raise PddError(f"{self.db_path}: is a folder, not a database file (pass --db PATH/pdd.duckdb)")
         try:
             self.con = duckdb.connect(str(self.db_path), read_only=read_only)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:  # IOException (locks, unwritable), a file that is not a DuckDB database, ...
             if "lock" in str(exc).lower():
                 raise PddError(
                     f"{self.db_path} is in use by another pdd process (one writer at a time): "
