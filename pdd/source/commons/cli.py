@@ -11,7 +11,7 @@ def _client(args):
 
     validate_email(args.email)
     return CommonsClient(args.api, args.email, timeout=args.timeout, max_retries=args.max_retries, backoff_base=args.backoff,
-                         backoff_cap=args.backoff_cap, media_hosts=args.media_host)
+                         backoff_cap=args.backoff_cap, retry_after_cap=args.backoff_cap, media_hosts=args.media_host)
 
 
 def cmd_scrape(args) -> int:
@@ -67,7 +67,7 @@ def _net_options(p) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--max-retries", type=int, default=6)
     p.add_argument("--backoff", type=float, default=2.0, help="first backoff wait in seconds (doubles, capped)")
-    p.add_argument("--backoff-cap", type=float, default=120.0)
+    p.add_argument("--backoff-cap", type=float, default=120.0, help="longest wait between retries, also for a server's Retry-After")
 
 
 def register(sub) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import json
 import re
 import sys
 import time
@@ -128,7 +129,8 @@ class CommonsClient:
     def __init__(self, api: str, email: str, *, timeout: float = 60.0, max_retries: int = 6, backoff_base: float = 2.0,
                  backoff_cap: float = 120.0, retry_after_cap: float = 900.0, maxlag: int = 5,
                  media_hosts: list[str] | None = None, max_download: int = 50 * 1024 * 1024,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, total_timeout: float | None = None,
+                 max_api_bytes: int = 64 * 1024 * 1024, notify: Callable[[str], None] | None = None):
         split = urllib.parse.urlsplit(api)
         if split.scheme not in ("http", "https") or not split.hostname:
             raise PddError(f"--api {api!r} is not an http(s) URL of api.php")
@@ -136,6 +138,11 @@ class CommonsClient:
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_base, self.backoff_cap, self.retry_after_cap = backoff_base, backoff_cap, retry_after_cap
         self.maxlag, self.max_download, self.sleep = maxlag, max_download, sleep
+        # --timeout is per read; a server that drips one byte per read never trips it: each request also
+        # has a total deadline, and an API body (after gzip) has a size cap
+        self.total_timeout = total_timeout if total_timeout is not None else max(5 * timeout, 30.0)
+        self.max_api_bytes = max_api_bytes
+        self.notify = notify or (lambda line: print(f"pdd: {line}", file=sys.stderr, flush=True))
         hosts = {split.hostname.lower()}
         if split.hostname.lower().endswith("wikimedia.org"):
             hosts.add("upload.wikimedia.org")
@@ -167,6 +174,8 @@ class CommonsClient:
             wait = self._backoff(attempt) if wait is None else wait
             self.stats.retries += 1
             self.stats.waited_s += wait
+            if wait >= 5:
+                self.notify(f"{what}: {problem}; waiting {wait:.0f} s before retry {attempt + 1} of {self.max_retries}")
             self.sleep(wait)
 
     def api(self, params: dict) -> dict:
@@ -176,8 +185,14 @@ class CommonsClient:
 
         def once() -> dict:
             self.stats.api_requests += 1
-            r = self.session.get(self.api_url, params=query, timeout=self.timeout)
-            body = r.content
+            try:
+                r = self.session.get(self.api_url, params=query, timeout=self.timeout, stream=True)
+            except requests.TooManyRedirects:
+                raise PddError(f"{what}: the API redirects in a loop (more than {self.session.max_redirects} redirects)") from None
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
+                raise PddError(f"{what}: {type(exc).__name__}: {str(exc)[:160]}") from None
+            with r:
+                body = self._read_body(r, what)
             self.stats.bytes += len(body)
             retry_after = parse_retry_after(r.headers.get("Retry-After"), self.retry_after_cap)
             if r.status_code in (429, 503) or r.status_code >= 500:
@@ -187,8 +202,8 @@ class CommonsClient:
             if r.status_code != 200:
                 raise PddError(f"{what}: HTTP {r.status_code} {body[:200].decode('utf-8', 'replace').strip()}")
             try:
-                data = r.json()
-            except ValueError:
+                data = json.loads(body)
+            except (ValueError, RecursionError):  # (RecursionError: JSON nested deeper than Python's stack)
                 raise _Retry("malformed JSON") from None
             if not isinstance(data, dict):
                 raise _Retry("malformed JSON (not an object)")
@@ -201,6 +216,32 @@ class CommonsClient:
             return data
 
         return self._with_retries(what, once)
+
+    def _read_body(self, r, what: str, cap: int | None = None, too_big: Callable[[], Exception] | None = None) -> bytes:
+        """The whole (decompressed) body, within the total deadline and the size cap (CAP, default the
+        API cap; TOO_BIG makes the exception raised above it)."""
+        cap = self.max_api_bytes if cap is None else cap
+        import urllib3.exceptions
+
+        deadline = time.monotonic() + self.total_timeout
+        chunks, total = [], 0
+        while True:
+            try:
+                # read1: one socket read per call (iter_content blocks until a whole chunk has arrived, so a
+                # server dripping one byte per read would never be checked against the deadline)
+                chunk = r.raw.read1(1 << 16, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                raise _Retry("timed out") from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _Retry(f"connection failed ({type(exc).__name__})") from None
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > cap:
+                raise too_big() if too_big else PddError(f"{what}: response larger than {cap} bytes (after decompression); refused")
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise _Retry(f"response not complete after {self.total_timeout:.0f} s")
 
     def host_allowed(self, url: str) -> bool:
         return media_url_problem(url, self.media_hosts) is None
@@ -233,13 +274,8 @@ class CommonsClient:
                     raise _Retry(f"HTTP {r.status_code}", parse_retry_after(r.headers.get("Retry-After"), self.retry_after_cap))
                 if r.status_code != 200:
                     raise MediaRejected(f"thumbnail not available (HTTP {r.status_code})")
-                chunks, total = [], 0
-                for chunk in r.iter_content(1 << 16):
-                    total += len(chunk)
-                    if total > self.max_download:
-                        raise MediaRejected(f"thumbnail larger than {self.max_download} bytes")
-                    chunks.append(chunk)
-            data = b"".join(chunks)
+                data = self._read_body(r, f"download {url[:120]}", self.max_download,
+                                       lambda: MediaRejected(f"thumbnail larger than {self.max_download} bytes"))
             self.stats.bytes += len(data)
             problem = verify(data) if verify else None
             if problem:
@@ -511,11 +547,18 @@ class Scraper:
         while (cat := state.next_category()) is not None:
             if not cat.subcats_done:
                 self.walk_subcats(state, cat)
+            seen_batches: set[str] = set()  # continuations of this category's batches (A, B, A, B never ends)
             while not cat.files_done:
                 if cat.batches == 0 and cat.files_cont is None:
                     pages, nxt = self.fetch_batch(cat.title, None)
                 else:
                     pages, nxt = self.fetch_batch(cat.title, cat.files_cont)
+                if nxt:
+                    key = hash_json(nxt)
+                    if key in seen_batches:
+                        raise PddError(f"{self.client.api_url}: the API repeated a continuation of {cat.title} "
+                                       f"({str(nxt)[:120]}) after {len(seen_batches)} batches; stopping (what is stored is kept)")
+                    seen_batches.add(key)
                 if not self.process_batch(state, cat, pages, nxt):
                     return self.report  # --limit: the batch is re-read next time; stored files are skipped
                 self.report.batches += 1
