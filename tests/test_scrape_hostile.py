@@ -158,3 +158,83 @@ def test_continuations_alternating_across_batches_stop(server, tmp_path):
     with Store(tmp_path / "db.duckdb") as store:
         msg = bounded(20, lambda: Scraper(store, client(server), cfg).run())
     assert "repeated a continuation of Category:Loop" in msg and Handler.hits <= 4
+
+
+# ---- wrongly typed API fields: a one-line error for the response, or the file rejected with the reason ----------
+PD_EM = {k: {"value": v} for k, v in dict(License="pd", LicenseShortName="Public domain", UsageTerms="Public domain",
+                                           AttributionRequired="false", Copyrighted="False", Restrictions="").items()}
+
+
+def page(pid, **info):
+    ii = {"mime": "image/jpeg", "mediatype": "BITMAP", "size": 1000, "width": 10, "height": 10, "sha1": "0" * 40,
+          "url": "http://127.0.0.1:9/x.jpg", "thumburl": "http://127.0.0.1:9/x.jpg", "extmetadata": PD_EM}
+    ii.update(info)
+    return {"pageid": pid, "title": f"File:{pid}.jpg", "imageinfo": [ii]}
+
+
+def serve_batch(body):
+    def answer(h, q):
+        if q.get("action") == "wbgetentities":
+            data = body.get("_sdc", {"entities": {}})
+        else:
+            data = {k: v for k, v in body.items() if k != "_sdc"}
+        h.send(json.dumps(data).encode(), headers=[("Content-Type", "application/json")])
+    Handler.behaviour = answer
+
+
+def scrape_once(server, tmp_path, sdc=False):
+    cfg = ScrapeConfig(api=server, categories=["Category:Odd"], depth=0, sdc=sdc)
+    lines = []
+    with Store(tmp_path / "db.duckdb") as store:
+        report = Scraper(store, client(server, notify=lines.append), cfg).run()
+        rows = {r["file_id"]: r for r in store.query("SELECT * FROM current_revisions")}
+    return report, rows, lines
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"batchcomplete": True, "query": "nope"}, "'query' is a str"),
+    ({"batchcomplete": True, "query": {"pages": "x"}}, "'pages' is a str"),
+    ({"query": {"pages": []}, "continue": "str"}, "'continue' is 'str'"),
+    ({"query": {"pages": []}, "continue": {"gcmcontinue": ["a"]}}, "'continue' is"),
+])
+def test_malformed_response_is_one_line(server, tmp_path, body, message):
+    serve_batch(body)
+    cfg = ScrapeConfig(api=server, categories=["Category:Odd"], depth=0, sdc=False)
+    with Store(tmp_path / "db.duckdb") as store:
+        assert message in bounded(20, lambda: Scraper(store, client(server), cfg).run())
+
+
+def test_malformed_pages_are_skipped_or_rejected_with_the_reason(server, tmp_path):
+    pages = [{"pageid": "abc", "title": "File:a.jpg"}, {"pageid": 1e30, "title": "File:b.jpg"}, {"pageid": True},
+             {"pageid": 7, "title": "File:7.jpg", "imageinfo": "x"},
+             page(8, size="big"), page(9, extmetadata="x"), page(10, mime=["image/jpeg"])]
+    serve_batch({"batchcomplete": True, "query": {"pages": pages}})
+    report, rows, lines = scrape_once(server, tmp_path)
+    assert report.finished and report.accepted == 0
+    assert sum("malformed pageid" in ln for ln in lines) == 3
+    assert set(rows) == {"commons:7", "commons:8", "commons:9", "commons:10"}
+    assert "malformed imageinfo" in rows["commons:7"]["reason"]
+    assert "malformed size 'big'" in rows["commons:8"]["reason"]
+    assert "no licence fields" in rows["commons:9"]["reason"]
+    assert "not a raster image" in rows["commons:10"]["reason"]
+
+
+@pytest.mark.parametrize("entity", [
+    {"statements": "x"},
+    {"statements": {"P6216": "x"}},
+    {"statements": {"P6216": ["x"]}},
+    {"statements": {"P6216": [{"mainsnak": "x"}]}},
+    {"statements": {"P6216": [{"mainsnak": {"snaktype": "value", "datavalue": {"value": {"id": "Q19652"}}},
+                               "qualifiers": "x"}]}},
+])
+def test_garbled_sdc_rejects_never_crashes(server, tmp_path, entity):
+    serve_batch({"batchcomplete": True, "query": {"pages": [page(11)]}, "_sdc": {"entities": {"M11": {"id": "M11", **entity}}}})
+    report, rows, _lines = scrape_once(server, tmp_path, sdc=True)
+    assert report.finished and rows["commons:11"]["status"] == "rejected" and "garbled" in rows["commons:11"]["reason"]
+
+
+def test_sdc_entities_of_the_wrong_type_is_one_line(server, tmp_path):
+    serve_batch({"batchcomplete": True, "query": {"pages": [page(12)]}, "_sdc": {"entities": ["x"]}})
+    cfg = ScrapeConfig(api=server, categories=["Category:Odd"], depth=0, sdc=True)
+    with Store(tmp_path / "db.duckdb") as store:
+        assert "'entities' is a list" in bounded(20, lambda: Scraper(store, client(server), cfg).run())

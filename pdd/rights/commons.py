@@ -52,7 +52,9 @@ def strip_html(value) -> str:
 
 def em_value(extmetadata: dict | None, key: str) -> str | None:
     """The text of one extmetadata field, or None when the key is absent or malformed."""
-    entry = (extmetadata or {}).get(key)
+    if not isinstance(extmetadata, dict):
+        return None
+    entry = extmetadata.get(key)
     if not isinstance(entry, dict) or "value" not in entry:
         return None
     return strip_html(entry["value"])
@@ -63,7 +65,13 @@ def sdc_items(entity: dict | None, prop: str) -> list[str]:
     if not entity or "missing" in entity:
         return []
     out = []
-    for st in (entity.get("statements") or entity.get("claims") or {}).get(prop, []):
+    statements = entity.get("statements") or entity.get("claims") or {}
+    if not isinstance(statements, dict) or not isinstance(statements.get(prop, []), list):
+        return ["garbled"]  # never read as "no statements": a garbled entity rejects
+    for st in statements.get(prop, []):
+        if not isinstance(st, dict) or not isinstance(st.get("mainsnak", {}), dict):
+            out.append("garbled")
+            continue
         if st.get("rank") == "deprecated":
             continue
         snak = st.get("mainsnak", {})
@@ -82,7 +90,13 @@ def sdc_scopes(entity: dict | None, prop: str) -> list[list]:
         return []
     out: list[list] = []
     n = -1
-    for st in (entity.get("statements") or entity.get("claims") or {}).get(prop, []):
+    statements = entity.get("statements") or entity.get("claims") or {}
+    if not isinstance(statements, dict) or not isinstance(statements.get(prop, []), list):
+        return []  # sdc_items reports it as garbled
+    for st in statements.get(prop, []):
+        if not isinstance(st, dict) or not isinstance(st.get("mainsnak", {}), dict):
+            n += 1  # counted as sdc_items counts it ("garbled")
+            continue
         if st.get("rank") == "deprecated":
             continue
         n += 1
@@ -125,7 +139,7 @@ def scope_problem(p275: list[str], p6216: list[str], scopes: list[list]) -> str 
 def media_problem(info: dict) -> str | None:
     """Why a file is not a raster image we can use (PDF, DjVu, SVG, video, audio), or None."""
     mime, mediatype = info.get("mime"), info.get("mediatype")
-    if mime not in RASTER_MIMES or mediatype != "BITMAP":
+    if not isinstance(mime, str) or mime not in RASTER_MIMES or mediatype != "BITMAP":
         return f"rejected: not a raster image ({mime}, {mediatype})"
     return None
 

@@ -291,11 +291,42 @@ class CommonsClient:
 # ---------------------------------------------------------------------------------------------
 # one file -> one FileRecord
 # ---------------------------------------------------------------------------------------------
+# ---- the shape of API responses: wrongly typed fields are one-line errors or rejected files, never tracebacks
+MAX_PAGEID = 2 ** 53
+
+
+def query_of(data: dict, what: str) -> dict:
+    """data['query'] (an object, or {} when absent)."""
+    q = data.get("query")
+    if q is None:
+        return {}
+    if not isinstance(q, dict):
+        raise PddError(f"{what}: malformed API response ('query' is a {type(q).__name__}, not an object)")
+    return q
+
+
+def continue_of(data: dict, what: str) -> dict | None:
+    """data['continue'] as a {str: str|int} set, or None when there is none."""
+    nxt = data.get("continue")
+    if not nxt:
+        return None
+    if not isinstance(nxt, dict) or not all(isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool)
+                                            for k, v in nxt.items()):
+        raise PddError(f"{what}: malformed API response ('continue' is {str(nxt)[:80]!r}, not a set of parameters)")
+    return nxt
+
+
+def valid_pageid(value) -> int | None:
+    return value if type(value) is int and 0 < value < MAX_PAGEID else None
+
+
 def labels_for(info: dict, sdc: dict | None) -> list[Label]:
     em = info.get("extmetadata") or {}
+    em = em if isinstance(em, dict) else {}
     out = []
     if sdc and "missing" not in sdc:
-        for lang, lab in sorted((sdc.get("labels") or {}).items()):
+        labels = sdc.get("labels") or {}
+        for lang, lab in sorted(labels.items() if isinstance(labels, dict) else []):
             text = lab.get("value") if isinstance(lab, dict) else None
             if text and text.strip():
                 out.append(Label("caption", text.strip(), "cc0", lang, "commons-sdc"))
@@ -311,6 +342,7 @@ def labels_for(info: dict, sdc: dict | None) -> list[Label]:
 
 def provenance_for(api: str, page: dict, info: dict, sdc: dict | None) -> dict:
     em = info.get("extmetadata") or {}
+    em = em if isinstance(em, dict) else {}
     return {
         "api": api,
         "pageid": page["pageid"],
@@ -333,7 +365,7 @@ def provenance_for(api: str, page: dict, info: dict, sdc: dict | None) -> dict:
         "thumb_url": info.get("thumburl"),
         "thumb_width": info.get("thumbwidth"),
         "thumb_height": info.get("thumbheight"),
-        "sdc_lastrevid": (sdc or {}).get("lastrevid"),
+        "sdc_lastrevid": sdc.get("lastrevid") if isinstance(sdc, dict) else None,
     }
 
 
@@ -346,6 +378,9 @@ def build_record(client: CommonsClient, page: dict, info: dict | None, sdc: dict
     """Decide one file and, when it is accepted, fetch its thumbnail (only then)."""
     pid, title = page["pageid"], page.get("title") or f"pageid {page['pageid']}"
     base = dict(source_id=SOURCE_ID, external_id=str(pid), title=title)
+    if page.get("imageinfo_malformed"):
+        return FileRecord(**base, status="rejected", reason=f"rejected: malformed imageinfo in the API response ({page['imageinfo_malformed']})",
+                          provenance={"api": client.api_url, "pageid": pid, "title": title})
     if not info:
         return FileRecord(**base, status="rejected", reason="rejected: no imageinfo in the API response (missing or deleted file)",
                           provenance={"api": client.api_url, "pageid": pid, "title": title})
@@ -360,7 +395,10 @@ def build_record(client: CommonsClient, page: dict, info: dict | None, sdc: dict
         return FileRecord(**base, status="rejected", reason="rejected: the API gave no thumbnail URL", **common)
     unscaled = thumb == info.get("url")
     sha1 = str(info.get("sha1") or "").lower()
-    if unscaled and (info.get("size") or 0) > client.max_download:
+    size = info.get("size")
+    if size is not None and (type(size) is not int or size < 0):
+        return FileRecord(**base, status="rejected", reason=f"rejected: malformed size {str(size)[:40]!r} in the API response", **common)
+    if unscaled and (size or 0) > client.max_download:
         return FileRecord(**base, status="rejected", reason=f"rejected: original of {info.get('size')} bytes and no scaled thumbnail", **common)
     seen: dict = {}
 
@@ -445,16 +483,28 @@ class Scraper:
         pages: dict[int, dict] = {}
         c = dict(cont or {})
         seen_conts = set()
+        what = f"{self.client.api_url} ({title})"
         while True:
             data = self.client.api({**params, **c})
-            raw = (data.get("query") or {}).get("pages") or []
+            raw = query_of(data, what).get("pages") or []
+            if not isinstance(raw, (dict, list)):
+                raise PddError(f"{what}: malformed API response ('pages' is a {type(raw).__name__})")
             for p in raw.values() if isinstance(raw, dict) else raw:
                 if not isinstance(p, dict) or "pageid" not in p:
                     continue
-                merged = pages.setdefault(int(p["pageid"]), {"pageid": int(p["pageid"]), "title": p.get("title")})
-                if p.get("imageinfo") and "imageinfo" not in merged:
-                    merged["imageinfo"] = p["imageinfo"]
-            nxt = data.get("continue")
+                pid = valid_pageid(p["pageid"])
+                if pid is None:  # no id to store it under: said, and left out
+                    self.client.notify(f"{what}: page with malformed pageid {str(p['pageid'])[:40]!r} skipped")
+                    continue
+                title_ = p.get("title") if isinstance(p.get("title"), str) else None
+                merged = pages.setdefault(pid, {"pageid": pid, "title": title_})
+                ii = p.get("imageinfo")
+                if ii and "imageinfo" not in merged and "imageinfo_malformed" not in merged:
+                    if isinstance(ii, list) and isinstance(ii[0], dict):
+                        merged["imageinfo"] = ii
+                    else:
+                        merged["imageinfo_malformed"] = f"imageinfo is {str(ii)[:40]!r}"
+            nxt = continue_of(data, what)
             if "batchcomplete" in data or not nxt:
                 return [pages[k] for k in sorted(pages)], (nxt or None)
             key = hash_json(nxt)
@@ -468,7 +518,10 @@ class Scraper:
         for i in range(0, len(pageids), BATCH):
             ids = [f"M{p}" for p in pageids[i:i + BATCH]]
             data = self.client.api({"action": "wbgetentities", "ids": "|".join(ids)})
-            for mid, ent in (data.get("entities") or {}).items():
+            entities = data.get("entities") or {}
+            if not isinstance(entities, dict):
+                raise PddError(f"{self.client.api_url} (wbgetentities): malformed API response ('entities' is a {type(entities).__name__})")
+            for mid, ent in entities.items():
                 if mid[1:].isdigit() and isinstance(ent, dict):
                     out[int(mid[1:])] = ent
         return out
@@ -480,9 +533,12 @@ class Scraper:
         while not cat.subcats_done:
             data = self.client.api({"action": "query", "formatversion": "2", "list": "categorymembers", "cmtitle": cat.title,
                                     "cmtype": "subcat", "cmprop": "ids|title|type", "cmlimit": "max", **(cat.subcats_cont or {})})
-            titles = [m["title"] for m in (data.get("query") or {}).get("categorymembers", [])
-                      if isinstance(m, dict) and m.get("ns") == 14 and m.get("title")]
-            state.commit_subcats(cat, titles, data.get("continue") or None)
+            what = f"{self.client.api_url} (subcategories of {cat.title})"
+            members = query_of(data, what).get("categorymembers") or []
+            if not isinstance(members, list):
+                raise PddError(f"{what}: malformed API response ('categorymembers' is a {type(members).__name__})")
+            titles = [m["title"] for m in members if isinstance(m, dict) and m.get("ns") == 14 and isinstance(m.get("title"), str) and m["title"]]
+            state.commit_subcats(cat, titles, continue_of(data, what))
 
     def process_batch(self, state: ScrapeState, cat, pages: list[dict], nxt: dict | None) -> bool:
         """Decide, download and store every new file of one batch, then commit the files, their
@@ -572,13 +628,16 @@ def refetch(store: Store, client: CommonsClient, pageid: int, thumb_width: int =
     """Re-read one file's metadata (and SDC) and store it: a new revision only when something changed."""
     data = client.api({"action": "query", "formatversion": "2", "pageids": str(pageid), "prop": "imageinfo", "iiprop": IIPROP,
                        "iiurlwidth": str(thumb_width), "iiextmetadatalanguage": "en"})
-    pages = (data.get("query") or {}).get("pages") or []
-    page = next((p for p in (pages.values() if isinstance(pages, dict) else pages) if p.get("pageid") == pageid), None)
+    pages = query_of(data, f"{client.api_url} (pageid {pageid})").get("pages") or []
+    pages = pages.values() if isinstance(pages, dict) else pages if isinstance(pages, list) else []
+    page = next((p for p in pages if isinstance(p, dict) and valid_pageid(p.get("pageid")) == pageid), None)
     if page is None or page.get("missing"):
         raise PddError(f"pageid {pageid} is missing from {client.api_url}")
     ent = None
     if sdc:
-        ent = (client.api({"action": "wbgetentities", "ids": f"M{pageid}"}).get("entities") or {}).get(f"M{pageid}")
+        entities = client.api({"action": "wbgetentities", "ids": f"M{pageid}"}).get("entities") or {}
+        ent = entities.get(f"M{pageid}") if isinstance(entities, dict) else None
+        ent = ent if isinstance(ent, dict) else None
     cur = store.latest_revision(f"{SOURCE_ID}:{pageid}")
 
     def existing(url: str) -> bytes | None:
@@ -589,7 +648,11 @@ def refetch(store: Store, client: CommonsClient, pageid: int, thumb_width: int =
                 return None
         return None
 
-    rec = build_record(client, page, (page.get("imageinfo") or [None])[0], ent, existing)
+    ii = page.get("imageinfo")
+    if ii and not (isinstance(ii, list) and isinstance(ii[0], dict)):
+        page = {**page, "imageinfo_malformed": f"imageinfo is {str(ii)[:40]!r}"}
+        ii = None
+    rec = build_record(client, page, (ii or [None])[0], ent, existing)
     revision_id, created = store.record(rec)
     return revision_id, created, rec
 
