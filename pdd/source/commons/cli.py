@@ -53,7 +53,8 @@ def cmd_scrape(args) -> int:
 def cmd_mirror(args) -> int:
     from pdd.source.commons.mirror import serve
 
-    serve(args.catalogue, host=args.host, port=args.port, latency=args.latency, transform_limit=args.transform_limit)
+    serve(args.catalogue, host=args.host, port=args.port, latency=args.latency, transform_limit=args.transform_limit,
+          faults=args.fault)
     return 0
 
 
@@ -88,6 +89,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     p.add_argument("--transform-limit", type=int, default=50, help="thumbnails in a batch's first response (iicontinue)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND:ON:N[,N...][:RETRY_AFTER]",
+                   help="make request number N (counted per ON: api or media) fail with KIND: 429, 503, maxlag, ratelimited, "
+                        "timeout, reset, truncate, badjson, badsha1 (repeatable; RETRY_AFTER in seconds, default 1)")
     p.set_defaults(func=cmd_mirror)
 
     p = sub.add_parser("label", help="pick an accepted file without a caption, open its Commons page, re-fetch after you edit it")
