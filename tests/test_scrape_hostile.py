@@ -238,3 +238,17 @@ def test_sdc_entities_of_the_wrong_type_is_one_line(server, tmp_path):
     cfg = ScrapeConfig(api=server, categories=["Category:Odd"], depth=0, sdc=True)
     with Store(tmp_path / "db.duckdb") as store:
         assert "'entities' is a list" in bounded(20, lambda: Scraper(store, client(server), cfg).run())
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_category_that_does_not_exist_is_a_warning(server, tmp_path, depth):
+    def empty(h, q):
+        body = {"batchcomplete": True, "query": {"categorymembers": []} if q.get("list") else {}}
+        h.send(json.dumps(body).encode(), headers=[("Content-Type", "application/json")])
+    Handler.behaviour = empty
+    lines = []
+    cfg = ScrapeConfig(api=server, categories=["Category:Paintngs by nobody"], depth=depth, sdc=False)
+    with Store(tmp_path / "db.duckdb") as store:
+        report = Scraper(store, client(server, notify=lines.append), cfg).run()
+    assert report.finished and report.empty_roots == ["Category:Paintngs by nobody"]
+    assert len(lines) == 1 and "Category:Paintngs by nobody has no files and no subcategories" in lines[0]

@@ -456,6 +456,7 @@ class ScrapeReport:
     categories: int = 0
     batches: int = 0
     reasons: dict = field(default_factory=dict)
+    empty_roots: list = field(default_factory=list)   # root categories with neither files nor subcategories
 
 
 def normalise_category(title: str) -> str:
@@ -526,10 +527,12 @@ class Scraper:
                     out[int(mid[1:])] = ent
         return out
 
-    def walk_subcats(self, state: ScrapeState, cat) -> None:
+    def walk_subcats(self, state: ScrapeState, cat) -> int:
+        """Queue the subcategories of CAT; returns how many there were."""
         if cat.depth >= self.cfg.depth:
             state.commit_subcats(cat, [], None)
-            return
+            return 0
+        found = 0
         while not cat.subcats_done:
             data = self.client.api({"action": "query", "formatversion": "2", "list": "categorymembers", "cmtitle": cat.title,
                                     "cmtype": "subcat", "cmprop": "ids|title|type", "cmlimit": "max", **(cat.subcats_cont or {})})
@@ -538,7 +541,9 @@ class Scraper:
             if not isinstance(members, list):
                 raise PddError(f"{what}: malformed API response ('categorymembers' is a {type(members).__name__})")
             titles = [m["title"] for m in members if isinstance(m, dict) and m.get("ns") == 14 and isinstance(m.get("title"), str) and m["title"]]
+            found += len(titles)
             state.commit_subcats(cat, titles, continue_of(data, what))
+        return found
 
     def process_batch(self, state: ScrapeState, cat, pages: list[dict], nxt: dict | None) -> bool:
         """Decide, download and store every new file of one batch, then commit the files, their
@@ -601,8 +606,12 @@ class Scraper:
         state = ScrapeState(self.store, self.cfg.key())
         self.report.run_id, self.report.resumed = state.run_id, state.resumed
         while (cat := state.next_category()) is not None:
+            # a root category read from its start that has neither files nor subcategories is most likely
+            # misspelt (the API answers a missing category with an empty list): said, not silently 0 files
+            fresh = cat.depth == 0 and not cat.subcats_done and cat.batches == 0 and cat.files_cont is None
+            found = 0
             if not cat.subcats_done:
-                self.walk_subcats(state, cat)
+                found += self.walk_subcats(state, cat)
             seen_batches: set[str] = set()  # continuations of this category's batches (A, B, A, B never ends)
             while not cat.files_done:
                 if cat.batches == 0 and cat.files_cont is None:
@@ -615,9 +624,14 @@ class Scraper:
                         raise PddError(f"{self.client.api_url}: the API repeated a continuation of {cat.title} "
                                        f"({str(nxt)[:120]}) after {len(seen_batches)} batches; stopping (what is stored is kept)")
                     seen_batches.add(key)
+                found += len(pages)
                 if not self.process_batch(state, cat, pages, nxt):
                     return self.report  # --limit: the batch is re-read next time; stored files are skipped
                 self.report.batches += 1
+            if fresh and not found:
+                self.client.notify(f"warning: {cat.title} has no files and no subcategories at {self.client.api_url}: "
+                                   "check its spelling (does the category exist?)")
+                self.report.empty_roots.append(cat.title)
             self.report.categories += 1
         state.finish()
         self.report.finished = True
