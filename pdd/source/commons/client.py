@@ -680,22 +680,24 @@ def human_bytes(n: float) -> str:
 
 
 class Progress:
-    """files seen / accepted / rejected / bytes on one stderr line (only on a terminal)."""
+    """A tqdm bar (as the training stages have): files seen, with accepted / rejected / unchanged / bytes /
+    API requests beside it, on stderr, only on a terminal."""
 
     def __init__(self, client: CommonsClient, stream=sys.stderr):
+        from tqdm.auto import tqdm
+
         self.client, self.stream = client, stream
         self.enabled = hasattr(stream, "isatty") and stream.isatty()
-        self.last = 0.0
+        self.bar = tqdm(total=None, desc="scrape", unit="file", dynamic_ncols=True, mininterval=0.5, disable=not self.enabled,
+                        file=stream)
 
     def __call__(self, r: ScrapeReport) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < 0.2:
+        if not self.enabled:
             return
-        self.last = now
-        self.stream.write(f"\rseen {r.seen:7d} | accepted {r.accepted:7d} | rejected {r.rejected:6d} | unchanged {r.unchanged:6d} | "
-                          f"{human_bytes(self.client.stats.bytes):>9s} | {self.client.stats.api_requests} API requests ")
-        self.stream.flush()
+        self.bar.set_postfix_str(f"accepted {r.accepted} | rejected {r.rejected} | unchanged {r.unchanged} | "
+                                 f"{human_bytes(self.client.stats.bytes)} | {self.client.stats.api_requests} API requests",
+                                 refresh=False)
+        self.bar.update(r.seen - self.bar.n)
 
     def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
+        self.bar.close()
