@@ -66,7 +66,10 @@ def cmd_snapshot(args) -> int:
     elif args.action == "list":
         from pdd import history
 
-        infos = history.list_snapshots(args.out_dir, args.db)
+        skipped: list = []
+        infos = history.list_snapshots(args.out_dir, args.db, skipped)
+        for path, why in skipped:
+            print(f"pdd: warning: {path} skipped: {why}", file=sys.stderr)
         if args.json:
             print(json.dumps(infos, indent=2))
         for i in infos if not args.json else []:
@@ -92,8 +95,14 @@ def cmd_snapshot(args) -> int:
             b = history.blame(store, args.name, exclusions.read(args.exclusions))
         print(json.dumps(b, indent=2) if args.json else "\n".join(history.format_blame(b)))
     elif args.action == "verify":
+        from pathlib import Path
+
         path = snapshot.resolve(args.name, args.out_dir)
-        digest, problems = snapshot.verify(path)
+        if Path(args.db).exists():  # the store's record of the pin is checked too, when there is a store
+            with _store_ro(args) as store:
+                digest, problems = snapshot.verify(path, store)
+        else:
+            digest, problems = snapshot.verify(path)
         if problems:
             raise PddError(f"{path}: {len(problems)} problem(s): {'; '.join(problems[:5])}")
         print(f"{path}: ok, content hash {digest}")

@@ -112,8 +112,17 @@ def format_info(i: dict) -> list[str]:
     return lines
 
 
-def list_snapshots(snap_dir: str | Path, db: str | Path | None = None) -> list[dict]:
-    return [info(p, db) for p in sorted(Path(snap_dir).glob("*.parquet"))]
+def list_snapshots(snap_dir: str | Path, db: str | Path | None = None, skipped: list | None = None) -> list[dict]:
+    """info() of every snapshot in SNAP_DIR. A .parquet that is not a readable snapshot is left out (and
+    [path, why] appended to SKIPPED when given) instead of aborting the whole list."""
+    out = []
+    for p in sorted(Path(snap_dir).glob("*.parquet")):
+        try:
+            out.append(info(p, db))
+        except (PddError, ValueError, OSError) as exc:
+            if skipped is not None:
+                skipped.append([p.as_posix(), " ".join(str(exc).split())[:200]])
+    return out
 
 
 # ---- git textconv driver ------------------------------------------------------------------------

@@ -71,15 +71,45 @@ def content_hash(rows: Iterable[dict]) -> str:
 
 
 # ---- reading (no database needed: a snapshot file is self-contained) -----------------
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def snapshot_name(name) -> str:
+    """A snapshot's name (a trailing '.parquet' dropped), or a one-line PddError: at most 100 letters,
+    digits, '.', '_' and '-', starting with a letter or digit."""
+    text = str(name) if isinstance(name, (str, Path)) else ""
+    if text.endswith(".parquet"):
+        text = text[: -len(".parquet")]
+    if not NAME_RE.fullmatch(text):
+        shown = str(name)[:60] + ("..." if len(str(name)) > 60 else "")
+        raise PddError(f"snapshot name {shown!r} is not valid: 1-100 letters, digits, '.', '_' and '-', "
+                       "starting with a letter or digit")
+    return text
+
+
 def resolve(name_or_path: str | Path, snap_dir: str | Path = DEFAULT_DIR) -> Path:
+    """The Parquet file of a snapshot given as a path (with a folder, or an existing file) or as a
+    name in SNAP_DIR ('NAME' or 'NAME.parquet')."""
     p = Path(name_or_path)
-    if p.suffix == ".parquet" or p.exists():
+    text = str(name_or_path)
+    try:
+        is_file = p.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        is_file = False
+    if is_file or "/" in text or os.sep in text:
         path = p
     else:
-        path = Path(snap_dir) / f"{name_or_path}.parquet"
-    if not path.is_file():
-        hint = " (real snapshots are fetched with `dvc pull`)" if path.with_suffix(".parquet.dvc").exists() else ""
-        raise PddError(f"snapshot {name_or_path}: {path} not found{hint}")
+        path = Path(snap_dir) / f"{snapshot_name(text)}.parquet"
+    try:
+        found = path.is_file()
+    except OSError:
+        found = False
+    if not found:
+        try:
+            hint = " (real snapshots are fetched with `dvc pull`)" if path.with_suffix(".parquet.dvc").exists() else ""
+        except (OSError, ValueError):
+            hint = ""
+        raise PddError(f"snapshot {text[:120]}: {str(path)[:160]} not found{hint}")
     return path
 
 
@@ -107,7 +137,10 @@ def iter_batches(path: str | Path, batch_rows: int = 256, columns: list[str] | N
 
 
 def read_meta(path: str | Path) -> dict:
-    meta = pq.read_schema(path).metadata or {}
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise PddError(f"{path}: not a readable snapshot Parquet file ({exc})") from None
     return {k.decode(): v.decode() for k, v in meta.items()}
 
 
@@ -116,23 +149,69 @@ def read_rows(path: str | Path) -> list[dict]:
     return read_table(path, META_COLUMNS).to_pylist()
 
 
-def verify(path: str | Path) -> tuple[str, list[str]]:
+def verify(path: str | Path, store=None) -> tuple[str, list[str]]:
     """Recompute the content hash and check every image against its sha256 (streaming, row group by
-    row group). Returns (hash, problems)."""
+    row group), then check the result against every independent record of the pin that exists: the
+    NAME.json written beside the Parquet and, when STORE is given, its snapshots table. (A forger can
+    make the file consistent with itself: swap an image, fix its sha256 and size, re-hash the rows.)
+    Returns (hash, problems)."""
     problems = []
+    n_rows = [0]
 
     def checked_rows():
         for batch in iter_batches(path, batch_rows=WRITE_OPTIONS["row_group_size"]):
             for r in batch:
                 if sha256_bytes(r["image"] or b"") != r["sha256"]:
                     problems.append(f"{r['file_id']}: image bytes do not match sha256")
+                n_rows[0] += 1
                 yield r
 
     digest = content_hash(checked_rows())
-    stated = read_meta(path).get("pdd.content_hash")
+    meta = read_meta(path)
+    stated = meta.get("pdd.content_hash")
     if stated != digest:
         problems.append(f"content hash {digest[:12]} differs from the pinned {str(stated)[:12]} (snapshot modified after pinning)")
+    problems += pin_record_problems(path, digest, n_rows[0], meta.get("pdd.snapshot"), store)
     return digest, problems
+
+
+def pin_record_problems(path: str | Path, digest: str, n_rows: int, name: str | None, store=None) -> list[str]:
+    """How the snapshot file differs from the records made when it was pinned: NAME.json beside it (when
+    it exists) and the store's snapshots row for its name (when a store is given and knows the name).
+    A record that lacks a field it should have counts as a mismatch."""
+    import json
+
+    path = Path(path)
+    records: list[tuple[str, dict]] = []
+    problems: list[str] = []
+    beside = path.with_suffix(".json")
+    if beside.exists():
+        try:
+            info = json.loads(beside.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            info = None
+            problems.append(f"{beside.name} beside it is not readable JSON ({exc})")
+        if info is not None and not isinstance(info, dict):
+            problems.append(f"{beside.name} beside it is not a pin record")
+        elif info is not None:
+            if info.get("name") != name or info.get("parquet") != path.name:
+                problems.append(f"{beside.name} records snapshot {info.get('name')!r} in {info.get('parquet')!r}, "
+                                f"but the file is {path.name!r} pinned as {name!r}")
+            records.append((beside.name, info))
+    if store is not None and name:
+        rows = store.query("SELECT name, content_hash, n_rows, parquet_sha256 FROM snapshots WHERE name = ?", [name])
+        if rows:
+            records.append((f"the store's record of {name!r}", rows[0]))
+    file_sha = hash_file(path) if records else None
+    for label, rec in records:
+        if rec.get("content_hash") != digest:
+            problems.append(f"content hash {digest[:12]} differs from {str(rec.get('content_hash'))[:12]} recorded in {label} "
+                            "(not the snapshot that was pinned)")
+        if rec.get("n_rows") != n_rows:
+            problems.append(f"{n_rows} rows, but {label} records {rec.get('n_rows')}")
+        if rec.get("parquet_sha256") != file_sha:
+            problems.append(f"file sha256 {file_sha[:12]} differs from {str(rec.get('parquet_sha256'))[:12]} recorded in {label}")
+    return problems
 
 
 def diff(a: str | Path, b: str | Path) -> dict:

@@ -6,6 +6,7 @@ Snakefile validates its config against, so both engines and `pdd` agree on it.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 import jsonschema
 import yaml
@@ -15,6 +16,48 @@ from pdd.errors import PddError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 DEFAULT_PARAMS = Path("params.yaml")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """safe_load, minus what params.yaml never needs and a hostile file abuses: aliases (an alias bomb
+    expands exponentially when validated) and repeated keys (the last silently won)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refused: params.yaml allows no "
+                                              "aliases, write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _value in node.value:
+            try:
+                key = self.construct_object(key_node, deep=True)
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def _non_finite(data, path=()):
+    """(key, value) of the first NaN or infinite number in a parsed params tree, or None."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return ".".join(map(str, path)) or "(top level)", data
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, (*path, k))
+        if found:
+            return found
+    return None
 
 
 def _schema() -> dict:
@@ -36,6 +79,9 @@ def _key_of(error: jsonschema.ValidationError) -> str:
 
 def validate(params: dict, source: str | Path = "params.yaml") -> dict:
     """Validate a params mapping; raise PddError naming the key and the file."""
+    bad = _non_finite(params)
+    if bad:  # NaN passes every minimum/maximum of the schema (all comparisons are false)
+        raise PddError(f"{source}: {bad[0]}: {bad[1]} is not a finite number")
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
@@ -58,7 +104,9 @@ def load(path: str | Path = DEFAULT_PARAMS) -> dict:
         raise PddError(f"{path}: params file not found (run from the repository root or pass --params PATH)")
     try:
         with open(path, encoding="utf-8") as fh:
-            params = yaml.safe_load(fh)
+            params = yaml.load(fh, Loader=StrictLoader)
+    except UnicodeDecodeError as exc:
+        raise PddError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 4]!r}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -80,19 +80,35 @@ def ordered_map(pool: ThreadPoolExecutor, fn, items, window: int):
 
 
 def check_audit(audit_dir: str | Path, snapshot_path: str | Path) -> dict:
-    """Export compiles only a snapshot that the audit passed: the report must name this snapshot's pinned
-    content hash (so neither an old report nor an edited snapshot gets through)."""
+    """Export compiles only a snapshot that the audit passed: the report must have passed and name this
+    snapshot's pinned content hash AND the sha256 of this very Parquet file. A failed audit leaves the
+    previous (passing) report in place, and a tampered file can keep its declared content hash, so the
+    declared hash alone let a snapshot the audit had just rejected through."""
     import json as _json
+
+    from pdd.build.hashing import hash_file
 
     path = Path(audit_dir) / "report.json"
     try:
         report = _json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise PddError(f"{path}: no audit report; run the audit first (`dvc repro audit`)") from None
+    if not isinstance(report, dict):
+        raise PddError(f"{path}: not an audit report; run the audit first (`dvc repro audit`)")
     pinned = snapshot.read_meta(snapshot_path).get("pdd.content_hash")
-    if not report.get("passed") or report.get("content_hash") != pinned:
-        raise PddError(f"{path} was not made for {snapshot_path} (content hash {str(pinned)[:12]}) or did not pass; "
-                       "run the audit on this snapshot first (`dvc repro audit`)")
+    try:
+        file_sha = hash_file(snapshot_path)
+    except OSError as exc:
+        raise PddError(f"{snapshot_path}: cannot read the snapshot ({exc.strerror or exc})") from None
+    again = "run the audit on this snapshot first (`dvc repro audit`)"
+    if report.get("passed") is not True:
+        raise PddError(f"{path}: the audit did not pass; {again}")
+    if report.get("content_hash") != pinned:
+        raise PddError(f"{path} was made for content hash {str(report.get('content_hash'))[:12]}, not for {snapshot_path} "
+                       f"(content hash {str(pinned)[:12]}); {again}")
+    if report.get("parquet_sha256") != file_sha:
+        raise PddError(f"{path} was made for another file than {snapshot_path} (sha256 {file_sha[:12]}, the report says "
+                       f"{str(report.get('parquet_sha256'))[:12]}): the snapshot changed since it was audited; {again}")
     return report
 
 

@@ -78,6 +78,10 @@ def decode_rgb(data: bytes, min_short_side: int | None = None) -> Image.Image:
     # only pay for EXIF parsing and a transpose when the file carries an orientation
     if ("exif" in img.info or img.format == "TIFF") and img.getexif().get(0x0112, 1) != 1:
         img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit gray (PNG, TIFF): scaled to 8 bit by 255/65535, a tRNS key honoured; convert("RGB")
+        # clipped every value above 255 to white
+        img = flatten_on_white(img)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

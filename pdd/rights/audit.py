@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from pdd import snapshot
+from pdd.build.hashing import hash_file
 from pdd.errors import PddError
 from pdd.rights.text import redecide_text
 from pdd.rights.commons import redecide as commons_redecide
@@ -70,5 +71,6 @@ def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | 
     kinds: dict[str, int] = {}
     for r in rows:
         kinds[r["licence_kind"]] = kinds.get(r["licence_kind"], 0) + 1
-    return {"snapshot": Path(path).as_posix(), "content_hash": digest, "rows": len(rows), "licences": dict(sorted(kinds.items())),
-            "passed": True}
+    # parquet_sha256: export compiles only the very file that passed (pdd/data/export.py check_audit)
+    return {"snapshot": Path(path).as_posix(), "content_hash": digest, "parquet_sha256": hash_file(path), "rows": len(rows),
+            "licences": dict(sorted(kinds.items())), "passed": True}

@@ -2,6 +2,7 @@
 this reads the DuckDB store; the format itself is pdd/snapshot.py)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 
 from pdd.build.hashing import canonical_json, hash_file, write_json
 from pdd.errors import PddError
-from pdd.snapshot import DEFAULT_DIR, SCHEMA, SNAPSHOT_FORMAT, WRITE_OPTIONS, content_hash
+from pdd.snapshot import DEFAULT_DIR, SCHEMA, SNAPSHOT_FORMAT, WRITE_OPTIONS, content_hash, read_meta, snapshot_name
 from pdd.exclusions import apply as apply_exclusions
 from pdd.source.store import Store
 
@@ -37,11 +38,81 @@ def collect_rows(store: Store) -> list[dict]:
     return rows
 
 
-def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_image, extra_meta: dict | None = None) -> None:
-    """Write row group by row group, reading (and verifying) each image only when its group is written."""
+_TMP = re.compile(r"\..+\.(parquet|json)\.tmp-(\d+)")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clean_stale_tmps(out_dir: Path) -> list[Path]:
+    """Remove the `.NAME.parquet.tmp-PID` / `.NAME.json.tmp-PID` files of pins whose process is gone
+    (killed while writing); a live process's temp file is left alone."""
+    removed = []
+    for p in out_dir.glob(".*.tmp-*"):
+        m = _TMP.fullmatch(p.name)
+        if m and p.is_file() and not _alive(int(m.group(2))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _other_content(path: Path, message: str) -> PddError:
+    return PddError(f"snapshot {path.stem!r}: {path} already exists with other content ({message}); snapshots are "
+                    "immutable and nothing pinned is overwritten: pin under a new name (or restore that file from git/DVC)")
+
+
+def check_not_pinned_otherwise(out_dir: Path, name: str, digest: str) -> None:
+    """Refuse, whatever the store says, when NAME.parquet or NAME.json exists with another content hash."""
+    parquet, record = out_dir / f"{name}.parquet", out_dir / f"{name}.json"
+    if parquet.exists():
+        try:
+            stated = read_meta(parquet).get("pdd.content_hash")
+        except PddError:
+            stated = "unreadable"
+        if stated != digest:
+            raise _other_content(parquet, f"content hash {str(stated)[:12]}, the store's rows hash to {digest[:12]}")
+    if record.exists():
+        try:
+            stated = json.loads(record.read_text(encoding="utf-8")).get("content_hash")
+        except (OSError, ValueError, AttributeError):
+            stated = "unreadable"
+        if stated != digest:
+            raise _other_content(record, f"content hash {str(stated)[:12]}, the store's rows hash to {digest[:12]}")
+
+
+def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_image, extra_meta: dict | None = None,
+                  *, replace: bool = True) -> Path:
+    """Write row group by row group, reading (and verifying) each image only when its group is written,
+    into a temp file in the same folder, fsynced. With REPLACE it is renamed over PATH (and the temp
+    name returned is gone); else the caller renames it."""
     schema = SCHEMA.with_metadata({"pdd.format": SNAPSHOT_FORMAT, "pdd.snapshot": name, "pdd.content_hash": digest,
                                    **(extra_meta or {})})
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PddError(f"{path.parent}: cannot make the snapshot folder ({exc.strerror or exc})") from None
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     group = WRITE_OPTIONS["row_group_size"]
     options = {k: v for k, v in WRITE_OPTIONS.items() if k != "row_group_size"}
@@ -52,20 +123,33 @@ def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_ima
                 cols = {f.name: [r[f.name] for r in chunk] for f in SCHEMA if f.name != "image"}
                 cols["image"] = [read_image(r["sha256"]) for r in chunk]
                 writer.write_table(pa.table(cols, schema=schema), row_group_size=group)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)  # a failed pin leaves nothing behind
         raise
-    os.replace(tmp, path)
+    if replace:
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    return tmp
 
 
 def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: dict | None = None) -> dict:
     """Freeze the store's accepted rows as snapshot NAME. Same rows again: same bytes, same hash.
-    A name is bound to its content forever: different rows under a used name is an error.
+    A name is bound to its content forever: different rows under a used name is an error, whether the
+    store or the files in OUT_DIR (NAME.parquet, NAME.json) know the name.
     Ids in EXCLUSIONS (pdd/exclusions.py) are left out; how many is recorded in the Parquet
     metadata (`pdd.excluded`) and NAME.json (`excluded`), only when there were any, so a pin
-    without exclusions stays byte-identical to one made before exclusions existed."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
-        raise PddError(f"snapshot name {name!r} is not valid: start with a letter or digit, then letters, digits, '.', '_' and '-'")
+    without exclusions stays byte-identical to one made before exclusions existed.
+
+    Crash safety: the Parquet is written to a temp file in OUT_DIR, fsynced and renamed, then NAME.json
+    (also temp+fsync+rename), then the store records the pin. A pin killed in between leaves at most
+    complete files and no record: pinning the same rows under the same name again finds the same bytes
+    and records them. Temp files of killed pins are removed by the next pin into OUT_DIR."""
+    name = snapshot_name(name)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PddError(f"{out_dir}: not a folder (--out-dir must name the snapshots folder)")
     rows, excluded = apply_exclusions(collect_rows(store), exclusions)
     if not rows:
         raise PddError("nothing to pin: the store has no accepted files (import or scrape first)")
@@ -76,14 +160,34 @@ def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: 
             f"snapshot {name!r} is already pinned with other content (hash {existing[0]['content_hash'][:12]}); "
             "snapshots are immutable: pin under a new name"
         )
-    path = Path(out_dir) / f"{name}.parquet"
+    check_not_pinned_otherwise(out_dir, name, digest)
+    if out_dir.is_dir():
+        clean_stale_tmps(out_dir)
+    path = out_dir / f"{name}.parquet"
+    record = out_dir / f"{name}.json"
     extra_meta = {"pdd.excluded": str(len(excluded))} if excluded else None
-    write_parquet(rows, path, name, digest, store.read_blob, extra_meta)
-    info = {"name": name, "format": SNAPSHOT_FORMAT, "content_hash": digest, "n_rows": len(rows),
-            "parquet": path.name, "parquet_sha256": hash_file(path)}
-    if excluded:
-        info["excluded"] = len(excluded)
-    write_json(Path(out_dir, f"{name}.json"), info)
+    tmp = write_parquet(rows, path, name, digest, store.read_blob, extra_meta, replace=False)
+    try:
+        info = {"name": name, "format": SNAPSHOT_FORMAT, "content_hash": digest, "n_rows": len(rows),
+                "parquet": path.name, "parquet_sha256": hash_file(tmp)}
+        if excluded:
+            info["excluded"] = len(excluded)
+        # the exact bytes only: a file of the same name and hash but other bytes is not overwritten either
+        if path.exists() and hash_file(path) != info["parquet_sha256"]:
+            raise _other_content(path, f"file sha256 {hash_file(path)[:12]}, this pin writes {info['parquet_sha256'][:12]}")
+        if record.exists():
+            try:
+                old = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                old = None
+            if old != info:
+                raise _other_content(record, "its record differs from this pin's")
+        os.replace(tmp, path)
+        _fsync_dir(out_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_json(record, info)
+    _fsync_dir(out_dir)
     if not existing:
         with store.transaction() as con:
             con.execute("INSERT INTO snapshots (name, content_hash, n_rows, parquet_path, parquet_sha256) VALUES (?, ?, ?, ?, ?)",

@@ -17,6 +17,7 @@ The view current_revisions is the newest revision of every file.
 from __future__ import annotations
 
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,16 @@ from pdd.build.hashing import canonical_json, hash_json, sha256_bytes, write_ato
 from pdd.rights.text import LicenceDecision
 
 DEFAULT_DB = Path("data/pdd.duckdb")
+# file_id = '<source_id>:<external_id>': a source id with ':' would let 'a:b' + 'c' collide with 'a' + 'b:c'
+SOURCE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+def validate_source_id(source_id) -> str:
+    """The source id, or a one-line PddError: lower-case letters, digits, '.', '_', '-' (no ':'), at most 64."""
+    if not isinstance(source_id, str) or not SOURCE_ID_RE.fullmatch(source_id):
+        raise PddError(f"source name {str(source_id)[:80]!r} is not valid: use 1-64 lower-case letters, digits, "
+                       "'.', '_' and '-', starting with a letter or digit (no ':')")
+    return source_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
@@ -178,10 +189,15 @@ class Store:
         self.blob_dir = Path(blob_dir) if blob_dir else self.db_path.parent / "blobs"
         if read_only and not self.db_path.exists():
             raise PddError(f"{self.db_path}: no database yet (import or scrape something first)")
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PddError(f"{self.db_path}: cannot make its folder ({exc.strerror or exc}); pass --db PATH in a writable folder") from None
+        if self.db_path.is_dir():
+            raise PddError(f"{self.db_path}: is a folder, not a database file (pass --db PATH/pdd.duckdb)")
         try:
             self.con = duckdb.connect(str(self.db_path), read_only=read_only)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:  # IOException (locks, unwritable), a file that is not a DuckDB database, ...
             if "lock" in str(exc).lower():
                 raise PddError(
                     f"{self.db_path} is in use by another pdd process (one writer at a time): "
@@ -235,6 +251,7 @@ class Store:
 
     # ---- sources and revisions -------------------------------------------------
     def ensure_source(self, source_id: str, kind: str, uri: str | None = None) -> None:
+        validate_source_id(source_id)
         self.con.execute(
             "INSERT INTO sources (source_id, kind, uri) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [source_id, kind, uri]
         )

@@ -11,7 +11,7 @@ def _client(args):
 
     validate_email(args.email)
     return CommonsClient(args.api, args.email, timeout=args.timeout, max_retries=args.max_retries, backoff_base=args.backoff,
-                         backoff_cap=args.backoff_cap, media_hosts=args.media_host)
+                         backoff_cap=args.backoff_cap, retry_after_cap=args.backoff_cap, media_hosts=args.media_host)
 
 
 def cmd_scrape(args) -> int:
@@ -53,7 +53,8 @@ def cmd_scrape(args) -> int:
 def cmd_mirror(args) -> int:
     from pdd.source.commons.mirror import serve
 
-    serve(args.catalogue, host=args.host, port=args.port, latency=args.latency, transform_limit=args.transform_limit)
+    serve(args.catalogue, host=args.host, port=args.port, latency=args.latency, transform_limit=args.transform_limit,
+          faults=args.fault)
     return 0
 
 
@@ -67,7 +68,7 @@ def _net_options(p) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--max-retries", type=int, default=6)
     p.add_argument("--backoff", type=float, default=2.0, help="first backoff wait in seconds (doubles, capped)")
-    p.add_argument("--backoff-cap", type=float, default=120.0)
+    p.add_argument("--backoff-cap", type=float, default=120.0, help="longest wait between retries, also for a server's Retry-After")
 
 
 def register(sub) -> None:
@@ -88,6 +89,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     p.add_argument("--transform-limit", type=int, default=50, help="thumbnails in a batch's first response (iicontinue)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND:ON:N[,N...][:RETRY_AFTER]",
+                   help="make request number N (counted per ON: api or media) fail with KIND: 429, 503, maxlag, ratelimited, "
+                        "timeout, reset, truncate, badjson, badsha1 (repeatable; RETRY_AFTER in seconds, default 1)")
     p.set_defaults(func=cmd_mirror)
 
     p = sub.add_parser("label", help="pick an accepted file without a caption, open its Commons page, re-fetch after you edit it")

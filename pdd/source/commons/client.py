@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import json
 import re
 import sys
 import time
@@ -90,13 +91,46 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     return max(0.0, min(cap, when.timestamp() - time.time()))
 
 
+def media_url_problem(url, hosts: set[str]) -> str | None:
+    """Why URL may not be fetched from HOSTS, or None. The host is checked as `requests` will connect
+    to it (its prepared URL, parsed by urllib3), and must agree with urllib's reading: URLs where the
+    two differ (`http://localhost:P\\@127.0.0.1:P/x.jpg`: urlsplit reads 127.0.0.1, requests connects
+    to localhost) are refused, and so are backslashes, userinfo, whitespace and control characters."""
+    if not isinstance(url, str) or not url:
+        return "not a URL"
+    if "\\" in url:
+        return "backslash in URL"
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return "whitespace or control character in URL"
+    try:
+        split = urllib.parse.urlsplit(url)
+        if split.scheme not in ("http", "https"):
+            return f"scheme {split.scheme!r} is not http(s)"
+        if "@" in split.netloc:
+            return "userinfo (user@) in URL"
+        import urllib3.util
+
+        connect = urllib3.util.parse_url(requests.Request("GET", url).prepare().url)
+    except Exception as exc:  # noqa: BLE001 - any parse failure refuses
+        return f"unparsable URL ({type(exc).__name__})"
+    if connect.auth:
+        return "userinfo (user@) in URL"
+    ours, theirs = (split.hostname or "").lower(), (connect.host or "").lower().strip("[]")
+    if ours != theirs:
+        return f"ambiguous host ({ours!r} or {theirs!r})"
+    if theirs not in hosts:
+        return f"host {theirs!r} is not configured"
+    return None
+
+
 class CommonsClient:
     """One requests.Session, serial calls, retries with Retry-After or capped exponential backoff."""
 
     def __init__(self, api: str, email: str, *, timeout: float = 60.0, max_retries: int = 6, backoff_base: float = 2.0,
                  backoff_cap: float = 120.0, retry_after_cap: float = 900.0, maxlag: int = 5,
                  media_hosts: list[str] | None = None, max_download: int = 50 * 1024 * 1024,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, total_timeout: float | None = None,
+                 max_api_bytes: int = 64 * 1024 * 1024, notify: Callable[[str], None] | None = None):
         split = urllib.parse.urlsplit(api)
         if split.scheme not in ("http", "https") or not split.hostname:
             raise PddError(f"--api {api!r} is not an http(s) URL of api.php")
@@ -104,6 +138,11 @@ class CommonsClient:
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_base, self.backoff_cap, self.retry_after_cap = backoff_base, backoff_cap, retry_after_cap
         self.maxlag, self.max_download, self.sleep = maxlag, max_download, sleep
+        # --timeout is per read; a server that drips one byte per read never trips it: each request also
+        # has a total deadline, and an API body (after gzip) has a size cap
+        self.total_timeout = total_timeout if total_timeout is not None else max(5 * timeout, 30.0)
+        self.max_api_bytes = max_api_bytes
+        self.notify = notify or (lambda line: print(f"pdd: {line}", file=sys.stderr, flush=True))
         hosts = {split.hostname.lower()}
         if split.hostname.lower().endswith("wikimedia.org"):
             hosts.add("upload.wikimedia.org")
@@ -135,6 +174,8 @@ class CommonsClient:
             wait = self._backoff(attempt) if wait is None else wait
             self.stats.retries += 1
             self.stats.waited_s += wait
+            if wait >= 5:
+                self.notify(f"{what}: {problem}; waiting {wait:.0f} s before retry {attempt + 1} of {self.max_retries}")
             self.sleep(wait)
 
     def api(self, params: dict) -> dict:
@@ -144,8 +185,14 @@ class CommonsClient:
 
         def once() -> dict:
             self.stats.api_requests += 1
-            r = self.session.get(self.api_url, params=query, timeout=self.timeout)
-            body = r.content
+            try:
+                r = self.session.get(self.api_url, params=query, timeout=self.timeout, stream=True)
+            except requests.TooManyRedirects:
+                raise PddError(f"{what}: the API redirects in a loop (more than {self.session.max_redirects} redirects)") from None
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
+                raise PddError(f"{what}: {type(exc).__name__}: {str(exc)[:160]}") from None
+            with r:
+                body = self._read_body(r, what)
             self.stats.bytes += len(body)
             retry_after = parse_retry_after(r.headers.get("Retry-After"), self.retry_after_cap)
             if r.status_code in (429, 503) or r.status_code >= 500:
@@ -155,8 +202,8 @@ class CommonsClient:
             if r.status_code != 200:
                 raise PddError(f"{what}: HTTP {r.status_code} {body[:200].decode('utf-8', 'replace').strip()}")
             try:
-                data = r.json()
-            except ValueError:
+                data = json.loads(body)
+            except (ValueError, RecursionError):  # (RecursionError: JSON nested deeper than Python's stack)
                 raise _Retry("malformed JSON") from None
             if not isinstance(data, dict):
                 raise _Retry("malformed JSON (not an object)")
@@ -170,9 +217,34 @@ class CommonsClient:
 
         return self._with_retries(what, once)
 
+    def _read_body(self, r, what: str, cap: int | None = None, too_big: Callable[[], Exception] | None = None) -> bytes:
+        """The whole (decompressed) body, within the total deadline and the size cap (CAP, default the
+        API cap; TOO_BIG makes the exception raised above it)."""
+        cap = self.max_api_bytes if cap is None else cap
+        import urllib3.exceptions
+
+        deadline = time.monotonic() + self.total_timeout
+        chunks, total = [], 0
+        while True:
+            try:
+                # read1: one socket read per call (iter_content blocks until a whole chunk has arrived, so a
+                # server dripping one byte per read would never be checked against the deadline)
+                chunk = r.raw.read1(1 << 16, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                raise _Retry("timed out") from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _Retry(f"connection failed ({type(exc).__name__})") from None
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > cap:
+                raise too_big() if too_big else PddError(f"{what}: response larger than {cap} bytes (after decompression); refused")
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise _Retry(f"response not complete after {self.total_timeout:.0f} s")
+
     def host_allowed(self, url: str) -> bool:
-        split = urllib.parse.urlsplit(url)
-        return split.scheme in ("http", "https") and (split.hostname or "").lower() in self.media_hosts
+        return media_url_problem(url, self.media_hosts) is None
 
     def _get_media(self, url: str):
         """GET following redirects by hand: every hop must stay on the configured media hosts."""
@@ -182,15 +254,17 @@ class CommonsClient:
                 return r
             nxt = urllib.parse.urljoin(url, r.headers.get("Location", ""))
             r.close()
-            if not self.host_allowed(nxt):
-                raise MediaRejected(f"redirect to {nxt[:120]!r} leaves the configured hosts {sorted(self.media_hosts)}")
+            problem = media_url_problem(nxt, self.media_hosts)
+            if problem:
+                raise MediaRejected(f"redirect to {nxt[:120]!r} leaves the configured hosts {sorted(self.media_hosts)} ({problem})")
             url = nxt
         raise MediaRejected(f"too many redirects for {url[:120]!r}")
 
     def media(self, url: str, verify: Callable[[bytes], str | None] | None = None) -> bytes:
         """Download one URL exactly as the API gave it; ``verify`` returns a problem to retry on."""
-        if not self.host_allowed(url):
-            raise MediaRejected(f"media host of {url[:120]!r} is not one of the configured hosts {sorted(self.media_hosts)}")
+        problem = media_url_problem(url, self.media_hosts)
+        if problem:
+            raise MediaRejected(f"media host of {url[:120]!r} is not one of the configured hosts {sorted(self.media_hosts)} ({problem})")
         problems: list[str] = []
 
         def once() -> bytes:
@@ -200,13 +274,8 @@ class CommonsClient:
                     raise _Retry(f"HTTP {r.status_code}", parse_retry_after(r.headers.get("Retry-After"), self.retry_after_cap))
                 if r.status_code != 200:
                     raise MediaRejected(f"thumbnail not available (HTTP {r.status_code})")
-                chunks, total = [], 0
-                for chunk in r.iter_content(1 << 16):
-                    total += len(chunk)
-                    if total > self.max_download:
-                        raise MediaRejected(f"thumbnail larger than {self.max_download} bytes")
-                    chunks.append(chunk)
-            data = b"".join(chunks)
+                data = self._read_body(r, f"download {url[:120]}", self.max_download,
+                                       lambda: MediaRejected(f"thumbnail larger than {self.max_download} bytes"))
             self.stats.bytes += len(data)
             problem = verify(data) if verify else None
             if problem:
@@ -222,11 +291,42 @@ class CommonsClient:
 # ---------------------------------------------------------------------------------------------
 # one file -> one FileRecord
 # ---------------------------------------------------------------------------------------------
+# ---- the shape of API responses: wrongly typed fields are one-line errors or rejected files, never tracebacks
+MAX_PAGEID = 2 ** 53
+
+
+def query_of(data: dict, what: str) -> dict:
+    """data['query'] (an object, or {} when absent)."""
+    q = data.get("query")
+    if q is None:
+        return {}
+    if not isinstance(q, dict):
+        raise PddError(f"{what}: malformed API response ('query' is a {type(q).__name__}, not an object)")
+    return q
+
+
+def continue_of(data: dict, what: str) -> dict | None:
+    """data['continue'] as a {str: str|int} set, or None when there is none."""
+    nxt = data.get("continue")
+    if not nxt:
+        return None
+    if not isinstance(nxt, dict) or not all(isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool)
+                                            for k, v in nxt.items()):
+        raise PddError(f"{what}: malformed API response ('continue' is {str(nxt)[:80]!r}, not a set of parameters)")
+    return nxt
+
+
+def valid_pageid(value) -> int | None:
+    return value if type(value) is int and 0 < value < MAX_PAGEID else None
+
+
 def labels_for(info: dict, sdc: dict | None) -> list[Label]:
     em = info.get("extmetadata") or {}
+    em = em if isinstance(em, dict) else {}
     out = []
     if sdc and "missing" not in sdc:
-        for lang, lab in sorted((sdc.get("labels") or {}).items()):
+        labels = sdc.get("labels") or {}
+        for lang, lab in sorted(labels.items() if isinstance(labels, dict) else []):
             text = lab.get("value") if isinstance(lab, dict) else None
             if text and text.strip():
                 out.append(Label("caption", text.strip(), "cc0", lang, "commons-sdc"))
@@ -242,6 +342,7 @@ def labels_for(info: dict, sdc: dict | None) -> list[Label]:
 
 def provenance_for(api: str, page: dict, info: dict, sdc: dict | None) -> dict:
     em = info.get("extmetadata") or {}
+    em = em if isinstance(em, dict) else {}
     return {
         "api": api,
         "pageid": page["pageid"],
@@ -264,7 +365,7 @@ def provenance_for(api: str, page: dict, info: dict, sdc: dict | None) -> dict:
         "thumb_url": info.get("thumburl"),
         "thumb_width": info.get("thumbwidth"),
         "thumb_height": info.get("thumbheight"),
-        "sdc_lastrevid": (sdc or {}).get("lastrevid"),
+        "sdc_lastrevid": sdc.get("lastrevid") if isinstance(sdc, dict) else None,
     }
 
 
@@ -277,6 +378,9 @@ def build_record(client: CommonsClient, page: dict, info: dict | None, sdc: dict
     """Decide one file and, when it is accepted, fetch its thumbnail (only then)."""
     pid, title = page["pageid"], page.get("title") or f"pageid {page['pageid']}"
     base = dict(source_id=SOURCE_ID, external_id=str(pid), title=title)
+    if page.get("imageinfo_malformed"):
+        return FileRecord(**base, status="rejected", reason=f"rejected: malformed imageinfo in the API response ({page['imageinfo_malformed']})",
+                          provenance={"api": client.api_url, "pageid": pid, "title": title})
     if not info:
         return FileRecord(**base, status="rejected", reason="rejected: no imageinfo in the API response (missing or deleted file)",
                           provenance={"api": client.api_url, "pageid": pid, "title": title})
@@ -291,7 +395,10 @@ def build_record(client: CommonsClient, page: dict, info: dict | None, sdc: dict
         return FileRecord(**base, status="rejected", reason="rejected: the API gave no thumbnail URL", **common)
     unscaled = thumb == info.get("url")
     sha1 = str(info.get("sha1") or "").lower()
-    if unscaled and (info.get("size") or 0) > client.max_download:
+    size = info.get("size")
+    if size is not None and (type(size) is not int or size < 0):
+        return FileRecord(**base, status="rejected", reason=f"rejected: malformed size {str(size)[:40]!r} in the API response", **common)
+    if unscaled and (size or 0) > client.max_download:
         return FileRecord(**base, status="rejected", reason=f"rejected: original of {info.get('size')} bytes and no scaled thumbnail", **common)
     seen: dict = {}
 
@@ -349,6 +456,7 @@ class ScrapeReport:
     categories: int = 0
     batches: int = 0
     reasons: dict = field(default_factory=dict)
+    empty_roots: list = field(default_factory=list)   # root categories with neither files nor subcategories
 
 
 def normalise_category(title: str) -> str:
@@ -376,16 +484,28 @@ class Scraper:
         pages: dict[int, dict] = {}
         c = dict(cont or {})
         seen_conts = set()
+        what = f"{self.client.api_url} ({title})"
         while True:
             data = self.client.api({**params, **c})
-            raw = (data.get("query") or {}).get("pages") or []
+            raw = query_of(data, what).get("pages") or []
+            if not isinstance(raw, (dict, list)):
+                raise PddError(f"{what}: malformed API response ('pages' is a {type(raw).__name__})")
             for p in raw.values() if isinstance(raw, dict) else raw:
                 if not isinstance(p, dict) or "pageid" not in p:
                     continue
-                merged = pages.setdefault(int(p["pageid"]), {"pageid": int(p["pageid"]), "title": p.get("title")})
-                if p.get("imageinfo") and "imageinfo" not in merged:
-                    merged["imageinfo"] = p["imageinfo"]
-            nxt = data.get("continue")
+                pid = valid_pageid(p["pageid"])
+                if pid is None:  # no id to store it under: said, and left out
+                    self.client.notify(f"{what}: page with malformed pageid {str(p['pageid'])[:40]!r} skipped")
+                    continue
+                title_ = p.get("title") if isinstance(p.get("title"), str) else None
+                merged = pages.setdefault(pid, {"pageid": pid, "title": title_})
+                ii = p.get("imageinfo")
+                if ii and "imageinfo" not in merged and "imageinfo_malformed" not in merged:
+                    if isinstance(ii, list) and isinstance(ii[0], dict):
+                        merged["imageinfo"] = ii
+                    else:
+                        merged["imageinfo_malformed"] = f"imageinfo is {str(ii)[:40]!r}"
+            nxt = continue_of(data, what)
             if "batchcomplete" in data or not nxt:
                 return [pages[k] for k in sorted(pages)], (nxt or None)
             key = hash_json(nxt)
@@ -399,21 +519,31 @@ class Scraper:
         for i in range(0, len(pageids), BATCH):
             ids = [f"M{p}" for p in pageids[i:i + BATCH]]
             data = self.client.api({"action": "wbgetentities", "ids": "|".join(ids)})
-            for mid, ent in (data.get("entities") or {}).items():
+            entities = data.get("entities") or {}
+            if not isinstance(entities, dict):
+                raise PddError(f"{self.client.api_url} (wbgetentities): malformed API response ('entities' is a {type(entities).__name__})")
+            for mid, ent in entities.items():
                 if mid[1:].isdigit() and isinstance(ent, dict):
                     out[int(mid[1:])] = ent
         return out
 
-    def walk_subcats(self, state: ScrapeState, cat) -> None:
+    def walk_subcats(self, state: ScrapeState, cat) -> int:
+        """Queue the subcategories of CAT; returns how many there were."""
         if cat.depth >= self.cfg.depth:
             state.commit_subcats(cat, [], None)
-            return
+            return 0
+        found = 0
         while not cat.subcats_done:
             data = self.client.api({"action": "query", "formatversion": "2", "list": "categorymembers", "cmtitle": cat.title,
                                     "cmtype": "subcat", "cmprop": "ids|title|type", "cmlimit": "max", **(cat.subcats_cont or {})})
-            titles = [m["title"] for m in (data.get("query") or {}).get("categorymembers", [])
-                      if isinstance(m, dict) and m.get("ns") == 14 and m.get("title")]
-            state.commit_subcats(cat, titles, data.get("continue") or None)
+            what = f"{self.client.api_url} (subcategories of {cat.title})"
+            members = query_of(data, what).get("categorymembers") or []
+            if not isinstance(members, list):
+                raise PddError(f"{what}: malformed API response ('categorymembers' is a {type(members).__name__})")
+            titles = [m["title"] for m in members if isinstance(m, dict) and m.get("ns") == 14 and isinstance(m.get("title"), str) and m["title"]]
+            found += len(titles)
+            state.commit_subcats(cat, titles, continue_of(data, what))
+        return found
 
     def process_batch(self, state: ScrapeState, cat, pages: list[dict], nxt: dict | None) -> bool:
         """Decide, download and store every new file of one batch, then commit the files, their
@@ -476,16 +606,32 @@ class Scraper:
         state = ScrapeState(self.store, self.cfg.key())
         self.report.run_id, self.report.resumed = state.run_id, state.resumed
         while (cat := state.next_category()) is not None:
+            # a root category read from its start that has neither files nor subcategories is most likely
+            # misspelt (the API answers a missing category with an empty list): said, not silently 0 files
+            fresh = cat.depth == 0 and not cat.subcats_done and cat.batches == 0 and cat.files_cont is None
+            found = 0
             if not cat.subcats_done:
-                self.walk_subcats(state, cat)
+                found += self.walk_subcats(state, cat)
+            seen_batches: set[str] = set()  # continuations of this category's batches (A, B, A, B never ends)
             while not cat.files_done:
                 if cat.batches == 0 and cat.files_cont is None:
                     pages, nxt = self.fetch_batch(cat.title, None)
                 else:
                     pages, nxt = self.fetch_batch(cat.title, cat.files_cont)
+                if nxt:
+                    key = hash_json(nxt)
+                    if key in seen_batches:
+                        raise PddError(f"{self.client.api_url}: the API repeated a continuation of {cat.title} "
+                                       f"({str(nxt)[:120]}) after {len(seen_batches)} batches; stopping (what is stored is kept)")
+                    seen_batches.add(key)
+                found += len(pages)
                 if not self.process_batch(state, cat, pages, nxt):
                     return self.report  # --limit: the batch is re-read next time; stored files are skipped
                 self.report.batches += 1
+            if fresh and not found:
+                self.client.notify(f"warning: {cat.title} has no files and no subcategories at {self.client.api_url}: "
+                                   "check its spelling (does the category exist?)")
+                self.report.empty_roots.append(cat.title)
             self.report.categories += 1
         state.finish()
         self.report.finished = True
@@ -496,13 +642,16 @@ def refetch(store: Store, client: CommonsClient, pageid: int, thumb_width: int =
     """Re-read one file's metadata (and SDC) and store it: a new revision only when something changed."""
     data = client.api({"action": "query", "formatversion": "2", "pageids": str(pageid), "prop": "imageinfo", "iiprop": IIPROP,
                        "iiurlwidth": str(thumb_width), "iiextmetadatalanguage": "en"})
-    pages = (data.get("query") or {}).get("pages") or []
-    page = next((p for p in (pages.values() if isinstance(pages, dict) else pages) if p.get("pageid") == pageid), None)
+    pages = query_of(data, f"{client.api_url} (pageid {pageid})").get("pages") or []
+    pages = pages.values() if isinstance(pages, dict) else pages if isinstance(pages, list) else []
+    page = next((p for p in pages if isinstance(p, dict) and valid_pageid(p.get("pageid")) == pageid), None)
     if page is None or page.get("missing"):
         raise PddError(f"pageid {pageid} is missing from {client.api_url}")
     ent = None
     if sdc:
-        ent = (client.api({"action": "wbgetentities", "ids": f"M{pageid}"}).get("entities") or {}).get(f"M{pageid}")
+        entities = client.api({"action": "wbgetentities", "ids": f"M{pageid}"}).get("entities") or {}
+        ent = entities.get(f"M{pageid}") if isinstance(entities, dict) else None
+        ent = ent if isinstance(ent, dict) else None
     cur = store.latest_revision(f"{SOURCE_ID}:{pageid}")
 
     def existing(url: str) -> bytes | None:
@@ -513,7 +662,11 @@ def refetch(store: Store, client: CommonsClient, pageid: int, thumb_width: int =
                 return None
         return None
 
-    rec = build_record(client, page, (page.get("imageinfo") or [None])[0], ent, existing)
+    ii = page.get("imageinfo")
+    if ii and not (isinstance(ii, list) and isinstance(ii[0], dict)):
+        page = {**page, "imageinfo_malformed": f"imageinfo is {str(ii)[:40]!r}"}
+        ii = None
+    rec = build_record(client, page, (ii or [None])[0], ent, existing)
     revision_id, created = store.record(rec)
     return revision_id, created, rec
 
@@ -527,22 +680,24 @@ def human_bytes(n: float) -> str:
 
 
 class Progress:
-    """files seen / accepted / rejected / bytes on one stderr line (only on a terminal)."""
+    """A tqdm bar (as the training stages have): files seen, with accepted / rejected / unchanged / bytes /
+    API requests beside it, on stderr, only on a terminal."""
 
     def __init__(self, client: CommonsClient, stream=sys.stderr):
+        from tqdm.auto import tqdm
+
         self.client, self.stream = client, stream
         self.enabled = hasattr(stream, "isatty") and stream.isatty()
-        self.last = 0.0
+        self.bar = tqdm(total=None, desc="scrape", unit="file", dynamic_ncols=True, mininterval=0.5, disable=not self.enabled,
+                        file=stream)
 
     def __call__(self, r: ScrapeReport) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < 0.2:
+        if not self.enabled:
             return
-        self.last = now
-        self.stream.write(f"\rseen {r.seen:7d} | accepted {r.accepted:7d} | rejected {r.rejected:6d} | unchanged {r.unchanged:6d} | "
-                          f"{human_bytes(self.client.stats.bytes):>9s} | {self.client.stats.api_requests} API requests ")
-        self.stream.flush()
+        self.bar.set_postfix_str(f"accepted {r.accepted} | rejected {r.rejected} | unchanged {r.unchanged} | "
+                                 f"{human_bytes(self.client.stats.bytes)} | {self.client.stats.api_requests} API requests",
+                                 refresh=False)
+        self.bar.update(r.seen - self.bar.n)
 
     def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
+        self.bar.close()

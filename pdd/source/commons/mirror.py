@@ -691,8 +691,42 @@ class MirrorServer:
             h.close_connection = True
 
 
-def serve(spec: str, host: str = "127.0.0.1", port: int = 8080, latency: float = 0.0, transform_limit: int = 50) -> None:
+def parse_fault(text: str) -> tuple[str, str, list[int], int]:
+    """`KIND:ON:N[,N...][:RETRY_AFTER]` (as `pdd mirror serve --fault` takes it) -> inject()'s arguments."""
+    from pdd.errors import PddError
+
+    parts = str(text).split(":")
+    try:
+        if len(parts) not in (3, 4):
+            raise ValueError("expected KIND:ON:N[,N...][:RETRY_AFTER]")
+        kind, on = parts[0], parts[1]
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r} (one of {', '.join(FAULTS)})")
+        if on not in ("api", "media"):
+            raise ValueError(f"ON must be api or media, not {on!r}")
+        at = [int(n) for n in parts[2].split(",")]
+        retry_after = int(parts[3]) if len(parts) == 4 else 1
+        if any(n < 1 for n in at) or retry_after < 0:
+            raise ValueError("request numbers start at 1; RETRY_AFTER is >= 0")
+    except ValueError as exc:
+        raise PddError(f"--fault {str(text)[:60]!r}: {exc}") from None
+    return kind, on, at, retry_after
+
+
+def make_server(spec: str, host: str = "127.0.0.1", port: int = 8080, latency: float = 0.0, transform_limit: int = 50,
+                faults: list[str] = ()) -> "MirrorServer":
+    parsed = [parse_fault(f) for f in faults]  # every --fault checked before anything starts
     server = MirrorServer(Catalogue.load(spec), host=host, port=port, latency=latency, transform_limit=transform_limit)
+    for kind, on, at, retry_after in parsed:
+        server.inject(kind, on=on, at=at, retry_after=retry_after)
+    return server
+
+
+def serve(spec: str, host: str = "127.0.0.1", port: int = 8080, latency: float = 0.0, transform_limit: int = 50,
+          faults: list[str] = ()) -> None:
+    server = make_server(spec, host=host, port=port, latency=latency, transform_limit=transform_limit, faults=faults)
+    if server.faults:
+        print("faults: " + ", ".join(f"{on} #{n} {f.kind}" for (on, n), f in sorted(server.faults.items())), flush=True)
     print(f"serving {spec} ({len(server.catalogue.files)} files, {len(server.catalogue.categories)} categories) at "
           f"{server.api_url}  (Ctrl-C to stop)", flush=True)
     try:
