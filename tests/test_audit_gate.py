@@ -13,7 +13,6 @@ from pdd.errors import PddError
 from pdd.rights import audit
 from conftest import REPO, make_copy
 
-DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
 
 
 def tamper_keeping_declared_hash(path):
@@ -26,22 +25,23 @@ def tamper_keeping_declared_hash(path):
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
 
 
-def audited(tmp_path):
+@pytest.fixture
+def audited(tmp_path, generated_snapshot):
     snap = tmp_path / "snap.parquet"
-    shutil.copy(DEMO, snap)
+    shutil.copy(generated_snapshot.path, snap)
     report = audit.audit_snapshot(snap, ["pd", "cc0"])
     write_json(tmp_path / "audit" / "report.json", report)
     return snap, report
 
 
-def test_report_records_the_file_it_audited(tmp_path):
-    snap, report = audited(tmp_path)
+def test_report_records_the_file_it_audited(tmp_path, audited):
+    snap, report = audited
     assert report["parquet_sha256"] == hash_file(snap) and report["passed"] is True
     assert export.check_audit(tmp_path / "audit", snap)["content_hash"] == report["content_hash"]
 
 
-def test_snapshot_rejected_by_the_audit_does_not_export_on_the_old_report(tmp_path):
-    snap, _report = audited(tmp_path)
+def test_snapshot_rejected_by_the_audit_does_not_export_on_the_old_report(tmp_path, audited):
+    snap, _report = audited
     tamper_keeping_declared_hash(snap)
     with pytest.raises(PddError):
         audit.audit_snapshot(snap, ["pd", "cc0"])   # the audit rejects it (and writes no new report)
@@ -55,8 +55,8 @@ def test_snapshot_rejected_by_the_audit_does_not_export_on_the_old_report(tmp_pa
     ({"content_hash": "0" * 64}, "was made for content hash"),
     ({"parquet_sha256": None}, "another file"),   # a report from before the file hash was recorded
 ])
-def test_report_must_have_passed_for_this_exact_file(tmp_path, edit, message):
-    snap, report = audited(tmp_path)
+def test_report_must_have_passed_for_this_exact_file(tmp_path, audited, edit, message):
+    snap, report = audited
     write_json(tmp_path / "audit" / "report.json", {**report, **edit})
     with pytest.raises(PddError, match=message):
         export.check_audit(tmp_path / "audit", snap)
@@ -69,7 +69,9 @@ def test_export_stage_refuses_after_a_failed_audit(tmp_path, monkeypatch):
 
     assert run("audit", []) == 0 and run("export", []) == 0
     manifest = json.loads((root / "data/export.manifest.json").read_text())
-    snap = root / "data/snapshots/demo-aic-267.parquet"
+    import yaml
+
+    snap = root / yaml.safe_load((root / "params.yaml").read_text())["snapshot"]["path"]
     assert manifest["audited_snapshot"]["parquet_sha256"] == hash_file(snap)
     before = manifest["output"]["sha256"]
     tamper_keeping_declared_hash(snap)

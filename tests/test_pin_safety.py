@@ -38,15 +38,15 @@ def store_with(tmp_path, n=3, shade=0):
 
 
 def test_pin_refuses_to_overwrite_a_committed_snapshot_the_store_does_not_know(tmp_path):
-    """The README's rebuild command without --max-side pinned demo-aic-267 over the committed file."""
+    """A rebuild command whose store holds other rows pinned over the committed demo file."""
     out = tmp_path / "snapshots"
     out.mkdir()
-    for f in ("demo-aic-267.parquet", "demo-aic-267.json"):
+    for f in ("openclipart-0.18.parquet", "openclipart-0.18.json"):
         shutil.copy(DEMO / f, out / f)
     before = {f.name: hash_file(f) for f in out.iterdir()}
     with Store(store_with(tmp_path)) as store:
         with pytest.raises(PddError, match="already exists with other content") as err:
-            pin.pin(store, "demo-aic-267", out)
+            pin.pin(store, "openclipart-0.18", out)
         assert store.query("SELECT count(*) AS n FROM snapshots")[0]["n"] == 0
     assert "\n" not in str(err.value)
     assert {f.name: hash_file(f) for f in out.iterdir()} == before   # untouched, no temp file left

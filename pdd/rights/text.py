@@ -44,7 +44,7 @@ _FORMS = {
         "Creative Commons Zero", "Creative Commons Zero, Public Domain Dedication",  # Commons' UsageTerms for {{CC-zero}}
         "Creative Commons CC0 1.0 Universal", "Public Domain (CC0)", "Public Domain (CC0 1.0)",
         # a public-domain work photographed under CC0 (museum open access), and the Art Institute of
-        # Chicago statement the committed demo snapshot (demo-aic-267) was imported with
+        # Chicago open-access statement (as in ../shared/datasets/aic-paintings-267)
         "Public domain artwork; image CC0 1.0",
         "Public domain artwork; image CC0 1.0 (Art Institute of Chicago open access, is_public_domain=true)",
     ],
