@@ -200,7 +200,8 @@ def main(argv=None) -> int:
 
     s, b = max(stage), max(bare)
     n_params = sum(q.numel() for q in model.parameters())
-    print(f"model: AutoencoderKL {n_params / 1e6:.2f} M params, {cfg.resolution} px, blocks {list(cfg.block_out_channels)}, "
+    print(f"model: AutoencoderKL {n_params / 1e6:.2f} M params, {cfg.resolution} px, "
+          f"blocks {list(cfg.block_out_channels)}, "
           f"latent {cfg.latent_channels}x{vae.latent_size(cfg)}x{vae.latent_size(cfg)}, batch {cfg.train.batch_size}, "
           f"{torch.get_num_threads()} threads, device cpu")
     print(f"train FLOPs per image (fwd+bwd): {fpi / 1e6:.1f} MFLOP")
