@@ -40,7 +40,9 @@ def noise_scheduler(cfg):
     n = cfg.noise
     return DDPMScheduler(num_train_timesteps=n.timesteps, beta_schedule=n.beta_schedule,
                          prediction_type=n.prediction_type, rescale_betas_zero_snr=n.zero_terminal_snr,
-                         timestep_spacing="trailing" if n.zero_terminal_snr else "leading", clip_sample=False)
+                         # trailing: few-step sampling starts at the last training timestep (pure noise),
+                         # as "Common Diffusion Noise Schedules and Sample Steps are Flawed" recommends
+                         timestep_spacing="trailing", clip_sample=False)
 
 
 def sampling_scheduler(cfg, kind: str):
