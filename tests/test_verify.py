@@ -80,3 +80,16 @@ def test_a_missing_snapshot_is_one_line(tmp_path):
     proc = verify(root, "audit")
     err = proc.stderr.strip()
     assert proc.returncode == 2 and len(err.splitlines()) == 1 and "gone.parquet" in err, err
+
+
+def test_report_says_why_a_stage_is_red():
+    from pdd.build.verify import Row, report
+
+    rows = [Row("export", "data/export", "files here", "a" * 64, "b" * 64), Row("unet", "models/unet", "dvc.lock", "c" * 64, "d" * 64),
+            Row("sample", "models/samples", "no record", None, "e" * 64), Row("audit", "data/audit", "manifest", "f" * 64, "f" * 64)]
+    text = report(rows)
+    assert "DIFFERENT: export, unet, sample" in text
+    assert "export: must reproduce on any machine" in text
+    assert "unet: float training/sampling" in text
+    assert "sample: nothing to compare with" in text
+    assert "verified: all 1 checks of 1 stage(s)" in report(rows[-1:])

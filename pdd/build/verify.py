@@ -218,9 +218,14 @@ def report(rows: list[Row]) -> str:
     bad = sorted({r.stage for r in rows if not r.same}, key=[s.name for s in dag.PIPELINE].index)
     lines = [table(rows)]
     if not bad:
-        lines.append(f"verified: all {len(rows)} outputs of {len({r.stage for r in rows})} stage(s) rebuilt to the same bytes")
+        lines.append(f"verified: all {len(rows)} checks of {len({r.stage for r in rows})} stage(s) match the rebuild")
         return "\n".join(lines)
     lines.append(f"DIFFERENT: {', '.join(bad)}")
+    unrecorded = sorted({r.stage for r in rows if r.record == "no record"}, key=[s.name for s in dag.PIPELINE].index)
+    if unrecorded:
+        lines.append(f"{', '.join(unrecorded)}: nothing to compare with (no dvc.lock entry, manifest or files here): "
+                     "build first (`dvc repro`), then verify")
+    bad = [b for b in bad if b not in unrecorded]
     bound = [b for b in bad if b in HARDWARE_BOUND]
     if any(b in ANYWHERE for b in bad):
         lines.append(f"{', '.join(b for b in bad if b in ANYWHERE)}: must reproduce on any machine: the artifact or its "
