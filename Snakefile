@@ -19,6 +19,7 @@ include: "workflow/rules/vae.smk"
 include: "workflow/rules/latents.smk"
 include: "workflow/rules/unet.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/memorization.smk"
 include: "workflow/rules/pipeline.smk"
 
 
@@ -26,4 +27,5 @@ rule all:
     default_target: True
     input:
         'models/samples',
+        'models/memorization',
         'models/pipeline',

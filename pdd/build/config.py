@@ -182,9 +182,17 @@ class SampleCfg:
     quality: QualityCfg
 
 
+@dataclass(frozen=True)
+class MemorizationCfg:
+    n_samples: int                 # generated samples checked against the training set
+    threshold: float               # nearest-train cosine in our CLIP image space at or above which a sample is flagged
+    pixel_size: int                # images are shrunk to this many px for the pixel-space neighbours
+    show: int                      # flagged or closest samples drawn beside their nearest training image
+
+
 SECTIONS: dict[str, type] = {
     "snapshot": SnapshotCfg, "audit": AuditCfg, "export": ExportCfg, "tokenizer": TokenizerCfg, "clip": ClipCfg,
-    "vae": VaeCfg, "latents": LatentsCfg, "unet": UnetCfg, "sample": SampleCfg,
+    "vae": VaeCfg, "latents": LatentsCfg, "unet": UnetCfg, "sample": SampleCfg, "memorization": MemorizationCfg,
 }
 
 

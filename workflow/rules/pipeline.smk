@@ -5,13 +5,17 @@ rule pipeline:
         latents='data/latents',
         clip='models/clip',
         tokenizer='models/tokenizer',
+        export='data/export',
         snapshot=config["snapshot"]["path"],
         exclusions='data/exclusions.tsv',
         sample_metrics='metrics/sample.json',
+        memorization='metrics/memorization.json',
         code=[
             'pdd/build/determinism.py',
             'pdd/build/hashing.py',
             'pdd/card.py',
+            'pdd/data/export.py',
+            'pdd/data/images.py',
             'pdd/data/shards.py',
             'pdd/exclusions.py',
             'pdd/snapshot.py',
@@ -40,6 +44,7 @@ rule pipeline:
         vae=config["vae"],
         latents=config["latents"],
         unet=config["unet"],
+        memorization=config["memorization"],
     log:
         "logs/pipeline.log",
     threads: 1
