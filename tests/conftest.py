@@ -107,7 +107,8 @@ TINY = {"export": {"resolutions": [16], "threads": 2},
                  "train": {"steps": 6, "batch_size": 8, "eval_every": 3, "checkpoint_every": 2,
                            "schedule": {"kind": "cosine", "warmup_steps": 1, "min_lr_ratio": 0.1}}},
         "sample": {"prompts": ["a red apple", "a painting of a house"], "images_per_prompt": 1, "steps": 3,
-                   "quality": {"n_samples": 4, "prompts_from_val": True}}}
+                   "quality": {"n_samples": 4, "prompts_from_val": True}},
+        "memorization": {"n_samples": 4, "pixel_size": 8, "show": 2}}
 
 
 def tiny_cfgs(update: dict | None = None) -> dict:

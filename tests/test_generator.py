@@ -21,8 +21,9 @@ from pdd.build.hashing import hash_path
 from pdd.train import loop
 
 ARTIFACTS = ("data/audit", "data/export", "models/tokenizer", "models/clip", "models/vae", "data/latents",
-             "models/unet", "models/samples", "models/pipeline")
-FILES = ("metrics/vae_grid.png", "metrics/sample_grid.png", "metrics/vae.json", "metrics/unet.json", "metrics/sample.json")
+             "models/unet", "models/samples", "models/memorization", "models/pipeline")
+FILES = ("metrics/vae_grid.png", "metrics/sample_grid.png", "metrics/vae.json", "metrics/unet.json", "metrics/sample.json",
+         "metrics/memorization.json", "metrics/memorization_pairs.png")
 
 
 def hashes(root: Path) -> dict:
@@ -44,7 +45,8 @@ def ran(out) -> set[str]:
 
 def test_full_chain_builds_and_a_second_clean_build_is_identical(built, tmp_path):
     root, first, h = built
-    assert ran(first) == {"audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "sample", "pipeline"}
+    assert ran(first) == {"audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "sample", "memorization",
+                          "pipeline"}
     samples = sorted(p.name for p in (root / "models/samples").glob("*.png"))
     assert samples == ["00-0.png", "01-0.png"]
     for png in (root / "models/samples").glob("*.png"):
@@ -76,6 +78,34 @@ def test_pipeline_loads_in_a_python_without_project_code(built, tmp_path):
     assert "safety_checker` is `None`" in card
 
 
+def test_pdd_sample_for_people(built, tmp_path):
+    """`pdd sample --model DIR --prompt TEXT -o out.png`: a PNG; one warning for a prompt the text encoder
+    cannot read whole; one-line errors for a folder missing a component and for guidance below 1."""
+    root, _, _ = built
+    pdd = [sys.executable, "-m", "pdd", "sample", "--model", str(root / "models/pipeline"), "--steps", "2"]
+    ok = subprocess.run([*pdd, "--prompt", "a red apple", "-o", str(tmp_path / "a.png")], cwd=root, env=engine_env(),
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    from PIL import Image
+
+    assert Image.open(tmp_path / "a.png").size == (16, 16)
+    long = subprocess.run([*pdd, "--prompt", " ".join(["apple"] * 40), "-o", str(tmp_path / "b.png")], cwd=root,
+                          env=engine_env(), capture_output=True, text=True, timeout=300)
+    assert long.returncode == 0 and (tmp_path / "b.png").exists()
+    warnings = [ln for ln in long.stderr.splitlines() if "warning" in ln.lower()]
+    assert len(warnings) == 1 and "tokenizer max_length" in warnings[0], long.stderr[-2000:]
+    low = subprocess.run([*pdd, "--prompt", "x", "--guidance", "0.5", "-o", str(tmp_path / "c.png")], cwd=root,
+                         env=engine_env(), capture_output=True, text=True, timeout=300)
+    assert low.returncode == 2 and low.stderr.strip() == "pdd: error: --guidance 0.5 is below 1; use 1 (no guidance) or more"
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "models/pipeline", broken)
+    shutil.rmtree(broken / "vae")
+    miss = subprocess.run([sys.executable, "-m", "pdd", "sample", "--model", str(broken), "--prompt", "x", "-o",
+                           str(tmp_path / "d.png")], cwd=root, env=engine_env(), capture_output=True, text=True, timeout=300)
+    assert miss.returncode == 2 and miss.stderr.count("\n") == 1
+    assert "the component 'vae' (AutoencoderKL) is missing" in miss.stderr
+
+
 def test_training_conditioning_is_the_sampling_conditioning(built):
     """The seed project trained on pooled embeddings and sampled with hidden states: the states cached for
     training must be exactly what the shipped pipeline's own encode_prompt computes for the same caption."""
@@ -101,7 +131,7 @@ def test_unet_param_reruns_only_unet_sample_and_pipeline(built, tmp_path):
     shutil.copytree(root, repo, symlinks=True)
     update_params(repo, {"unet": {"train": {"optimizer": {"lr": 0.002}}}})
     out = sh(["dvc", "repro"], repo, timeout=1200)
-    assert ran(out) == {"unet", "sample", "pipeline"}, out.stdout
+    assert ran(out) == {"unet", "sample", "memorization", "pipeline"}, out.stdout
     after = hashes(repo)
     for a in ("models/vae", "data/latents", "models/clip"):
         assert after[a] == h[a]
@@ -114,7 +144,7 @@ def test_vae_param_reruns_vae_latents_and_what_follows(built, tmp_path):
     shutil.copytree(root, repo, symlinks=True)
     update_params(repo, {"vae": {"kl_weight": 0.001}})
     out = sh(["dvc", "repro"], repo, timeout=1200)
-    assert ran(out) == {"vae", "latents", "unet", "sample", "pipeline"}, out.stdout
+    assert ran(out) == {"vae", "latents", "unet", "sample", "memorization", "pipeline"}, out.stdout
     assert hashes(repo)["models/clip"] == h["models/clip"]
 
 

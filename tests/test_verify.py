@@ -28,6 +28,8 @@ def rows_of(stdout: str) -> list[list[str]]:
     return out
 
 
+@pytest.mark.slow   # two tiny builds of the whole chain (~8 min on 2 cores); CI runs the export check below, and
+# tests/test_generator.py's two identical clean builds cover the whole chain's reproducibility
 def test_verify_is_green_on_a_fresh_tiny_build(tmp_path):
     root = make_copy(tmp_path / "ref", TINY)
     sh(["dvc", "repro"], root, timeout=1800)

@@ -15,7 +15,10 @@ def main() -> int:
             print(f"  {s.name:10s} {out:24s} {state}")
         for metric in s.metrics.values():
             if Path(metric).exists():
-                print(f"  {'':10s} {metric:24s} {json.loads(Path(metric).read_text())}")
+                m = json.loads(Path(metric).read_text())
+                brief = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()
+                         if isinstance(v, (int, float, str)) or (isinstance(v, list) and len(v) <= 4)}
+                print(f"  {'':10s} {metric:24s} {brief}")
     pipe, samples, grid = Path("models/pipeline"), Path("models/samples"), Path("metrics/sample_grid.png")
     if (pipe / "model_index.json").exists():
         print(f"\nPipeline (a diffusers folder): {pipe.resolve()}")

@@ -25,6 +25,8 @@ def _scheduler(train_scheduler_dir, kind: str):
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     cfg = DDPMScheduler.load_config(train_scheduler_dir)
+    # trailing spacing ignores steps_offset; 1 is what StableDiffusionPipeline expects (else it warns)
+    cfg = {**cfg, "steps_offset": 1}
     if kind == "dpm++":
         zero = bool(cfg.get("rescale_betas_zero_snr"))
         return DPMSolverMultistepScheduler.from_config(cfg, algorithm_type="dpmsolver++", solver_order=2,
@@ -98,7 +100,10 @@ def load_folder(path):
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as dlogging
 
+    from transformers.utils import logging as tlogging
+
     dlogging.set_verbosity_error()   # our own warnings below say what matters, once
+    tlogging.set_verbosity_error()
     try:
         return DiffusionPipeline.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
