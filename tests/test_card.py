@@ -17,7 +17,7 @@ from pdd.build import config
 from pdd.build import params as params_mod
 from pdd.data import export
 
-DEMO = REPO / "data/snapshots/demo-aic-267.parquet"
+DEMO = REPO / "data/snapshots/openclipart-0.18.parquet"
 BYSA = {"field": "description", "lang": "en", "text": "A mill by a river at dusk", "licence": "cc-by-sa",
         "source": "commons-extmetadata"}
 

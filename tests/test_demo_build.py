@@ -5,7 +5,6 @@ clone rebuilds the same lock (the data stages on every run, the whole chain when
 import json
 
 import pytest
-import yaml
 
 from conftest import REPO
 
@@ -17,13 +16,20 @@ def committed(name: str) -> dict:
     return json.loads(path.read_text())
 
 
+def load_yaml12(path) -> dict:
+    """YAML 1.2, as DVC reads it (PyYAML's 1.1 turns an unquoted `no` into False)."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(path.read_text())
+
+
 def lock_stage(name: str) -> dict:
-    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    lock = load_yaml12(REPO / "dvc.lock")
     return lock["stages"].get(name) or pytest.fail(f"dvc.lock has no {name} stage: build and commit the demo")
 
 
 def test_the_committed_lock_is_for_the_demo_snapshot_and_params():
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = load_yaml12(REPO / "params.yaml")
     for stage in ("audit", "export", "vae", "unet", "sample", "pipeline"):
         locked = lock_stage(stage)["params"]["params.yaml"]
         for section, value in locked.items():
