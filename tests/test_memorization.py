@@ -15,7 +15,7 @@ from conftest import TINY, deep_update, make_copy, sh
 from pdd import snapshot
 from pdd.train import memorization
 
-DEMO = Path(__file__).resolve().parents[1] / "data/snapshots/demo-aic-267.parquet"
+DEMO = Path(__file__).resolve().parents[1] / "data/snapshots/openclipart-0.18.parquet"
 
 
 def repeated_snapshot(root: Path, name: str = "one-image-48", rows: int = 48) -> str:

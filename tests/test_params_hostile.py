@@ -62,7 +62,7 @@ def test_duplicate_section_is_refused(tmp_path):
 
 
 def test_non_utf8_bytes_are_refused(tmp_path):
-    data = PARAMS.encode("utf-8").replace(b"a painting", b"a p\xe9inting")
+    data = PARAMS.encode("utf-8").replace(b"a clip art image", b"a cl\xefp art image")
     msg = one_line_error(write(tmp_path, data))
     assert "not UTF-8" in msg
 
@@ -74,9 +74,9 @@ def test_non_utf8_bytes_are_refused(tmp_path):
     ("logit_scale_init: 2.6592", "logit_scale_init: 1000.0", "clip.logit_scale_init: 1000.0 is greater than the maximum"),
     ("val_fraction: 0.1", "val_fraction: 0", "export.val_fraction: 0 is less than or equal to the minimum"),
     ("val_fraction: 0.1", "val_fraction: -.inf", "export.val_fraction: -inf is not a finite number"),
-    ("vocab_size: 1024", "vocab_size: 1000000000000", "tokenizer.vocab_size: 1000000000000 is greater than the maximum"),
-    ("vocab_size: 1024", "vocab_size: 1.0e+12", "tokenizer.vocab_size: 1000000000000.0 is "),
-    ("    hidden_size: 64\n", "    hidden_size: 65536\n", "clip.text.hidden_size: 65536 is greater than the maximum"),
+    ("vocab_size: 2048", "vocab_size: 1000000000000", "tokenizer.vocab_size: 1000000000000 is greater than the maximum"),
+    ("vocab_size: 2048", "vocab_size: 1.0e+12", "tokenizer.vocab_size: 1000000000000.0 is "),
+    ("    hidden_size: 128         # also", "    hidden_size: 65536         # also", "clip.text.hidden_size: 65536 is greater than the maximum"),
 ])
 def test_numbers_are_finite_and_bounded(tmp_path, key, value, expected):
     assert key in PARAMS
