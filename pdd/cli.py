@@ -340,22 +340,18 @@ def cmd_generate(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["sample"] and any(a.split("=")[0] in ("--model", "--prompt", "-o", "--out") for a in argv[1:]):
-        try:
-            return cmd_generate(argv[1:])
-        except PddError as exc:
-            print(f"pdd: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("pdd: interrupted", file=sys.stderr)
-            return 130
+        return cmd_generate(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "snapshot" and args.action != "list" and not args.name:
+        raise PddError(f"pdd snapshot {args.action} needs a NAME (see `pdd snapshot list`)")
+    return args.func(args) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        if args.command == "snapshot" and args.action != "list" and not args.name:
-            raise PddError(f"pdd snapshot {args.action} needs a NAME (see `pdd snapshot list`)")
-        return args.func(args) or 0
+        return _dispatch(sys.argv[1:] if argv is None else list(argv))
     except PddError as exc:
         print(f"pdd: error: {exc}", file=sys.stderr)
         return 2

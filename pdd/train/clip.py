@@ -43,6 +43,10 @@ class Split:
     def __init__(self, captions: list[str], images: np.ndarray, tokenizer):
         self.captions = captions
         self.images = torch.from_numpy(np.array(images, copy=True))
+        if not captions:   # an empty split (a tiny export's val): the tokenizer cannot take an empty batch
+            empty = torch.zeros(0, tokenizer.model_max_length, dtype=torch.long)
+            self.input_ids, self.attention_mask = empty, empty.clone()
+            return
         enc = tokenizer(captions, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
                         return_tensors="pt")
         self.input_ids, self.attention_mask = enc["input_ids"], enc["attention_mask"]
