@@ -18,12 +18,15 @@ from pdd.train import memorization
 DEMO = Path(__file__).resolve().parents[1] / "data/snapshots/openclipart-0.18.parquet"
 
 
-def repeated_snapshot(root: Path, name: str = "one-image-48", rows: int = 48) -> str:
-    """A valid snapshot (passes the audit) of the demo's first ROWS files, every one with the first file's image."""
+def repeated_snapshot(root: Path, name: str = "one-image-80", rows: int = 80) -> str:
+    """A valid snapshot (passes the audit) of the demo's first ROWS files, every one with the first file's image
+    (80 rows: 3 of them fall in val with the default seed, and the stages need a val split)."""
     from pdd.source.pin import write_parquet
 
     table = pq.read_table(DEMO)
-    first = table.slice(0, 1).to_pylist()[0]
+    # row 16 (a square, dark, full-frame drawing: "cigno di notte"): most clip art is a small shape on white,
+    # where even a perfect copy says little in a 16 px pixel correlation
+    first = table.slice(16, 1).to_pylist()[0]
     meta = [{k: r[k] for k in snapshot.META_COLUMNS} for r in table.slice(0, rows).to_pylist()]
     for r in meta:
         r.update({k: first[k] for k in ("sha256", "size", "mime", "width", "height")})
@@ -45,7 +48,7 @@ def copied(tmp_path_factory):
     rel = repeated_snapshot(root)
     from conftest import update_params
 
-    update_params(root, {"snapshot": {"name": "one-image-48", "path": rel}})
+    update_params(root, {"snapshot": {"name": "one-image-80", "path": rel}})
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-q", "-m", "one image repeated"], root)
     sh(["dvc", "repro", "pipeline"], root, timeout=1800)
