@@ -9,11 +9,9 @@ similarities for the val split (real images the model never saw: the reference).
 Writes models/memorization/ (the samples as PNGs and neighbours.tsv: each sample's nearest training image and
 similarities), metrics/memorization.json (distributions, the threshold, how many samples are flagged) and
 the plot metrics/memorization_pairs.png (flagged or closest samples above their nearest training images)."""
-import numpy as np
 import torch
 from PIL import Image
 
-from pdd.build.determinism import derive_seed
 from pdd.build.runner import Outcome, run
 from pdd.data import shards
 from pdd.train import imaging, memorization, pipeline, quality
@@ -38,16 +36,8 @@ def compute(ctx):
     conditional = hasattr(pipe, "tokenizer")
     n = cfg.n_samples
     prompts = prompts_for(ctx.deps["export"], n) if conditional else [""] * n
-    samples = []
-    for s in range(0, n, 16):
-        gens = [torch.Generator().manual_seed(derive_seed(ctx.seed, "memorization", str(j))) for j in range(s, min(n, s + 16))]
-        if conditional:
-            imgs = pipe(prompts[s:s + len(gens)], num_inference_steps=scfg.steps, guidance_scale=scfg.guidance_scale,
-                        generator=gens).images
-        else:
-            imgs = pipe(batch_size=len(gens), generator=gens, num_inference_steps=scfg.steps).images
-        samples += [torch.from_numpy(np.asarray(im.convert("RGB")).copy()) for im in imgs]
-    samples_u8 = torch.stack(samples)
+    samples_u8 = pipeline.generate_batched(pipe, prompts, seed=ctx.seed, tag="memorization", steps=scfg.steps,
+                                           guidance_scale=scfg.guidance_scale)
     res = samples_u8.shape[1]
     resolutions = shards.read_index(ctx.deps["export"])["resolutions"]
     data_res = res if res in resolutions else max(resolutions)

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import torch
 
-from pdd.build.determinism import derive_seed
 from pdd.build.runner import Outcome, run
 from pdd.train import imaging, pipeline, quality
 from pdd.train.vae import load_images
@@ -64,20 +63,13 @@ def compute(ctx):
             prompts = [caps[j % len(caps)] for j in range(n)]
         else:
             prompts = [cfg.prompts[j % len(cfg.prompts)] for j in range(n)]
-        samples = []
-        for s in range(0, n, 16):
-            gens = [torch.Generator().manual_seed(derive_seed(ctx.seed, "quality", str(j))) for j in range(s, min(n, s + 16))]
-            if conditional:
-                imgs = pipe(prompts[s:s + len(gens)], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                            generator=gens).images
-            else:
-                imgs = pipe(batch_size=len(gens), generator=gens, num_inference_steps=cfg.steps).images
-            samples += [torch.from_numpy(np.asarray(im.convert("RGB"))) for im in imgs]
+        samples = pipeline.generate_batched(pipe, prompts, seed=ctx.seed, tag="quality", steps=cfg.steps,
+                                            guidance_scale=cfg.guidance_scale)
         from transformers import CLIPModel, CLIPProcessor
 
         clip_model = CLIPModel.from_pretrained(ctx.deps["clip"], local_files_only=True).eval()
         processor = CLIPProcessor.from_pretrained(ctx.deps["clip"], local_files_only=True)
-        metrics["quality"] = quality.report(torch.stack(samples), val, train, ctx.seed, clip_model, processor)
+        metrics["quality"] = quality.report(samples, val, train, ctx.seed, clip_model, processor)
     q = metrics.get("quality", {})
     return Outcome(metrics=metrics, plots={"grid": grid}, nondeterminism=NONDETERMINISM,
                    summary=f"sample: {len(shown)} images ({rate:.2f}/s) -> {ctx.final_outs['samples']}; SWD {q.get('swd', float('nan')):.1f} "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pdd.build.determinism import derive_seed
@@ -92,6 +93,23 @@ def generate(pipe, prompts: list[str] | None, *, seed: int, steps: int, guidance
                 image = pipe(batch_size=1, generator=g, num_inference_steps=steps).images[0]
             out.append((i, k, prompt, image))
     return out
+
+
+def generate_batched(pipe, prompts: list[str], *, seed: int, tag: str, steps: int, guidance_scale: float,
+                     batch: int = 16) -> torch.Tensor:
+    """uint8 [N, H, W, 3] images, one per prompt (ignored by unconditional pipelines), in batches; image j
+    draws from its own generator seeded from (seed, tag, j), so N and the batch size change no image."""
+    conditional = hasattr(pipe, "tokenizer")
+    out = []
+    for s in range(0, len(prompts), batch):
+        gens = [torch.Generator().manual_seed(derive_seed(seed, tag, str(j))) for j in range(s, min(len(prompts), s + batch))]
+        if conditional:
+            imgs = pipe(prompts[s:s + len(gens)], num_inference_steps=steps, guidance_scale=guidance_scale,
+                        generator=gens).images
+        else:
+            imgs = pipe(batch_size=len(gens), generator=gens, num_inference_steps=steps).images
+        out += [torch.from_numpy(np.asarray(im.convert("RGB")).copy()) for im in imgs]
+    return torch.stack(out)
 
 
 def load_folder(path):
