@@ -135,3 +135,13 @@ def test_export_main_writes_manifest(tmp_path, monkeypatch):
     assert set(m) >= {"stage", "output", "inputs", "params", "seed", "code", "versions", "nondeterminism"}
     assert m["params"]["export"]["resolutions"] == [16] and "stages/export.py" in m["code"]["files"]
     assert m["versions"]["pillow"] and m["code"]["revision"] != "unknown"
+
+
+def test_export_refuses_an_empty_split(tmp_path, generated_snapshot):
+    """A snapshot too small for its val_fraction used to export an empty val split, and clip then reported
+    recall "nan" and vae failed on a missing grid: one clear error at export instead."""
+    with pytest.raises(PddError) as err:
+        export.export(generated_snapshot.path, tmp_path, config.replace(CFG, val_fraction=0.001), seed=7)
+    msg = str(err.value)
+    assert "the val split" in msg and "is empty (57 rows" in msg and "export.val_fraction" in msg
+    assert "\n" not in msg

@@ -142,6 +142,11 @@ def export(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int) -> di
             writers[rec.pop("split")].add(rec)
     if not any(w.rows for w in writers.values()):
         raise PddError(f"export: snapshot {snapshot_path} has no rows")
+    for split, writer in writers.items():
+        if not writer.rows:  # the training stages need both splits (val recall, PSNR, the quality floor)
+            total = sum(w.rows for w in writers.values())
+            raise PddError(f"export: the {split} split of {snapshot_path} is empty ({total} rows, export.val_fraction "
+                           f"{cfg.val_fraction}); use a larger snapshot or change export.val_fraction")
     index = {"format": "pdd-shards/1", "resolutions": resolutions, "layout": "raw RGB uint8, HWC, row-major",
              "caption_template": tpl, "counts": {}, "shards": {}}
     for split, writer in writers.items():
