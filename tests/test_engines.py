@@ -121,7 +121,7 @@ def test_committed_dvc_lock_is_reproduced_by_a_fresh_clone(tmp_path):
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(clone)], tmp_path)
     committed = artifact_hashes((clone / "dvc.lock").read_text())
-    sh(["dvc", "repro"], clone, timeout=2400)
+    sh(["dvc", "repro"], clone, timeout=3600)
     diff = "" if artifact_hashes((clone / "dvc.lock").read_text()) == committed else sh(["git", "diff", "--", "dvc.lock"], clone).stdout
     assert diff == "", (
         "dvc.lock of HEAD is not what a fresh clone builds: if you changed code or params, run `dvc repro` and "
