@@ -1,0 +1,180 @@
+"""Bench: outgrowing one process and one machine's memory, in one run (issue 14).
+
+1. Processes. The `vae` stage's training loop (pdd.train.vae.train_vae, eval and checkpoints off) on a generated
+   export at the params' vae size, once in 1 process and once under `torchrun --nproc_per_node N` (gloo on CPU),
+   with the same global batch (vae.train.batch_size, split over the processes by accelerate) and the machine's
+   cores shared out (threads per process = cores / N). Prints images/s of each and the speed-up.
+2. Larger than memory. A generated export of --rows rows (default 200,000) at 64 px: about 2.4 GB of raw pixels,
+   more than the stage's memory param allows (the training rules' mem_mb). The same stage trains on it through the
+   streaming source (vae.train.memory_budget_mb = --budget-mb), and on a --subset-row export that fits through the
+   preloaded source; each run is its own process, which reports its peak RSS (ru_maxrss). Prints both images/s, the
+   ratio (goal >= 0.90) and the streaming run's peak RSS beside the stated bound (--rss-bound-mb, the default
+   training rule's mem_mb).
+
+Every child runs the real stage code with a patched copy of params.yaml's vae section (64 px for part 2, 32 px
+= the demo size for part 1); the first --warmup steps are not timed. Results: bench/RESULTS.md.
+
+    python bench/scale.py [--rows 200000] [--subset 20000] [--steps 80] [--procs 2] [--budget-mb 512]
+                          [--rss-bound-mb 2000] [--keep DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WARMUP = 5
+
+
+# ---- data -----------------------------------------------------------------------------------
+def generate(out_dir: Path, n_train: int, resolution: int, n_val: int = 64, seed: int = 0) -> float:
+    """A synthetic export (pdd.train.synthetic's shapes), written row by row so generating it needs no more memory
+    than a shard; returns the raw pixel bytes of the train split."""
+    import numpy as np
+
+    from pdd.build.determinism import derive_seed
+    from pdd.data import shards
+    from pdd.train import synthetic
+
+    combos = synthetic.combos()
+    index = {"format": "pdd-shards/1", "resolutions": [resolution], "layout": "raw RGB uint8, HWC, row-major",
+             "caption_template": "synthetic shapes", "counts": {}, "shards": {}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("val", n_val)):
+        rng = np.random.default_rng(derive_seed(seed, "scale", split))
+        writer = shards.ShardWriter(out_dir, split, [resolution], 4096)
+        for i in range(n):
+            colour, shape, place = combos[int(rng.integers(len(combos)))]
+            writer.add({"file_id": f"synthetic:{split}:{i:07d}", "sha256": f"{derive_seed(seed, split, str(i)):064x}",
+                        "caption": synthetic.caption(colour, shape, place),
+                        shards.image_column(resolution): synthetic.draw(resolution, colour, shape, place, rng,
+                                                                        jitter=True).tobytes()})
+        index["shards"][split] = writer.close()
+        index["counts"][split] = n
+    shards.write_index(out_dir, index)
+    return n_train * resolution * resolution * 3
+
+
+# ---- one training run (a child process) -------------------------------------------------------
+def child(a) -> int:
+    import torch.distributed as dist
+
+    from pdd.build import config
+    from pdd.train import vae
+
+    cfgs = config.load(ROOT / "params.yaml")
+    upd = {"train": {"steps": a.steps, "eval_every": 0, "checkpoint_every": 0, "threads": a.threads,
+                     "schedule": {"warmup_steps": min(WARMUP, a.steps)}}}
+    if a.budget_mb:
+        upd["train"]["memory_budget_mb"] = a.budget_mb
+    if a.resolution:
+        upd["resolution"] = a.resolution
+    cfg = config.patch(cfgs["vae"], upd)
+    out = Path(a.out)
+    m = vae.train_vae(a.export, out / "vae", cfg, 1, ckpt_dir=out / "ck", progress=False,
+                      **({"streaming": a.mode == "streaming"} if a.mode else {}))
+    r = m["_result"]
+    timed = r.step_seconds[WARMUP:]
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        (out / "result.json").write_text(json.dumps({
+            "images_per_s": len(timed) * r.items_per_step / sum(timed), "peak_rss_mb": rss_mb,
+            "train_rows": m["train_rows"], "loss": m["train_loss"], "batch": r.items_per_step}))
+    return 0
+
+
+def run_child(out: Path, export: Path, steps: int, *, procs: int = 1, threads: int, mode: str = "",
+              budget_mb: int = 0, resolution: int = 0) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    args = [str(Path(__file__).resolve()), "--child", "--export", str(export), "--out", str(out), "--steps", str(steps),
+            "--threads", str(threads), "--mode", mode, "--budget-mb", str(budget_mb), "--resolution", str(resolution)]
+    launcher = ([sys.executable] if procs == 1 else
+                [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"])
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    t0 = time.perf_counter()
+    subprocess.run(launcher + args, check=True, env=env, cwd=ROOT)
+    res = json.loads((out / "result.json").read_text())
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--subset", type=int, default=20_000)
+    p.add_argument("--steps", type=int, default=80)
+    p.add_argument("--procs", type=int, default=2)
+    p.add_argument("--budget-mb", type=int, default=512)
+    p.add_argument("--rss-bound-mb", type=int, default=2000)
+    p.add_argument("--keep", type=Path, default=None, help="keep (and reuse) the generated exports here")
+    p.add_argument("--skip", choices=("procs", "memory"), action="append", default=[])
+    # child mode (internal)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--export", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="", help=argparse.SUPPRESS)
+    p.add_argument("--resolution", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        return child(a)
+
+    cores = os.cpu_count() or 1
+    work = a.keep or Path(tempfile.mkdtemp(prefix="pdd-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {cores} CPU cores; torch threads shared out per process; work dir {work}")
+    try:
+        if "procs" not in a.skip:
+            from pdd.build import config
+
+            res = config.load(ROOT / "params.yaml")["vae"].resolution
+            small = work / f"procs-{res}px"
+            if not (small / "index.json").exists():
+                generate(small, 4096, res)
+            one = run_child(work / "run-1proc", small, a.steps, threads=cores)
+            many = run_child(work / f"run-{a.procs}proc", small, a.steps, procs=a.procs,
+                             threads=max(1, cores // a.procs))
+            print(f"processes ({res} px, global batch {one['batch']}, {a.steps - WARMUP} timed steps): "
+                  f"1 process x {cores} threads {one['images_per_s']:.1f} images/s; {a.procs} processes x "
+                  f"{max(1, cores // a.procs)} threads {many['images_per_s']:.1f} images/s; "
+                  f"speed-up {many['images_per_s'] / one['images_per_s']:.2f}x")
+        if "memory" not in a.skip:
+            big, fit = work / f"big-{a.rows}", work / f"fit-{a.subset}"
+            t0 = time.perf_counter()
+            if not (big / "index.json").exists():
+                raw = generate(big, a.rows, 64)
+                print(f"generated {a.rows} rows at 64 px ({raw / 2**30:.2f} GiB of raw pixels) in "
+                      f"{time.perf_counter() - t0:.0f} s")
+            if not (fit / "index.json").exists():
+                generate(fit, a.subset, 64)
+            size = sum(f.stat().st_size for f in big.glob("*.parquet")) / 2**20
+            stream = run_child(work / "run-stream", big, a.steps, threads=cores, budget_mb=a.budget_mb, resolution=64)
+            pre = run_child(work / "run-preload", fit, a.steps, threads=cores, mode="preloaded", resolution=64)
+            print(f"larger than memory (64 px, batch {stream['batch']}, {a.steps - WARMUP} timed steps):")
+            print(f"  streaming, {stream['train_rows']} rows ({a.rows * 64 * 64 * 3 / 2**20:.0f} MiB raw, "
+                  f"{size:.0f} MiB of shards), memory_budget_mb {a.budget_mb}: {stream['images_per_s']:.1f} images/s, "
+                  f"peak RSS {stream['peak_rss_mb']:.0f} MiB (bound {a.rss_bound_mb} MiB: "
+                  f"{'OK' if stream['peak_rss_mb'] <= a.rss_bound_mb else 'OVER'})")
+            print(f"  preloaded, {pre['train_rows']} rows: {pre['images_per_s']:.1f} images/s, "
+                  f"peak RSS {pre['peak_rss_mb']:.0f} MiB")
+            ratio = stream["images_per_s"] / pre["images_per_s"]
+            print(f"  streaming / preloaded images/s: {ratio:.3f} (goal >= 0.90){'' if ratio >= 0.9 else '  BELOW GOAL'}")
+    finally:
+        if a.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
