@@ -7,8 +7,11 @@ categories. A change that adds requests (a separate subcategory walk, a smaller 
 batch) fails here."""
 from __future__ import annotations
 
+import pytest
+
+from pdd.errors import PddError
 from pdd.source.commons.mirror import Catalogue, MirrorServer
-from scrape_helpers import SYNTH_ROOT, scrape
+from scrape_helpers import SYNTH_ROOT, digest, scrape
 
 GOAL = 0.05  # API requests per accepted file, with SDC on
 
@@ -28,3 +31,24 @@ def test_requests_per_accepted_file_with_sdc(tmp_path):
     assert len(ids) == len(set(ids)) == 543  # each accepted file's SDC once; rejected ones never asked for
     assert [len(q["ids"].split("|")) for q in sdc] == [50] * 10 + [43]  # full calls across category ends
     assert len(api) / report.accepted <= GOAL, f"{len(api)} API requests for {report.accepted} accepted files"
+
+
+def test_interrupted_at_a_pooled_sdc_call_resumes_to_the_same_database(tmp_path):
+    """The first SDC call holds files of two categories (the root's and the first subcategory's): when it
+    fails for good, nothing of either is committed past what is stored, and the next run ends with the
+    database of an uninterrupted one."""
+    with MirrorServer(Catalogue.synthetic(150, seed=1)) as srv:
+        base, _ = scrape(srv.api_url, tmp_path / "base.duckdb", categories=[SYNTH_ROOT], thumb_width=512)
+        start = srv.counts["api"]
+        srv.inject("503", on="api", at=start + 3, retry_after=0)
+        db = tmp_path / "pdd.duckdb"
+        with pytest.raises(PddError, match="gave up after 0 retries"):
+            scrape(srv.api_url, db, categories=[SYNTH_ROOT], thumb_width=512, client_kw={"max_retries": 0})
+        failed = srv.requests("api")[start + 2]
+        assert failed["fault"] == "503" and failed["params"]["action"] == "wbgetentities"
+        pooled = {int(i[1:]) for i in failed["params"]["ids"].split("|")}
+        cats = srv.catalogue.file_categories
+        assert len(pooled) == 50 and len({cats[p][-1] for p in pooled}) == 2
+        report, _ = scrape(srv.api_url, db, categories=[SYNTH_ROOT], thumb_width=512)
+    assert report.resumed and report.finished and report.accepted == base.accepted
+    assert digest(db) == digest(tmp_path / "base.duckdb")
