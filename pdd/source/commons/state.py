@@ -6,7 +6,7 @@ re-visits everything (that is how a re-scrape finds changed files).
 
 Within a run: the visited set and the frontier are the rows of scrape_categories (breadth-first by
 seq); a category is read with one listing of its subcategories and files together, and keeps the
-continuation set of its next response (files_cont; subcats_cont is only read by older runs);
+continuation set of its next response (files_cont; subcats_cont, written by older versions, is unused);
 scrape_files lists every file already handled in this run (so a file in several categories is
 fetched and stored once). A response's continuation is committed in the same transaction as the
 last of its files (files wait for their SDC across responses and categories, so that commit may
