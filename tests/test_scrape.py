@@ -84,8 +84,13 @@ def test_fixture_walk_accepts_exactly_the_expected_files(tmp_path, transform_lim
     assert all(e["user_agent"] == user_agent(EMAIL) for e in log)
     assert all("gzip" in e["accept_encoding"] and e["gzip"] for e in api)
     gen = [e for e in api if e["params"].get("generator")]
-    assert all(e["params"]["gcmlimit"] == "50" for e in gen)
-    assert len(api) == 9 + (3 if transform_limit == 2 else 0)  # 3 subcat lists + 3 file batches + 3 SDC (+ iicontinue pages)
+    sdc = [e for e in api if e["params"].get("action") == "wbgetentities"]
+    assert all(e["params"]["gcmlimit"] == "500" and e["params"]["gcmtype"] == "subcat|file" for e in gen)
+    assert all(len(e["params"]["ids"].split("|")) <= 50 for e in sdc)
+    # one listing per category (subcategories and files together) + one SDC call for the 3 categories' files
+    # (with 2 thumbnails in a batch's first response, each category needs one iicontinue page more)
+    assert (len(gen), len(sdc)) == ((3, 1) if transform_limit == 50 else (6, 1))
+    assert len(api) == len(gen) + len(sdc)
 
 
 def test_fixture_provenance_labels_and_sdc(tmp_path, fixture_server):

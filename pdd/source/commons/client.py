@@ -1,13 +1,16 @@
 """Wikimedia Commons -> the snapshot store: a polite, resumable, fail-closed scraper.
 
-Requests (all serial): the category tree with ``list=categorymembers&cmtype=subcat``; files 50 at
-a time with ``generator=categorymembers&gcmtype=file&gcmlimit=50&prop=imageinfo`` (url, size,
-sha1, mime, mediatype, extmetadata, thumbnail at ``--thumb-width``), following ``continue``
-exactly and merging partial pages by pageid (``iicontinue``); Structured Data on Commons with
-``wbgetentities`` 50 ids per call; then only the thumbnail URL the API gave, only from allowed hosts.
-Every API call carries ``maxlag=5``; 429/503, the maxlag/ratelimited errors (HTTP 200), timeouts,
-resets, truncated or malformed bodies are retried after ``Retry-After`` or a capped exponential
-backoff, at most ``max_retries`` times, then a PddError that leaves the resume state intact.
+Requests (all serial): each category with one listing of its subcategories and files together,
+``generator=categorymembers&gcmtype=subcat|file&gcmlimit=500&prop=imageinfo`` (url, size, sha1, mime,
+mediatype, extmetadata, thumbnail at ``--thumb-width``); the API gives imageinfo for at most 50 files
+per response and continues with ``iicontinue``, so each response serves up to 50 files. ``continue`` is
+followed exactly, every response's continuation is kept for resuming. Structured Data on Commons with
+``wbgetentities``, 50 ids per call: files wait, across responses and categories, until 50 of them can
+share a call (SDC is read only for files extmetadata would accept). Then only the thumbnail URL the
+API gave is downloaded, only from allowed hosts. Every API call carries ``maxlag=5``; 429/503, the
+maxlag/ratelimited errors (HTTP 200), timeouts, resets, truncated or malformed bodies are retried
+after ``Retry-After`` or a capped exponential backoff, at most ``max_retries`` times, then a PddError
+that leaves the resume state intact.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from pdd.source.store import FileRecord, Label, Store
 DEFAULT_API = "https://commons.wikimedia.org/w/api.php"
 DEFAULT_CATEGORY = "Category:PD-Art (PD-old-100)"
 SOURCE_ID = "commons"
-BATCH = 50
+BATCH = 50          # titles or ids per imageinfo / wbgetentities call (the API's limit for users)
+LIST_LIMIT = 500    # gcmlimit: the most a user (not a bot) may list per request; imageinfo still comes 50 at a time
 IIPROP = "url|size|sha1|mime|mediatype|extmetadata"
 RETRY_API_CODES = {"maxlag", "ratelimited", "readonly", "internal_api_error_DBQueryError"}
 FAKE_DOMAINS = {"example.com", "example.org", "example.net", "test.com", "domain.com", "email.invalid", "foo.com", "bar.com",
@@ -466,53 +470,38 @@ def normalise_category(title: str) -> str:
     return "Category:" + title.split(":", 1)[1]
 
 
+@dataclass
+class _Unit:
+    """The new files of one API response, waiting (in order) for their SDC and their turn; the category's
+    continuation after that response is committed in the transaction that stores the unit's last file."""
+    cat: object                # CategoryState
+    items: list                # [page, info, wants_sdc]
+    cont: dict | None          # the category's continue set after this response (None: the category is done)
+    done: int = 0              # items handled so far
+
+
 class Scraper:
+    """Walks the category tree breadth-first. Each category is read with one generator listing
+    (``gcmtype=subcat|file``, ``gcmlimit=500``, ``prop=imageinfo``), which names its subcategories and
+    gives imageinfo for up to 50 of its files per response (the API's thumbnail limit; ``iicontinue``
+    for the rest). The files that extmetadata would accept wait, across responses and categories, until
+    50 of them can share one ``wbgetentities`` call; then they are decided and stored in order, and each
+    response's continuation is committed together with its last file (so a kill resumes exactly)."""
+
     def __init__(self, store: Store, client: CommonsClient, cfg: ScrapeConfig, progress: Callable[[ScrapeReport], None] | None = None):
         self.store, self.client, self.cfg = store, client, cfg
         self.cfg.categories = [normalise_category(c) for c in cfg.categories]
         self.progress = progress or (lambda r: None)
         self.report = ScrapeReport()
+        self.pending: list[_Unit] = []         # FIFO of responses whose files are not all stored yet
+        self.taken: set[int] = set()           # pageids queued in this process (a file in several categories: once)
+        self.sdc: dict[int, dict | None] = {}  # pageid -> its MediaInfo entity (None: none given), fetched, not yet used
+        self.stopped = False                   # --limit reached
 
-    def file_params(self, title: str) -> dict:
-        return {"action": "query", "formatversion": "2", "generator": "categorymembers", "gcmtitle": title, "gcmtype": "file",
-                "gcmlimit": str(BATCH), "prop": "imageinfo", "iiprop": IIPROP, "iiurlwidth": str(self.cfg.thumb_width),
-                "iiextmetadatalanguage": "en"}
-
-    def fetch_batch(self, title: str, cont: dict | None) -> tuple[list[dict], dict | None]:
-        """One generator batch, merged by pageid across prop continuations; returns (pages, next continue)."""
-        params = self.file_params(title)
-        pages: dict[int, dict] = {}
-        c = dict(cont or {})
-        seen_conts = set()
-        what = f"{self.client.api_url} ({title})"
-        while True:
-            data = self.client.api({**params, **c})
-            raw = query_of(data, what).get("pages") or []
-            if not isinstance(raw, (dict, list)):
-                raise PddError(f"{what}: malformed API response ('pages' is a {type(raw).__name__})")
-            for p in raw.values() if isinstance(raw, dict) else raw:
-                if not isinstance(p, dict) or "pageid" not in p:
-                    continue
-                pid = valid_pageid(p["pageid"])
-                if pid is None:  # no id to store it under: said, and left out
-                    self.client.notify(f"{what}: page with malformed pageid {str(p['pageid'])[:40]!r} skipped")
-                    continue
-                title_ = p.get("title") if isinstance(p.get("title"), str) else None
-                merged = pages.setdefault(pid, {"pageid": pid, "title": title_})
-                ii = p.get("imageinfo")
-                if ii and "imageinfo" not in merged and "imageinfo_malformed" not in merged:
-                    if isinstance(ii, list) and isinstance(ii[0], dict):
-                        merged["imageinfo"] = ii
-                    else:
-                        merged["imageinfo_malformed"] = f"imageinfo is {str(ii)[:40]!r}"
-            nxt = continue_of(data, what)
-            if "batchcomplete" in data or not nxt:
-                return [pages[k] for k in sorted(pages)], (nxt or None)
-            key = hash_json(nxt)
-            if key in seen_conts:
-                raise PddError(f"{self.client.api_url}: the API repeated a continuation ({nxt}); stopping")
-            seen_conts.add(key)
-            c = dict(nxt)  # replace the whole continue set
+    def file_params(self, cat) -> dict:
+        return {"action": "query", "formatversion": "2", "generator": "categorymembers", "gcmtitle": cat.title,
+                "gcmtype": "subcat|file" if cat.depth < self.cfg.depth else "file", "gcmlimit": str(LIST_LIMIT),
+                "prop": "imageinfo", "iiprop": IIPROP, "iiurlwidth": str(self.cfg.thumb_width), "iiextmetadatalanguage": "en"}
 
     def fetch_sdc(self, pageids: list[int]) -> dict[int, dict]:
         out: dict[int, dict] = {}
@@ -527,67 +516,155 @@ class Scraper:
                     out[int(mid[1:])] = ent
         return out
 
-    def walk_subcats(self, state: ScrapeState, cat) -> int:
-        """Queue the subcategories of CAT; returns how many there were."""
-        if cat.depth >= self.cfg.depth:
-            state.commit_subcats(cat, [], None)
-            return 0
-        found = 0
-        while not cat.subcats_done:
-            data = self.client.api({"action": "query", "formatversion": "2", "list": "categorymembers", "cmtitle": cat.title,
-                                    "cmtype": "subcat", "cmprop": "ids|title|type", "cmlimit": "max", **(cat.subcats_cont or {})})
-            what = f"{self.client.api_url} (subcategories of {cat.title})"
-            members = query_of(data, what).get("categorymembers") or []
-            if not isinstance(members, list):
-                raise PddError(f"{what}: malformed API response ('categorymembers' is a {type(members).__name__})")
-            titles = [m["title"] for m in members if isinstance(m, dict) and m.get("ns") == 14 and isinstance(m.get("title"), str) and m["title"]]
-            found += len(titles)
-            state.commit_subcats(cat, titles, continue_of(data, what))
-        return found
+    # ---- reading one category --------------------------------------------------------------
+    def _pages(self, data: dict, what: str) -> tuple[list[str], list[dict]]:
+        """(subcategory titles, file pages) of one response; pages with a malformed pageid are said and left out."""
+        raw = query_of(data, what).get("pages") or []
+        if not isinstance(raw, (dict, list)):
+            raise PddError(f"{what}: malformed API response ('pages' is a {type(raw).__name__})")
+        subcats, files = [], []
+        for p in raw.values() if isinstance(raw, dict) else raw:
+            if not isinstance(p, dict) or "pageid" not in p:
+                continue
+            title = p.get("title") if isinstance(p.get("title"), str) else None
+            if p.get("ns") == 14:
+                if title:
+                    subcats.append(title)
+                continue
+            pid = valid_pageid(p["pageid"])
+            if pid is None:  # no id to store it under: said, and left out
+                self.client.notify(f"{what}: page with malformed pageid {str(p['pageid'])[:40]!r} skipped")
+                continue
+            page = {"pageid": pid, "title": title}
+            ii = p.get("imageinfo")
+            if ii:
+                if isinstance(ii, list) and isinstance(ii[0], dict):
+                    page["imageinfo"] = ii
+                else:
+                    page["imageinfo_malformed"] = f"imageinfo is {str(ii)[:40]!r}"
+            files.append(page)
+        return subcats, files
 
-    def process_batch(self, state: ScrapeState, cat, pages: list[dict], nxt: dict | None) -> bool:
-        """Decide, download and store every new file of one batch, then commit the files, their
-        per-file status and the category's next continuation in one transaction. False when
-        --limit stopped it part way (the continuation is then not advanced)."""
-        todo = []
-        for p in pages:
-            if state.file_done(p["pageid"]):
-                self.report.duplicates += 1
+    def _item(self, page: dict) -> list:
+        info = (page.get("imageinfo") or [None])[0]
+        wants = bool(self.cfg.sdc and info and not media_problem(info) and decide(info.get("extmetadata")).accepted)
+        return [page, info, wants]
+
+    def read_category(self, state: ScrapeState, cat) -> int:
+        """Every response of CAT's listing, queued; returns how many members it had (files and subcategories)."""
+        what = f"{self.client.api_url} ({cat.title})"
+        params = self.file_params(cat)
+        seen_conts: set[str] = set()   # continuations of this category (A, B, A, B never ends)
+        in_batch: set[int] = set()     # files given imageinfo in this generator batch
+        found, c = 0, dict(cat.files_cont or {})
+        while True:
+            data = self.client.api({**params, **c})
+            subcats, files = self._pages(data, what)
+            nxt = continue_of(data, what)
+            if nxt:
+                key = hash_json(nxt)
+                if key in seen_conts:
+                    raise PddError(f"{self.client.api_url}: the API repeated a continuation of {cat.title} "
+                                   f"({str(nxt)[:120]}) after {len(seen_conts)} responses; stopping (what is stored is kept)")
+                seen_conts.add(key)
+            if subcats and cat.depth < self.cfg.depth:
+                state.queue_subcats(cat, subcats)
+            complete = "batchcomplete" in data or not nxt
+            items = []
+            for page in files:
+                pid = page["pageid"]
+                given = "imageinfo" in page or "imageinfo_malformed" in page
+                if pid in in_batch or not (given or complete):
+                    continue  # (listed again in a later response of the batch, or its imageinfo is still to come)
+                in_batch.add(pid)
+                if pid in self.taken or state.file_done(pid):
+                    self.report.duplicates += 1
+                    continue
+                self.taken.add(pid)
+                items.append(self._item(page))  # at the batch's end, a file never given imageinfo is rejected for it
+            if complete:
+                found += len(subcats) + len(in_batch)
+                in_batch = set()
+                self.report.batches += 1
+            self.pending.append(_Unit(cat, items, nxt or None))
+            self.drain(state)
+            if self.stopped or not nxt:
+                return found
+            c = dict(nxt)  # replace the whole continue set
+
+    # ---- deciding and storing, in order ------------------------------------------------------
+    def drain(self, state: ScrapeState, final: bool = False) -> None:
+        """Store every queued file whose SDC is known; fetch SDC when 50 files wait for it (or at the end,
+        or when fewer than 50 would reach --limit)."""
+        while True:
+            self.store_ready(state)
+            if self.stopped or not self.pending:
+                return
+            wanted = [it[0]["pageid"] for u in self.pending for it in u.items[u.done:] if it[2] and it[0]["pageid"] not in self.sdc]
+            need = BATCH if self.cfg.limit is None else max(1, min(BATCH, self.cfg.limit - self.report.accepted))
+            if not wanted or not (final or len(wanted) >= need):
+                return
+            got = self.fetch_sdc(wanted[:BATCH])
+            self.sdc.update({pid: got.get(pid) for pid in wanted[:BATCH]})
+
+    def store_ready(self, state: ScrapeState) -> None:
+        """Decide, download and store the queued files up to the first still waiting for SDC; commit them,
+        their per-file status and the continuation of every response now complete, in one transaction."""
+        ready = []
+        for u in self.pending:
+            for it in u.items[u.done:]:
+                if it[2] and it[0]["pageid"] not in self.sdc:
+                    break
+                ready.append(it)
             else:
-                todo.append(p)
-        infos = {p["pageid"]: (p.get("imageinfo") or [None])[0] for p in todo}
-        sdc: dict[int, dict] = {}
-        if self.cfg.sdc and todo:
-            want = [p["pageid"] for p in todo
-                    if infos[p["pageid"]] and not media_problem(infos[p["pageid"]]) and decide(infos[p["pageid"]].get("extmetadata")).accepted]
-            sdc = self.fetch_sdc(want)
-        before = state.previous_meta([p["pageid"] for p in todo])
-        recs, rows, unchanged = [], [], []
-        complete = True
+                continue
+            break
+        if not ready and not (self.pending and self.pending[0].done == len(self.pending[0].items)):
+            return
+        before = state.previous_meta([it[0]["pageid"] for it in ready])
+        recs, unchanged, n = [], [], 0
         accepted = self.report.accepted
-        for p in todo:
-            pid = p["pageid"]
-            info, ent = infos[pid], sdc.get(pid)
+        for page, info, wants in ready:
+            pid = page["pageid"]
+            ent = self.sdc.pop(pid, None) if wants else None
+            n += 1
             mh = meta_hash(info, ent, self.cfg.thumb_width)
             if pid in before and before[pid][0] == mh:
-                unchanged.append((pid, p.get("title"), "unchanged", "unchanged since the last scrape", None, mh))
+                unchanged.append((pid, page.get("title"), "unchanged", "unchanged since the last scrape", None, mh))
                 continue
-            rec = build_record(self.client, p, info, ent)
+            rec = build_record(self.client, page, info, ent)
             recs.append((rec, mh))
             accepted += rec.status == "accepted"
             if self.cfg.limit is not None and accepted >= self.cfg.limit:
-                complete = False
+                self.stopped = True
                 break
+        # the responses whose last file is now handled: their continuations go in the same transaction
+        complete, left = [], n
+        for u in self.pending:
+            take = min(left, len(u.items) - u.done)
+            left -= take
+            if u.done + take < len(u.items):
+                break
+            complete.append(u)
+        rows: list[tuple] = []
 
         def after(con, results):
             for (rec, mh), (revision_id, _created) in zip(recs, results):
                 rows.append((int(rec.external_id), rec.title, rec.status, rec.reason, revision_id, mh))
             state.write_files(con, rows + unchanged)
-            if complete:
-                state.commit_batch(cat, nxt, con)
+            for u in complete:
+                state.commit_batch(u.cat, u.cont, con)
 
         results = self.store.record_batch([r for r, _ in recs], after)
         state.files_committed(rows + unchanged)
+        left = n
+        for u in list(self.pending):
+            take = min(left, len(u.items) - u.done)
+            u.done += take
+            left -= take
+            if u.done < len(u.items):
+                break
+            self.pending.remove(u)
         for (rec, _mh), (_rid, created) in zip(recs, results):
             self.report.seen += 1
             self.report.new_revisions += int(created)
@@ -599,40 +676,28 @@ class Scraper:
         self.report.seen += len(unchanged)
         self.report.unchanged += len(unchanged)
         self.progress(self.report)
-        return complete
 
     def run(self) -> ScrapeReport:
         self.store.ensure_source(SOURCE_ID, "commons", self.cfg.api)
         state = ScrapeState(self.store, self.cfg.key())
         self.report.run_id, self.report.resumed = state.run_id, state.resumed
-        while (cat := state.next_category()) is not None:
+        listed: set[str] = set()  # categories read to their end in this process (their last files may still wait)
+        while (cat := state.next_category(skip=listed)) is not None:
             # a root category read from its start that has neither files nor subcategories is most likely
             # misspelt (the API answers a missing category with an empty list): said, not silently 0 files
-            fresh = cat.depth == 0 and not cat.subcats_done and cat.batches == 0 and cat.files_cont is None
-            found = 0
-            if not cat.subcats_done:
-                found += self.walk_subcats(state, cat)
-            seen_batches: set[str] = set()  # continuations of this category's batches (A, B, A, B never ends)
-            while not cat.files_done:
-                if cat.batches == 0 and cat.files_cont is None:
-                    pages, nxt = self.fetch_batch(cat.title, None)
-                else:
-                    pages, nxt = self.fetch_batch(cat.title, cat.files_cont)
-                if nxt:
-                    key = hash_json(nxt)
-                    if key in seen_batches:
-                        raise PddError(f"{self.client.api_url}: the API repeated a continuation of {cat.title} "
-                                       f"({str(nxt)[:120]}) after {len(seen_batches)} batches; stopping (what is stored is kept)")
-                    seen_batches.add(key)
-                found += len(pages)
-                if not self.process_batch(state, cat, pages, nxt):
-                    return self.report  # --limit: the batch is re-read next time; stored files are skipped
-                self.report.batches += 1
+            fresh = cat.depth == 0 and cat.batches == 0 and cat.files_cont is None
+            found = self.read_category(state, cat)
+            if self.stopped:
+                return self.report  # --limit: what was not stored is re-read next time; stored files are skipped
+            listed.add(cat.title)
             if fresh and not found:
                 self.client.notify(f"warning: {cat.title} has no files and no subcategories at {self.client.api_url}: "
                                    "check its spelling (does the category exist?)")
                 self.report.empty_roots.append(cat.title)
             self.report.categories += 1
+        self.drain(state, final=True)
+        if self.stopped:
+            return self.report
         state.finish()
         self.report.finished = True
         return self.report

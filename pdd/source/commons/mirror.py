@@ -6,8 +6,9 @@ come back identical) and generated catalogues of 10,000+ files (``Catalogue.synt
 
 Implemented: ``list=categorymembers`` (cmtype subcat|file|page, cmlimit, cmcontinue
 ``type|hex(sortkey)|pageid``, ``continue: "-||"``), ``generator=categorymembers`` with
-``prop=imageinfo`` (pages ordered by pageid, ``gcmcontinue``, prop continuation ``iicontinue`` when
-more thumbnails than ``transform_limit`` are asked for in the first request of a batch),
+``prop=imageinfo`` (pages ordered by pageid, subcategories among them with ns 14, ``gcmcontinue``,
+prop continuation ``iicontinue`` when more thumbnails than ``transform_limit`` are asked for in the
+first request of a batch, 50 per continuation),
 ``prop=imageinfo`` with ``titles=``/``pageids=`` (``iistart`` history continuation),
 ``prop=categoryinfo``, ``action=wbgetentities`` (SDC), formatversion 1 and 2, gzip, the maxlag
 check, the User-Agent policy (403), and per-request fault injection (see ``FAULTS``).
@@ -446,7 +447,10 @@ class Api:
         served = todo[:budget] if thumbs else todo
         rest = todo[len(served):]
         served_ids = {f.pageid for f in served}
-        pages = [self._page(f, f.pageid in served_ids) for f in sorted(files, key=lambda f: f.pageid)]
+        # subcategories (gcmtype=subcat) are pages too, with ns 14 and no imageinfo
+        members = [(r[2], {"pageid": r[2], "ns": 14, "title": r[3]}) for r in chunk if r[4] == "subcat"]
+        members += [(f.pageid, self._page(f, f.pageid in served_ids)) for f in files]
+        pages = [p for _pid, p in sorted(members, key=lambda m: m[0])]
         resp: dict = {}
         if rest:
             cont = {"iicontinue": f"{dbkey(rest[0].title)}|{self._ii_ts(rest[0])}"}

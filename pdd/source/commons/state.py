@@ -5,9 +5,12 @@ did not finish is resumed by the same command; a finished one is followed by a n
 re-visits everything (that is how a re-scrape finds changed files).
 
 Within a run: the visited set and the frontier are the rows of scrape_categories (breadth-first by
-seq); each category keeps the continuation set of its next subcategory page and next file batch;
+seq); a category is read with one listing of its subcategories and files together, and keeps the
+continuation set of its next response (files_cont; subcats_cont, written by older versions, is unused);
 scrape_files lists every file already handled in this run (so a file in several categories is
-fetched and stored once). Category progress is committed once per batch, in one transaction.
+fetched and stored once). A response's continuation is committed in the same transaction as the
+last of its files (files wait for their SDC across responses and categories, so that commit may
+come later and hold several categories' continuations).
 """
 from __future__ import annotations
 
@@ -62,30 +65,32 @@ class ScrapeState:
             "SELECT pageid FROM scrape_files WHERE run_id = ?", [self.run_id]).fetchall()}
 
     # ---- the walk --------------------------------------------------------------------------
-    def next_category(self) -> CategoryState | None:
-        row = self.con.execute(
+    def next_category(self, skip: set[str] | frozenset = frozenset()) -> CategoryState | None:
+        """The first category (breadth-first) not yet done, leaving out SKIP (read to their end in this
+        process, their last files not yet committed)."""
+        rows = self.con.execute(
             "SELECT seq, title, depth, subcats_cont, subcats_done, files_cont, files_done, batches FROM scrape_categories "
-            "WHERE run_id = ? AND NOT (subcats_done AND files_done) ORDER BY seq LIMIT 1", [self.run_id]).fetchone()
+            "WHERE run_id = ? AND NOT (subcats_done AND files_done) ORDER BY seq LIMIT ?", [self.run_id, len(skip) + 1]).fetchall()
+        row = next((r for r in rows if r[1] not in skip), None)
         if row is None:
             return None
         return CategoryState(row[0], row[1], row[2], _loads(row[3]), row[4], _loads(row[5]), row[6], row[7])
 
-    def commit_subcats(self, cat: CategoryState, new_titles: list[str], cont: dict | None) -> list[str]:
-        """Queue unseen subcategories and advance the subcategory continuation, atomically."""
+    def queue_subcats(self, cat: CategoryState, titles: list[str]) -> list[str]:
+        """Queue the unseen subcategories of CAT (read in the same listing as its files), atomically."""
+        if not any(t not in self.visited for t in titles):
+            return []
         added = []
         with self.store.transaction() as con:
             seq = con.execute("SELECT coalesce(max(seq), 0) FROM scrape_categories WHERE run_id = ?", [self.run_id]).fetchone()[0]
-            for title in new_titles:
+            for title in titles:
                 if title in self.visited or title in added:
                     continue
                 seq += 1
                 con.execute("INSERT INTO scrape_categories (run_id, seq, title, depth) VALUES (?, ?, ?, ?)",
                             [self.run_id, seq, title, cat.depth + 1])
                 added.append(title)
-            con.execute("UPDATE scrape_categories SET subcats_cont = ?, subcats_done = ? WHERE run_id = ? AND seq = ?",
-                        [canonical_json(cont) if cont else None, cont is None, self.run_id, cat.seq])
         self.visited.update(added)
-        cat.subcats_cont, cat.subcats_done = cont, cont is None
         return added
 
     def commit_batch(self, cat: CategoryState | None, cont: dict | None, con=None) -> None:
@@ -93,14 +98,17 @@ class ScrapeState:
         transaction when given: the batch's files and its continuation commit together)."""
         if cat is None:
             return
-        sql = "UPDATE scrape_categories SET files_cont = ?, files_done = ?, batches = batches + 1 WHERE run_id = ? AND seq = ?"
-        args = [canonical_json(cont) if cont else None, cont is None, self.run_id, cat.seq]
+        # (subcategories come in the same listing as the files: a category read to its end is done with both)
+        sql = ("UPDATE scrape_categories SET files_cont = ?, files_done = ?, subcats_done = subcats_done OR ?, batches = batches + 1 "
+               "WHERE run_id = ? AND seq = ?")
+        args = [canonical_json(cont) if cont else None, cont is None, cont is None, self.run_id, cat.seq]
         if con is not None:
             con.execute(sql, args)
         else:
             with self.store.transaction() as c:
                 c.execute(sql, args)
         cat.files_cont, cat.files_done = cont, cont is None
+        cat.subcats_done = cat.subcats_done or cont is None
         cat.batches += 1
 
     # ---- files --------------------------------------------------------------------------------
