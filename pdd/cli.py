@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -172,6 +173,29 @@ def cmd_dag(args) -> int:
     return 0
 
 
+def cmd_launch(args) -> int:
+    """The command that runs a stage on NODES x PROCESSES (what its Snakemake rule runs): print or run it."""
+    import subprocess
+
+    from pdd.build import cluster
+    from pdd.build import params as params_mod
+
+    params = cluster.with_layout(params_mod.load(args.params), args.stage, args.nodes, args.processes_per_node)
+    params_mod.validate(params, args.params)
+    cluster.check_params(params)
+    cmd = cluster.command(params, args.stage, "" if args.params == "params.yaml" else f"--params {shlex.quote(args.params)}")
+    if args.dry_run:
+        print(cmd)
+        return 0
+    return subprocess.call(["bash", "-c", cmd])
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def cmd_verify(args) -> int:
     from pdd.build import verify
 
@@ -273,6 +297,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="build here instead of a new temporary folder (must be empty)")
     p.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("launch", help="print (--dry-run) or run the command that runs a stage on several processes or nodes",
+                       description="The command a stage's Snakemake rule runs: `python -m stages.STAGE` for one process, "
+                                   "torchrun for several on one node, srun + torchrun (node rank from SLURM_NODEID, "
+                                   "rendezvous on the first host of SLURM_JOB_NODELIST) for several nodes. Nodes and "
+                                   "processes per node default to params.yaml resources.rules.STAGE.")
+    p.add_argument("stage", choices=[s.name for s in dag.PIPELINE if s.distributed], metavar="STAGE",
+                   help="a training stage: " + ", ".join(s.name for s in dag.PIPELINE if s.distributed))
+    p.add_argument("--nodes", type=_count, help="machines (default: resources.rules.STAGE.nodes)")
+    p.add_argument("--processes-per-node", type=_count, help="processes per machine, e.g. one per GPU "
+                                                                   "(default: resources.rules.STAGE.processes_per_node)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print the command, run nothing")
+    p.set_defaults(func=cmd_launch)
 
     for s in dag.PIPELINE:
         p = sub.add_parser(s.name, help=f"build stage: {s.name} (same as `{s.cmd}`)",

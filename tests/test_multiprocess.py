@@ -60,3 +60,38 @@ def test_a_global_batch_that_does_not_split_is_a_one_line_error(shapes, tmp_path
     proc = run(shapes, tmp_path / "odd", procs=2, port=29539, check=False, env={"PDD_TEST_CLIP_BATCH": "15"})
     assert proc.returncode != 0
     assert "clip.train.batch_size=15 is the global batch and must split evenly over 2 processes" in proc.stderr
+
+
+def test_the_stage_runs_under_its_launch_command_with_two_processes(shapes, tmp_path):
+    """`python -m stages.clip` under the command its Snakemake rule runs for processes_per_node=2
+    (pdd/build/cluster.py): the runner lets rank 0 alone place the outputs, and the loss follows 1 process."""
+    import copy
+    import shutil
+
+    import yaml
+
+    from conftest import REPO as repo, TINY, deep_update
+    from pdd.build import cluster
+
+    params = deep_update(yaml.safe_load((repo / "params.yaml").read_text()), copy.deepcopy(TINY))
+    deep_update(params, {"clip": {"train": {"steps": 8, "eval_every": 4, "checkpoint_every": 4, "threads": 1}}})
+    runs = {}
+    for name, procs in (("one", 1), ("two", 2)):
+        root = tmp_path / name
+        shutil.copytree(shapes / "export", root / "data/export")
+        shutil.copytree(shapes / "tok", root / "models/tokenizer")
+        p = cluster.with_layout(params, "clip", processes_per_node=procs)
+        (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        cmd = cluster.command(p, "clip")
+        assert cmd == ("python -m stages.clip" if procs == 1 else
+                       "torchrun --standalone --nnodes=1 --nproc-per-node=2 -m stages.clip")
+        proc = subprocess.run(["bash", "-c", cmd], cwd=root, capture_output=True, text=True, timeout=600,
+                              env={**engine_env(), "PYTHONPATH": str(repo)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stderr.count("clip: 8 steps") == 1            # one summary: rank 0's
+        assert (root / "models/clip/model.safetensors").is_file() and (root / "models/clip.manifest.json").is_file()
+        assert not list((root / "models").glob(".clip.*"))       # no temporary folder left behind
+        runs[name] = [float(line.split("\t")[1]) for line in (root / "metrics/clip_loss.tsv").read_text().splitlines()[1:]]
+    assert len(runs["one"]) == len(runs["two"]) == 8
+    for a, b in zip(runs["one"], runs["two"]):
+        assert b == pytest.approx(a, rel=1e-3)

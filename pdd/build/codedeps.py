@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("stages", "pdd")
 BOOKKEEPING = frozenset({
     "pdd.build.runner", "pdd.build.manifest", "pdd.build.codedeps", "pdd.build.dag", "pdd.build.report",
-    "pdd.build.params", "pdd.build.config", "pdd.cli", "pdd.errors", "pdd.version",
+    "pdd.build.params", "pdd.build.config", "pdd.build.cluster", "pdd.cli", "pdd.errors", "pdd.version",
 })
 
 

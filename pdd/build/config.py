@@ -288,6 +288,10 @@ def check(params: dict, only: tuple | None = None) -> dict:
         if unet.mode == "pixel-unconditional" and ex is not None and unet.resolution not in ex.resolutions:
             _fail("unet.resolution", f"{unet.resolution} is not an exported resolution (export.resolutions is "
                                      f"{list(ex.resolutions)})")
+    if only is None and "resources" in params:   # no stage reads resources: checked for the whole file only
+        from pdd.build import cluster
+
+        cluster.check_params(params)
     if sample is not None:
         if sample.guidance_scale < 1:
             _fail("sample.guidance_scale", f"{sample.guidance_scale} is below 1 (1 means no guidance)")

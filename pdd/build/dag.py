@@ -31,9 +31,8 @@ class Stage:
     metrics: dict = field(default_factory=dict)   # name -> small JSON file (not cached by DVC)
     plots: dict = field(default_factory=dict)     # name -> TSV/JSON file (not cached by DVC)
     threads: object = 1            # an int, or a ${params.key} reference
-    mem_mb: int = 2000
-    runtime: int = 30              # minutes, for cluster schedulers
-    gpus: int = 0
+    distributed: bool = False      # may run on several processes / nodes (resources.rules.<name>: pdd/build/cluster.py)
+    # memory, runtime, GPUs, partition, nodes: params.yaml `resources:` (pdd/build/cluster.py), not the registry
 
     @property
     def cmd(self) -> str:
@@ -68,7 +67,6 @@ PIPELINE: list[Stage] = [
         params=("snapshot", "export"),
         metrics={"metrics": "metrics/export.json"},
         threads="${export.threads}",
-        mem_mb=4000,
     ),
     Stage(
         name="tokenizer",
@@ -87,8 +85,7 @@ PIPELINE: list[Stage] = [
         metrics={"metrics": "metrics/clip.json"},
         plots={"loss": "metrics/clip_loss.tsv", "val": "metrics/clip_val.tsv"},
         threads="${clip.train.threads}",
-        mem_mb=4000,
-        runtime=120,
+        distributed=True,
     ),
     Stage(
         name="vae",
@@ -99,8 +96,7 @@ PIPELINE: list[Stage] = [
         metrics={"metrics": "metrics/vae.json"},
         plots={"loss": "metrics/vae_loss.tsv", "val": "metrics/vae_val.tsv", "grid": "metrics/vae_grid.png"},
         threads="${vae.train.threads}",
-        mem_mb=4000,
-        runtime=240,
+        distributed=True,
     ),
     Stage(
         name="latents",
@@ -110,8 +106,6 @@ PIPELINE: list[Stage] = [
         params=("latents",),
         metrics={"metrics": "metrics/latents.json"},
         threads="${latents.threads}",
-        mem_mb=4000,
-        runtime=60,
     ),
     Stage(
         name="unet",
@@ -122,8 +116,7 @@ PIPELINE: list[Stage] = [
         metrics={"metrics": "metrics/unet.json"},
         plots={"loss": "metrics/unet_loss.tsv", "val": "metrics/unet_val.tsv"},
         threads="${unet.train.threads}",
-        mem_mb=6000,
-        runtime=480,
+        distributed=True,
     ),
     Stage(
         name="sample",
@@ -135,8 +128,6 @@ PIPELINE: list[Stage] = [
         metrics={"metrics": "metrics/sample.json"},
         plots={"grid": "metrics/sample_grid.png"},
         threads="${sample.threads}",
-        mem_mb=4000,
-        runtime=60,
     ),
     Stage(
         name="memorization",
@@ -148,8 +139,6 @@ PIPELINE: list[Stage] = [
         metrics={"metrics": "metrics/memorization.json"},
         plots={"pairs": "metrics/memorization_pairs.png"},
         threads="${sample.threads}",
-        mem_mb=4000,
-        runtime=60,
     ),
     Stage(
         name="pipeline",
@@ -160,7 +149,6 @@ PIPELINE: list[Stage] = [
               "memorization": "metrics/memorization.json"},
         outs={"pipeline": "models/pipeline"},
         params=("sample", "snapshot", "audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "memorization"),
-        runtime=10,
     ),
 ]
 
@@ -233,10 +221,15 @@ def render_rule(s: Stage) -> str:
     for p in s.params:
         lines.append(f'        {p}=config["{p}"],')
     lines.append(f'    log:\n        "logs/{s.name}.log",')
-    lines.append(f"    threads: {_smk_expr(s.threads)}")
-    res = f"mem_mb={s.mem_mb}, runtime={s.runtime}" + (f", gpu={s.gpus}" if s.gpus else "")
-    lines.append(f"    resources:\n        {res},")
-    lines.append(f'    shell:\n        "{s.cmd} 2> {{log}}"')
+    if s.distributed:   # threads x processes per node; the command runs torchrun / srun when resources say so
+        lines.append(f'    threads: cluster.threads(config, "{s.name}")')
+    else:
+        lines.append(f"    threads: {_smk_expr(s.threads)}")
+    lines.append(f'    resources:\n        **cluster.resources(config, "{s.name}"),')
+    if s.distributed:
+        lines.append(f'    shell:\n        cluster.command(config, "{s.name}") + " 2> {{log}}"')
+    else:
+        lines.append(f'    shell:\n        "{s.cmd} 2> {{log}}"')
     return "\n".join(lines) + "\n"
 
 
@@ -249,6 +242,8 @@ def render_snakefile() -> str:
     includes = "\n".join(f'include: "workflow/rules/{s.name}.smk"' for s in PIPELINE)
     targets = "".join(f"        {_smk_expr(v)},\n" for v in final_outputs())
     return f'''{GENERATED}# Snakemake follows the same DAG as dvc.yaml. Run: snakemake -c2   (cluster: --profile workflow/profiles/slurm)
+# Threads and resources of every rule come from params.yaml (each stage's threads; resources:), see
+# pdd/build/cluster.py; a site changes params or its profile, never the rules.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -257,6 +252,14 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+import sys
+
+sys.path.insert(0, workflow.basedir)   # this checkout's pdd, here and in each cluster job
+from pdd.build import cluster
+
+# params.yaml first (one-line errors), then what the profile or command line asks (set-resources,
+# set-threads, default-resources) against params.yaml resources.limits: before any job is submitted.
+cluster.check_or_exit(config, workflow.resource_settings)
 validate(config, "workflow/schemas/params.schema.yaml")
 
 

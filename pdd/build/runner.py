@@ -12,6 +12,11 @@ a per-stage lock, checks every input *before* touching the previous output, has 
 fresh temporary folders beside the outputs and swaps them into place only when it succeeded (so a bad
 run never wipes a good artifact), then writes metrics, plots and the manifest.
 
+Under torchrun (several processes or nodes: pdd/build/cluster.py) every process computes, but only the
+process of global rank 0 takes the lock and places the outputs, metrics and manifest; the others write
+into a private temporary folder that is removed afterwards (their weights are rank 0's: DDP keeps them
+in step).
+
 Bookkeeping, not a build input: this module is left out of every stage's code dependencies
 (pdd/build/codedeps.py); the manifest still records the hash of every file that ran.
 """
@@ -90,6 +95,14 @@ def _lock(name: str):
     return fh
 
 
+def _rank() -> int:
+    """This process's global rank under torchrun / accelerate launch (RANK); 0 when it runs alone."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def _tmp_for(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp-{os.getpid()}")
 
@@ -146,6 +159,9 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
             raise PddError(f"{name}: input {k} ({path}) not found; {how}")
     final_outs = {k: _resolve_path(v, params) for k, v in stage.outs.items()}
     plots = {k: _resolve_path(v, params) for k, v in stage.plots.items()}
+    if _rank() != 0:
+        return _execute_follower(module, Context(stage, params, cfgs, args, deps, {}, final_outs, plots,
+                                                 CHECKPOINT_DIR / name))
     lock = _lock(name)
     try:
         ctx = Context(stage, params, cfgs, args, deps, {}, final_outs, plots, CHECKPOINT_DIR / name)
@@ -180,6 +196,22 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     return outcome
 
 
+def _execute_follower(module, ctx: Context) -> Outcome:
+    """A process of rank > 0: the same checks and compute, into private temporary folders that are removed;
+    rank 0 places the outputs (the lock, the swap and the manifest are its alone)."""
+    import tempfile
+
+    if hasattr(module, "check"):
+        module.check(ctx)
+    for k in ctx.final_outs:
+        ctx.outs[k] = Path(tempfile.mkdtemp(prefix=f"pdd-{ctx.stage.name}-{k}-rank{_rank()}-"))
+    try:
+        return module.compute(ctx) or Outcome()
+    finally:
+        for tmp in ctx.outs.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def v_in(stage, path: Path, params: dict) -> bool:
     return any(_resolve_path(v, params) == path for v in stage.outs.values())
 
@@ -194,6 +226,6 @@ def run(name: str, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pdd: {name} interrupted; the previous output is kept", file=sys.stderr)
         return 130
-    if outcome.summary:
+    if outcome.summary and _rank() == 0:
         print(outcome.summary, file=sys.stderr)
     return 0

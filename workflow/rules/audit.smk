@@ -25,6 +25,6 @@ rule audit:
         "logs/audit.log",
     threads: 1
     resources:
-        mem_mb=2000, runtime=30,
+        **cluster.resources(config, "audit"),
     shell:
         "python -m stages.audit 2> {log}"

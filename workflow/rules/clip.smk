@@ -23,8 +23,8 @@ rule clip:
         clip=config["clip"],
     log:
         "logs/clip.log",
-    threads: config["clip"]["train"]["threads"]
+    threads: cluster.threads(config, "clip")
     resources:
-        mem_mb=4000, runtime=120,
+        **cluster.resources(config, "clip"),
     shell:
-        "python -m stages.clip 2> {log}"
+        cluster.command(config, "clip") + " 2> {log}"

@@ -23,6 +23,6 @@ rule export:
         "logs/export.log",
     threads: config["export"]["threads"]
     resources:
-        mem_mb=4000, runtime=30,
+        **cluster.resources(config, "export"),
     shell:
         "python -m stages.export 2> {log}"

@@ -24,6 +24,6 @@ rule latents:
         "logs/latents.log",
     threads: config["latents"]["threads"]
     resources:
-        mem_mb=4000, runtime=60,
+        **cluster.resources(config, "latents"),
     shell:
         "python -m stages.latents 2> {log}"

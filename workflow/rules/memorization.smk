@@ -35,6 +35,6 @@ rule memorization:
         "logs/memorization.log",
     threads: config["sample"]["threads"]
     resources:
-        mem_mb=4000, runtime=60,
+        **cluster.resources(config, "memorization"),
     shell:
         "python -m stages.memorization 2> {log}"

@@ -49,6 +49,6 @@ rule pipeline:
         "logs/pipeline.log",
     threads: 1
     resources:
-        mem_mb=2000, runtime=10,
+        **cluster.resources(config, "pipeline"),
     shell:
         "python -m stages.pipeline 2> {log}"

@@ -32,6 +32,6 @@ rule sample:
         "logs/sample.log",
     threads: config["sample"]["threads"]
     resources:
-        mem_mb=4000, runtime=60,
+        **cluster.resources(config, "sample"),
     shell:
         "python -m stages.sample 2> {log}"

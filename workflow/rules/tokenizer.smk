@@ -19,6 +19,6 @@ rule tokenizer:
         "logs/tokenizer.log",
     threads: 1
     resources:
-        mem_mb=2000, runtime=30,
+        **cluster.resources(config, "tokenizer"),
     shell:
         "python -m stages.tokenizer 2> {log}"

@@ -25,8 +25,8 @@ rule unet:
         unet=config["unet"],
     log:
         "logs/unet.log",
-    threads: config["unet"]["train"]["threads"]
+    threads: cluster.threads(config, "unet")
     resources:
-        mem_mb=6000, runtime=480,
+        **cluster.resources(config, "unet"),
     shell:
-        "python -m stages.unet 2> {log}"
+        cluster.command(config, "unet") + " 2> {log}"

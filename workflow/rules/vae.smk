@@ -24,8 +24,8 @@ rule vae:
         vae=config["vae"],
     log:
         "logs/vae.log",
-    threads: config["vae"]["train"]["threads"]
+    threads: cluster.threads(config, "vae")
     resources:
-        mem_mb=4000, runtime=240,
+        **cluster.resources(config, "vae"),
     shell:
-        "python -m stages.vae 2> {log}"
+        cluster.command(config, "vae") + " 2> {log}"
