@@ -1,7 +1,17 @@
 """Stage `export`: snapshot -> train/val shards of fixed-size images and captions (pdd/data/export.py;
-format in pdd/data/shards.py). Refuses unless the audit passed for this exact snapshot."""
-from pdd.build.runner import Outcome, run
+format in pdd/data/shards.py). Refuses unless the audit passed for this exact snapshot.
+
+On a cluster the export can be scattered (params.yaml resources.rules.export.slices): N jobs run
+`--slice I/N`, each writing whole shards into data/export-slices/I, and `--gather N` assembles
+data/export from them, byte-identical to one job."""
+from pdd.build.runner import Outcome, run, slice_arg, slice_dir
 from pdd.data import export
+
+
+def add_args(parser):
+    parser.add_argument("--slice", type=slice_arg, metavar="I/N", help="export only slice I of N (its shards) into "
+                        "data/export-slices/I")
+    parser.add_argument("--gather", type=int, metavar="N", help="assemble data/export from data/export-slices/0..N-1")
 
 
 def check(ctx):
@@ -12,7 +22,15 @@ def compute(ctx):
     # checked again right before reading (the file could have changed since check()); the manifest
     # records which audited snapshot this export compiled, for every stage after it
     report = export.check_audit(ctx.deps["audit"], ctx.deps["snapshot"])
-    index = export.export(ctx.deps["snapshot"], ctx.outs["export"], ctx.cfg, ctx.seed)
+    if ctx.args.slice:
+        part, parts = ctx.args.slice
+        done = export.export_slice(ctx.deps["snapshot"], ctx.outs["export"], ctx.cfg, ctx.seed, part, parts)
+        return Outcome(summary=f"export: slice {part}/{parts}: {len(done['shards'])} shards, {done['rows']} rows")
+    if ctx.args.gather:
+        slices = [slice_dir(ctx.final_outs["export"], i) for i in range(ctx.args.gather)]
+        index = export.gather(slices, ctx.outs["export"], ctx.deps["snapshot"], ctx.cfg, ctx.seed)
+    else:
+        index = export.export(ctx.deps["snapshot"], ctx.outs["export"], ctx.cfg, ctx.seed)
     return Outcome(metrics={"train": index["counts"]["train"], "val": index["counts"]["val"],
                             "resolutions": index["resolutions"]},
                    extra={"audited_snapshot": {"content_hash": report["content_hash"], "parquet_sha256": report["parquet_sha256"]}},

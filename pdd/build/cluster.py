@@ -9,6 +9,9 @@ profile, never the rules.
                              set-threads, default-resources); more is a one-line error when the Snakefile
                              is parsed, before anything is submitted
     resources.launch.port    the rendezvous port of a multi-node launch
+    resources.rules.export.slices
+                             export as N cluster jobs (each writes whole shards), gathered by one more;
+                             the result is byte-identical to one job (pdd/data/export.py)
 
 Threads stay in each stage's own section (`<stage>.threads`, `<stage>.train.threads`), since the stage
 itself uses them; a rule with several processes per node asks for threads x processes.
@@ -81,6 +84,29 @@ def resources(params: dict, rule: str) -> dict:
     elif s["gpus"]:
         out["gpu"] = s["gpus"]
     return out
+
+
+# ---- a stage scattered over jobs (export) -------------------------------------------------------
+def slices(params: dict, rule: str) -> int:
+    """How many jobs the rule's work is split over (resources.rules.<rule>.slices; export only)."""
+    return int(params["resources"]["rules"].get(rule, {}).get("slices", 1))
+
+
+def slice_dirs(params: dict, rule: str) -> list[str]:
+    """The slice outputs the rule gathers (none when it runs as one job): <out>-slices/0 .. N-1."""
+    from pdd.build import dag
+
+    n = slices(params, rule)
+    out = dag.resolve(next(iter(dag.stage(rule).outs.values())), params)
+    return [] if n == 1 else [f"{out}-slices/{i}" for i in range(n)]
+
+
+def gather_command(params: dict, rule: str) -> str:
+    """One job: the stage's own command (as in dvc.yaml); N slices: the same command gathering them."""
+    from pdd.build import dag
+
+    n = slices(params, rule)
+    return dag.stage(rule).cmd + ("" if n == 1 else f" --gather {n}")
 
 
 # ---- how it is launched --------------------------------------------------------------------

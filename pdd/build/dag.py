@@ -32,6 +32,7 @@ class Stage:
     plots: dict = field(default_factory=dict)     # name -> TSV/JSON file (not cached by DVC)
     threads: object = 1            # an int, or a ${params.key} reference
     distributed: bool = False      # may run on several processes / nodes (resources.rules.<name>: pdd/build/cluster.py)
+    sliced: bool = False           # may be scattered over jobs writing <out>-slices/I, then gathered (export)
     # memory, runtime, GPUs, partition, nodes: params.yaml `resources:` (pdd/build/cluster.py), not the registry
 
     @property
@@ -67,6 +68,7 @@ PIPELINE: list[Stage] = [
         params=("snapshot", "export"),
         metrics={"metrics": "metrics/export.json"},
         threads="${export.threads}",
+        sliced=True,
     ),
     Stage(
         name="tokenizer",
@@ -204,10 +206,32 @@ def render_dvc_yaml() -> str:
     return GENERATED + yaml.safe_dump({"stages": stages}, sort_keys=False, width=200)
 
 
+def _render_slice_rule(s: Stage) -> list[str]:
+    """The scatter half of a sliced stage, defined only when params ask for more than one slice."""
+    out = next(iter(s.outs.values()))
+    lines = [f'if cluster.slices(config, "{s.name}") > 1:', "", f"    rule {s.name}_slice:", "        input:"]
+    lines += [f"            {k}={_smk_expr(v)}," for k, v in s.deps.items()]
+    lines += ["            code=[", *(f"                {p!r}," for p in s.code_deps), "            ],"]
+    lines += ["        output:", f"            temp(directory({_smk_expr(out + '-slices/{slice}')})),",
+              "        wildcard_constraints:", '            slice=r"\\d+",', "        params:", '            seed=config["seed"],']
+    lines += [f'            {p}=config["{p}"],' for p in s.params]
+    lines += [f'        log:\n            "logs/{s.name}-slice-{{slice}}.log",',
+              f"        threads: {_smk_expr(s.threads)}",
+              f'        resources:\n            **cluster.resources(config, "{s.name}"),',
+              f'        shell:\n            "{s.cmd} --slice {{wildcards.slice}}/" + str(cluster.slices(config, "{s.name}")) + " 2> {{log}}"',
+              "", ""]
+    return lines
+
+
 def render_rule(s: Stage) -> str:
-    lines = [GENERATED.rstrip(), f"rule {s.name}:", "    input:"]
+    lines = [GENERATED.rstrip()]
+    if s.sliced:
+        lines += _render_slice_rule(s)
+    lines += [f"rule {s.name}:", "    input:"]
     for k, v in s.deps.items():
         lines.append(f"        {k}={_smk_expr(v)},")
+    if s.sliced:
+        lines.append(f'        slices=cluster.slice_dirs(config, "{s.name}"),')
     lines.append("        code=[")
     lines += [f"            {p!r}," for p in s.code_deps]
     lines.append("        ],")
@@ -228,6 +252,8 @@ def render_rule(s: Stage) -> str:
     lines.append(f'    resources:\n        **cluster.resources(config, "{s.name}"),')
     if s.distributed:
         lines.append(f'    shell:\n        cluster.command(config, "{s.name}") + " 2> {{log}}"')
+    elif s.sliced:
+        lines.append(f'    shell:\n        cluster.gather_command(config, "{s.name}") + " 2> {{log}}"')
     else:
         lines.append(f'    shell:\n        "{s.cmd} 2> {{log}}"')
     return "\n".join(lines) + "\n"

@@ -162,7 +162,10 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     if _rank() != 0:
         return _execute_follower(module, Context(stage, params, cfgs, args, deps, {}, final_outs, plots,
                                                  CHECKPOINT_DIR / name))
-    lock = _lock(name)
+    sliced = getattr(args, "slice", None)   # (I, N): one slice of a stage scattered over cluster jobs
+    if sliced is not None:
+        final_outs = {k: slice_dir(v, sliced[0]) for k, v in final_outs.items()}
+    lock = _lock(name if sliced is None else f"{name}-slice-{sliced[0]}")
     try:
         ctx = Context(stage, params, cfgs, args, deps, {}, final_outs, plots, CHECKPOINT_DIR / name)
         if hasattr(module, "check"):
@@ -182,6 +185,8 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
             raise
         for k, final in final_outs.items():
             _swap_in(ctx.outs[k], final)
+        if sliced is not None:   # the gathering run writes the output's metrics, plots and manifest
+            return outcome
         for metric_path in stage.metrics.values():
             write_json(_resolve_path(metric_path, params), outcome.metrics)
         for k, data in outcome.plots.items():
@@ -194,6 +199,22 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     finally:
         lock.close()
     return outcome
+
+
+def slice_dir(final: Path, part: int) -> Path:
+    """Where slice I of a scattered stage's output goes: data/export -> data/export-slices/I."""
+    return final.with_name(f"{final.name}-slices") / str(part)
+
+
+def slice_arg(text: str) -> tuple[int, int]:
+    """argparse type of --slice I/N."""
+    try:
+        part, parts = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N (e.g. 0/4)") from None
+    if parts < 1 or not 0 <= part < parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: I must be from 0 to N-1")
+    return part, parts
 
 
 def _execute_follower(module, ctx: Context) -> Outcome:

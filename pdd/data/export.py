@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -112,45 +113,153 @@ def check_audit(audit_dir: str | Path, snapshot_path: str | Path) -> dict:
     return report
 
 
-def export(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int) -> dict:
-    """Stream the snapshot (already in canonical file_id order) into train/val shards."""
-    resolutions = sorted(cfg.resolutions)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writers = {s: shards.ShardWriter(out_dir, s, resolutions, cfg.shard_rows) for s in shards.SPLITS}
-    tpl, allowed, fallback = cfg.caption.template, list(cfg.caption.label_licences), cfg.caption.fallback
+def rows_in_order(snapshot_path, columns: list[str] | None = None):
+    """The snapshot's rows, checked to be in canonical file_id order (the order every shard is written in)."""
+    last_id = None
+    for batch in snapshot.iter_batches(snapshot_path, batch_rows=128, columns=columns):
+        for row in batch:
+            key = row["file_id"].encode("utf-8")
+            if last_id is not None and key <= last_id:
+                raise PddError(f"export: {snapshot_path} is not in canonical file_id order at {row['file_id']}; re-pin it")
+            last_id = key
+            yield row
 
-    def rows_in_order():
-        last_id = None
-        for batch in snapshot.iter_batches(snapshot_path, batch_rows=128):
-            for row in batch:
-                key = row["file_id"].encode("utf-8")
-                if last_id is not None and key <= last_id:
-                    raise PddError(f"export: {snapshot_path} is not in canonical file_id order at {row['file_id']}; re-pin it")
-                last_id = key
-                yield row
+
+def renderer(cfg, seed: int):
+    """row -> shard record (images at every resolution, caption) with its split under "split"."""
+    resolutions = sorted(cfg.resolutions)
+    tpl, allowed, fallback = cfg.caption.template, list(cfg.caption.label_licences), cfg.caption.fallback
 
     def render(row: dict) -> dict:
         rec = render_row(row, resolutions, cfg.resample, cfg.fit, cfg.background)
         rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback, cfg.caption.max_parts)
         rec["split"] = split_of(row["file_id"], seed, cfg.val_fraction)
         return rec
+    return render
 
-    # Pillow releases the GIL while decoding and resizing, pyarrow while compressing shards.
-    with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
-        for rec in ordered_map(pool, render, rows_in_order(), window=8 * cfg.threads + 16):
-            writers[rec.pop("split")].add(rec)
-    if not any(w.rows for w in writers.values()):
+
+def check_counts(snapshot_path, counts: dict, cfg) -> None:
+    total = sum(counts.values())
+    if not total:
         raise PddError(f"export: snapshot {snapshot_path} has no rows")
-    for split, writer in writers.items():
-        if not writer.rows:  # the training stages need both splits (val recall, PSNR, the quality floor)
-            total = sum(w.rows for w in writers.values())
+    for split in shards.SPLITS:
+        if not counts[split]:  # the training stages need both splits (val recall, PSNR, the quality floor)
             raise PddError(f"export: the {split} split of {snapshot_path} is empty ({total} rows, export.val_fraction "
                            f"{cfg.val_fraction}); use a larger snapshot or change export.val_fraction")
-    index = {"format": "pdd-shards/1", "resolutions": resolutions, "layout": "raw RGB uint8, HWC, row-major",
-             "caption_template": tpl, "counts": {}, "shards": {}}
-    for split, writer in writers.items():
-        index["shards"][split] = writer.close()
-        index["counts"][split] = writer.rows
+
+
+def make_index(cfg, names: dict, counts: dict) -> dict:
+    return {"format": "pdd-shards/1", "resolutions": sorted(cfg.resolutions), "layout": "raw RGB uint8, HWC, row-major",
+            "caption_template": cfg.caption.template, "counts": dict(counts), "shards": dict(names)}
+
+
+def export(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int) -> dict:
+    """Stream the snapshot (already in canonical file_id order) into train/val shards."""
+    resolutions = sorted(cfg.resolutions)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writers = {s: shards.ShardWriter(out_dir, s, resolutions, cfg.shard_rows) for s in shards.SPLITS}
+    # Pillow releases the GIL while decoding and resizing, pyarrow while compressing shards.
+    with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
+        for rec in ordered_map(pool, renderer(cfg, seed), rows_in_order(snapshot_path), window=8 * cfg.threads + 16):
+            writers[rec.pop("split")].add(rec)
+    check_counts(snapshot_path, {s: w.rows for s, w in writers.items()}, cfg)
+    names = {s: w.close() for s, w in writers.items()}
+    index = make_index(cfg, names, {s: w.rows for s, w in writers.items()})
+    shards.write_index(out_dir, index)
+    return index
+
+
+# ---- the same export in slices (cluster scatter / gather) -----------------------------------------
+# Slice I of N writes whole shards (shard j of the list train-00000.., val-00000.. when j % N == I), each
+# shard holding exactly the rows one export job puts in it, written by the same ShardWriter in the same
+# order: so the gathered folder is byte-identical to one job's. Choosing the shards needs only the file
+# ids (split_of), not the images.
+def plan(snapshot_path, cfg, seed: int) -> dict:
+    """{split: [[file ids of shard 0], [.. shard 1], ...]}, as one export job writes them."""
+    ids = {s: [] for s in shards.SPLITS}
+    for row in rows_in_order(snapshot_path, ["file_id"]):
+        ids[split_of(row["file_id"], seed, cfg.val_fraction)].append(row["file_id"])
+    check_counts(snapshot_path, {s: len(v) for s, v in ids.items()}, cfg)
+    r = cfg.shard_rows
+    return {s: [v[i:i + r] for i in range(0, len(v), r)] for s, v in ids.items()}
+
+
+def shard_name(split: str, k: int) -> str:
+    return f"{split}-{k:05d}.parquet"
+
+
+def slice_key(snapshot_path, cfg, seed: int, parts: int) -> str:
+    """What a slice was made from: the snapshot file's bytes, the export params, the seed and the slice count."""
+    from pdd.build.config import as_dict
+    from pdd.build.hashing import hash_file, hash_json
+
+    return hash_json({"snapshot_sha256": hash_file(snapshot_path), "export": as_dict(cfg), "seed": seed, "parts": parts})
+
+
+def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int, part: int, parts: int) -> dict:
+    """Slice `part` of `parts`: its shards, under their final names, and slice.json saying what they were made from."""
+    import shutil
+
+    from pdd.build.hashing import write_json
+
+    if not 0 <= part < parts:
+        raise PddError(f"export: slice {part}/{parts} does not exist (slices are numbered 0 to {parts - 1})")
+    resolutions = sorted(cfg.resolutions)
+    shard_list = plan(snapshot_path, cfg, seed)
+    mine = [(s, k) for s in shards.SPLITS for k in range(len(shard_list[s]))][part::parts]
+    owner = {fid: (s, k) for s, k in mine for fid in shard_list[s][k]}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = {key: out_dir / f".{shard_name(*key)}.d" for key in mine}
+    writers = {key: shards.ShardWriter(d, key[0], resolutions, cfg.shard_rows) for key, d in work.items()}
+    for d in work.values():
+        d.mkdir()
+    with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
+        wanted = (row for row in rows_in_order(snapshot_path) if row["file_id"] in owner)
+        for rec in ordered_map(pool, renderer(cfg, seed), wanted, window=8 * cfg.threads + 16):
+            rec.pop("split")
+            writers[owner[rec["file_id"]]].add(rec)
+    for key, writer in writers.items():
+        written = writer.close()
+        if written != [shard_name(key[0], 0)]:   # one shard_rows-sized shard per writer, by construction
+            raise PddError(f"export: slice {part}/{parts} wrote {written} for {shard_name(*key)}; this is a bug")
+        os.replace(work[key] / written[0], out_dir / shard_name(*key))
+        shutil.rmtree(work[key])
+    write_json(out_dir / "slice.json", {"part": part, "parts": parts, "key": slice_key(snapshot_path, cfg, seed, parts),
+                                        "shards": [shard_name(*key) for key in mine]})
+    return {"shards": [shard_name(*key) for key in mine], "rows": len(owner)}
+
+
+def gather(slice_dirs: list[Path], out_dir: str | Path, snapshot_path, cfg, seed: int) -> dict:
+    """Assemble the export from its slices (copies their shards, writes index.json); refuses slices made
+    from another snapshot, params or slice count, and a missing or doubled shard."""
+    import shutil
+
+    parts = len(slice_dirs)
+    key = slice_key(snapshot_path, cfg, seed, parts)
+    shard_list = plan(snapshot_path, cfg, seed)
+    wanted = {shard_name(s, k) for s in shards.SPLITS for k in range(len(shard_list[s]))}
+    found: dict[str, Path] = {}
+    redo = f"run the {parts} export slices again (`python -m stages.export --slice I/{parts}`)"
+    for i, d in enumerate(slice_dirs):
+        try:
+            meta = json.loads((Path(d) / "slice.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise PddError(f"export: {d}/slice.json missing or unreadable: slice {i}/{parts} was not exported; {redo}") from None
+        if meta.get("key") != key or meta.get("part") != i or meta.get("parts") != parts:
+            raise PddError(f"export: {d} was made from another snapshot, params, seed or slice count; {redo}")
+        for name in meta["shards"]:
+            if name in found or name not in wanted:
+                raise PddError(f"export: shard {name} from {d} is {'doubled' if name in found else 'not in the plan'}; {redo}")
+            found[name] = Path(d)
+    if set(found) != wanted:
+        raise PddError(f"export: shards missing from the slices: {', '.join(sorted(wanted - set(found))[:5])}; {redo}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, d in sorted(found.items()):
+        shutil.copyfile(d / name, out_dir / name)
+    names = {s: [shard_name(s, k) for k in range(len(shard_list[s]))] for s in shards.SPLITS}
+    index = make_index(cfg, names, {s: sum(len(x) for x in shard_list[s]) for s in shards.SPLITS})
     shards.write_index(out_dir, index)
     return index
