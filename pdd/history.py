@@ -64,7 +64,11 @@ def info(path: str | Path, db: str | Path | None = None) -> dict:
            "content_hash": meta.get("pdd.content_hash"), "created": None, "created_from": None,
            "rows": pf.metadata.num_rows, "bytes": int(size), "licences": licences, "sources": sources,
            "excluded": int(meta.get("pdd.excluded", side.get("excluded", 0)) or 0),
-           "parquet_sha256": side.get("parquet_sha256"), "imports": [], "scrape_runs": []}
+           "parquet_sha256": side.get("parquet_sha256"),
+           "derived_from": ({"name": meta["pdd.derived_from"], "content_hash": meta.get("pdd.derived_from_hash"),
+                             "excluded_ids": (side.get("derived_from") or {}).get("excluded_ids")}
+                            if "pdd.derived_from" in meta else None),
+           "imports": [], "scrape_runs": []}
     store = _store_ro(db)
     if store is not None:
         with store:
@@ -102,12 +106,18 @@ def format_info(i: dict) -> list[str]:
              "  licences      " + ", ".join(f"{k} {v}" for k, v in i["licences"].items()),
              "  sources       " + ", ".join(f"{k} {v}" for k, v in i["sources"].items()),
              f"  excluded      {i['excluded']} (ids on data/exclusions.tsv left out when pinning)"]
+    d = i.get("derived_from")
+    if d:
+        left = d["excluded_ids"]
+        lines.append(f"  derived from  {d['name']} ({str(d['content_hash'])[:12]}) by `pdd snapshot pin --from`"
+                     + (f", leaving out {', '.join(left[:5])}" + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+                        if left else ""))
     for im in i["imports"]:
         lines.append(f"  from          {im['source_id']} ({im['kind']} {im['uri']}): {im['rows']} rows, fetched "
                      f"{im['fetched_first']} .. {im['fetched_last']}")
     for r in i["scrape_runs"]:
         lines.append(f"  scrape run    #{r['run_id']} {r['api']} started {r['started_at']}: {r['rows']} rows")
-    if not i["imports"] and not i["scrape_runs"]:
+    if not i["imports"] and not i["scrape_runs"] and not d:
         lines.append("  from          (not in the store here: no import/scrape record)")
     return lines
 
