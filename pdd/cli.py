@@ -103,6 +103,14 @@ def cmd_snapshot(args) -> int:
         from pdd import history
         from pdd import exclusions
 
+        if args.git is not None:  # the git history of the build snapshot; the store (if any) only explains removals
+            if Path(args.db).exists():
+                with _store_ro(args) as store:
+                    b = history.blame_git(args.name, args.git, args.repo, args.exclusions, store)
+            else:
+                b = history.blame_git(args.name, args.git, args.repo, args.exclusions)
+            print(json.dumps(b, indent=2) if args.json else "\n".join(history.format_blame_git(b)))
+            return 0
         with _store_ro(args) as store:
             b = history.blame(store, args.name, exclusions.read(args.exclusions))
         print(json.dumps(b, indent=2) if args.json else "\n".join(history.format_blame(b)))
@@ -276,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_snapshot", metavar="SNAPSHOT",
                    help="pin: derive NAME from this snapshot (name or .parquet) minus the exclusions, without the store")
     p.add_argument("--json", action="store_true", help="list/show/blame: JSON for machines")
+    p.add_argument("--git", nargs="?", const="HEAD", metavar="REV_RANGE",
+                   help="blame: follow the build snapshot params.yaml names through git history instead of the store "
+                        "(default HEAD; e.g. v1..v3); removals are explained from data/exclusions.tsv at each revision")
+    p.add_argument("--repo", help="blame --git: the git repository (default: the one around the current folder)")
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser("diff", help="row-level, rights-aware diff of two snapshots (names, .parquet paths or git revisions)",
