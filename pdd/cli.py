@@ -60,6 +60,18 @@ def cmd_snapshot(args) -> int:
 
         from pdd import exclusions
 
+        if args.from_snapshot:  # the takedown path: no store needed, the committed snapshot minus the exclusions
+            source = snapshot.resolve(args.from_snapshot, args.out_dir)
+            if Path(args.db).exists():  # a store that knows the name binds it too
+                with _store_ro(args) as store:
+                    info = pin.pin_from(source, args.name, args.out_dir, exclusions.read(args.exclusions), store)
+            else:
+                info = pin.pin_from(source, args.name, args.out_dir, exclusions.read(args.exclusions))
+            dropped = info["derived_from"]["excluded_ids"]
+            print(f"pinned {info['name']} from {source}: {info['n_rows']} files ({len(dropped)} left out now"
+                  + (f": {', '.join(dropped[:5])}" + (" ..." if len(dropped) > 5 else "") if dropped else "")
+                  + f"), content hash {info['content_hash']} -> {args.out_dir}/{info['parquet']}")
+            return 0
         with _store(args) as store:
             info = pin.pin(store, args.name, args.out_dir, exclusions.read(args.exclusions))
         print(f"pinned {info['name']}: {info['n_rows']} files, content hash {info['content_hash']} -> "
@@ -92,12 +104,18 @@ def cmd_snapshot(args) -> int:
         from pdd import history
         from pdd import exclusions
 
+        if args.git is not None:  # the git history of the build snapshot; the store (if any) only explains removals
+            if Path(args.db).exists():
+                with _store_ro(args) as store:
+                    b = history.blame_git(args.name, args.git, args.repo, args.exclusions, store)
+            else:
+                b = history.blame_git(args.name, args.git, args.repo, args.exclusions)
+            print(json.dumps(b, indent=2) if args.json else "\n".join(history.format_blame_git(b)))
+            return 0
         with _store_ro(args) as store:
             b = history.blame(store, args.name, exclusions.read(args.exclusions))
         print(json.dumps(b, indent=2) if args.json else "\n".join(history.format_blame(b)))
     elif args.action == "verify":
-        from pathlib import Path
-
         path = snapshot.resolve(args.name, args.out_dir)
         if Path(args.db).exists():  # the store's record of the pin is checked too, when there is a store
             with _store_ro(args) as store:
@@ -136,11 +154,37 @@ def _allowed_licences(params_path: str) -> tuple[str, ...]:
     return tuple(allowed) if isinstance(allowed, list) and allowed else DEFAULT_ALLOWED
 
 
+def _in_snapshots(file_id: str, snap_dir: str | Path) -> bool:
+    """Whether FILE_ID is a row of a snapshot file in SNAP_DIR (what a clone without a store can check)."""
+    import duckdb
+
+    from pdd import snapshot
+
+    for path in sorted(Path(snap_dir).glob("*.parquet")):
+        try:
+            snapshot.open_snapshot(path)
+        except PddError:
+            continue  # a stray .parquet that is not a snapshot
+        src = "read_parquet('" + str(path).replace("'", "''") + "')"
+        if duckdb.connect().execute(f"SELECT 1 FROM {src} WHERE file_id = ? LIMIT 1", [file_id]).fetchone():
+            return True
+    return False
+
+
 def cmd_exclude(args) -> int:
+    """The id must be a file the store knows or, in a clone without the store, a row of a snapshot in --out-dir."""
     from pdd import exclusions
 
-    with _store_ro(args) as store:
-        entry = exclusions.add(args.exclusions, args.file_id, args.reason, args.date, store=store)
+    if Path(args.db).exists():
+        with _store_ro(args) as store:
+            known = bool(store.query("SELECT 1 FROM files WHERE file_id = ?", [args.file_id]))
+    else:
+        known = False
+    if not known and not _in_snapshots(args.file_id, args.out_dir):
+        where = f"the store {args.db}" if Path(args.db).exists() else f"the store (there is none at {args.db})"
+        raise PddError(f"{args.file_id}: not a file in {where} or in a snapshot in {args.out_dir} "
+                       "(ids look like 'source:external_id'; see `pdd snapshot show NAME`)")
+    entry = exclusions.add(args.exclusions, args.file_id, args.reason, args.date)
     print(f"excluded {entry['file_id']} ({entry['date']}: {entry['reason']}) in {args.exclusions}; "
           "pin a new snapshot and point params.yaml at it to rebuild without it")
     return 0
@@ -261,7 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default="data/pdd.duckdb")
     p.add_argument("--out-dir", default="data/snapshots")
     p.add_argument("--exclusions", default="data/exclusions.tsv", help="takedown list applied when pinning")
+    p.add_argument("--from", dest="from_snapshot", metavar="SNAPSHOT",
+                   help="pin: derive NAME from this snapshot (name or .parquet) minus the exclusions, without the store")
     p.add_argument("--json", action="store_true", help="list/show/blame: JSON for machines")
+    p.add_argument("--git", nargs="?", const="HEAD", metavar="REV_RANGE",
+                   help="blame: follow the build snapshot params.yaml names through git history instead of the store "
+                        "(default HEAD; e.g. v1..v3); removals are explained from data/exclusions.tsv at each revision")
+    p.add_argument("--repo", help="blame --git: the git repository (default: the one around the current folder)")
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser("diff", help="row-level, rights-aware diff of two snapshots (names, .parquet paths or git revisions)",
@@ -283,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", help="YYYY-MM-DD (default: today, or SOURCE_DATE_EPOCH)")
     p.add_argument("--db", default="data/pdd.duckdb")
     p.add_argument("--exclusions", default="data/exclusions.tsv")
+    p.add_argument("--out-dir", default="data/snapshots", help="without a store, the id must be in a snapshot here")
     p.set_defaults(func=cmd_exclude)
 
     p = sub.add_parser("dag", help="show the build DAG, or regenerate/check dvc.yaml and the Snakefile")

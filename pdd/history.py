@@ -3,7 +3,8 @@
 `show`/`list` read the snapshot file (its Parquet metadata and metadata columns, never the image
 bytes), NAME.json beside it, and, when the store is there, when it was pinned and which imports and
 scrape runs its rows came from. `textconv` is the git diff driver (one canonical line per row).
-`blame` follows one file through the store's snapshots: where it entered, changed and left, and why.
+`blame` follows one file through the store's snapshots: where it entered, changed and left, and why;
+`blame --git` does the same along the git history of the build snapshot params.yaml names (no store needed).
 """
 from __future__ import annotations
 
@@ -64,7 +65,11 @@ def info(path: str | Path, db: str | Path | None = None) -> dict:
            "content_hash": meta.get("pdd.content_hash"), "created": None, "created_from": None,
            "rows": pf.metadata.num_rows, "bytes": int(size), "licences": licences, "sources": sources,
            "excluded": int(meta.get("pdd.excluded", side.get("excluded", 0)) or 0),
-           "parquet_sha256": side.get("parquet_sha256"), "imports": [], "scrape_runs": []}
+           "parquet_sha256": side.get("parquet_sha256"),
+           "derived_from": ({"name": meta["pdd.derived_from"], "content_hash": meta.get("pdd.derived_from_hash"),
+                             "excluded_ids": (side.get("derived_from") or {}).get("excluded_ids")}
+                            if "pdd.derived_from" in meta else None),
+           "imports": [], "scrape_runs": []}
     store = _store_ro(db)
     if store is not None:
         with store:
@@ -102,12 +107,18 @@ def format_info(i: dict) -> list[str]:
              "  licences      " + ", ".join(f"{k} {v}" for k, v in i["licences"].items()),
              "  sources       " + ", ".join(f"{k} {v}" for k, v in i["sources"].items()),
              f"  excluded      {i['excluded']} (ids on data/exclusions.tsv left out when pinning)"]
+    d = i.get("derived_from")
+    if d:
+        left = d["excluded_ids"]
+        lines.append(f"  derived from  {d['name']} ({str(d['content_hash'])[:12]}) by `pdd snapshot pin --from`"
+                     + (f", leaving out {', '.join(left[:5])}" + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+                        if left else ""))
     for im in i["imports"]:
         lines.append(f"  from          {im['source_id']} ({im['kind']} {im['uri']}): {im['rows']} rows, fetched "
                      f"{im['fetched_first']} .. {im['fetched_last']}")
     for r in i["scrape_runs"]:
         lines.append(f"  scrape run    #{r['run_id']} {r['api']} started {r['started_at']}: {r['rows']} rows")
-    if not i["imports"] and not i["scrape_runs"]:
+    if not i["imports"] and not i["scrape_runs"] and not d:
         lines.append("  from          (not in the store here: no import/scrape record)")
     return lines
 
@@ -192,4 +203,232 @@ def format_blame(b: dict) -> list[str]:
         lines.append("  in no pinned snapshot")
     if b["excluded"]:
         lines.append(f"  on the exclusion list since {b['excluded']['date']}: {b['excluded']['reason']}")
+    return lines
+
+
+# ---- blame over git revisions -----------------------------------------------------------------
+def _cat_batch(root: Path, names: list[str], check_only: bool = False) -> list[tuple[str, str, bytes] | None]:
+    """(oid, type, contents) of each REV:PATH in NAMES through one `git cat-file --batch[-check]`;
+    None for a name git does not have. (check_only: contents are b"".)"""
+    if any("\n" in n for n in names):
+        raise PddError("a path with a newline in it cannot be read from git")
+    proc = subprocess.run(["git", "cat-file", "--batch-check" if check_only else "--batch"], cwd=root,
+                          input="".join(n + "\n" for n in names).encode("utf-8"), capture_output=True)
+    if proc.returncode != 0:
+        raise PddError(f"git cat-file failed in {root}: {proc.stderr.decode(errors='replace').strip()[:200]}")
+    out, pos, result = proc.stdout, 0, []
+    for _ in names:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].decode("utf-8", errors="replace")
+        pos = end + 1
+        parts = header.rsplit(" ", 2)
+        if header.endswith((" missing", " ambiguous")) or len(parts) != 3 or not parts[2].isdigit():
+            result.append(None)
+            continue
+        oid, kind, size = parts
+        data = b""
+        if not check_only:
+            data, pos = out[pos:pos + int(size)], pos + int(size) + 1
+        result.append((oid, kind, data))
+    return result
+
+
+def _commits(root: Path, rev_range: str) -> list[dict]:
+    """The first-parent history of REV_RANGE (`HEAD`, `v1..v3`, ...), oldest first, plus the first
+    commit's parent (outside the range: what the range starts from) as `base` when it has one."""
+    if not rev_range or rev_range.startswith("-") or "\n" in rev_range:
+        raise PddError(f"--git {rev_range!r}: not a git revision or range")
+    proc = subprocess.run(["git", "log", "--first-parent", "--reverse", "--format=%H%x1f%P%x1f%cI%x1f%s",
+                           "--end-of-options", rev_range, "--"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["unknown revision"])[0]
+        raise PddError(f"--git {rev_range}: not a git revision or range in {root} ({why})")
+    commits = []
+    for line in proc.stdout.splitlines():
+        sha, parents, date, subject = line.split("\x1f", 3)
+        commits.append({"commit": sha, "parent": (parents.split() or [None])[0], "date": date, "subject": subject})
+    if not commits:
+        raise PddError(f"--git {rev_range}: no commits in that range")
+    return commits
+
+
+def _params_snapshot_path(text: bytes | None) -> str | None:
+    import yaml
+
+    if text is None:
+        return None
+    try:
+        rel = ((yaml.safe_load(text) or {}).get("snapshot") or {}).get("path")
+    except (yaml.YAMLError, AttributeError):
+        return None
+    return rel if isinstance(rel, str) and rel and "\n" not in rel else None
+
+
+def _row_in(path: Path, file_id: str) -> tuple[dict | None, dict]:
+    """(FILE_ID's row without image bytes, or None; the snapshot's pdd metadata)."""
+    import duckdb
+
+    snapshot.open_snapshot(path)
+    meta = snapshot.read_meta(path)
+    src = "read_parquet('" + str(path).replace("'", "''") + "')"
+    con = duckdb.connect()
+    cur = con.execute(f"SELECT {', '.join(snapshot.META_COLUMNS)} FROM {src} WHERE file_id = ?", [file_id])
+    got = cur.fetchall()
+    return (dict(zip(snapshot.META_COLUMNS, got[0])) if got else None), meta
+
+
+def _exclusions_at(root: Path, commit: str, rel: str) -> dict:
+    import tempfile
+
+    from pdd import exclusions
+
+    found = _cat_batch(root, [f"{commit}:{rel}"])[0]
+    if found is None or found[1] != "blob":
+        return {}
+    with tempfile.TemporaryDirectory(prefix="pdd-blame-") as tmp:
+        path = Path(tmp) / "exclusions.tsv"
+        path.write_bytes(found[2])
+        try:
+            return exclusions.read(path)
+        except PddError:
+            return {}
+
+
+def blame_git(file_id: str, rev_range: str = "HEAD", repo: str | Path | None = None,
+              exclusions_rel: str = "data/exclusions.tsv", store=None) -> dict:
+    """Where FILE_ID entered, changed and left the build snapshot along the first-parent git history
+    of REV_RANGE, and why. At each commit the build snapshot is the file params.yaml names there,
+    committed in git or tracked by DVC, read like `pdd diff REV` reads it (pdd.diff.snapshot_at_revision:
+    no checkout); only commits where that snapshot (its path, git blob or .dvc file) changes are read.
+    Why: the licence decision of the row (reason and evidence) when it entered or its licence changed;
+    for leaving, the exclusion list at that commit (EXCLUSIONS_REL), else the STORE's newer revision
+    that is not accepted (when a store is given), else that the snapshot there no longer has it."""
+    import tempfile
+
+    from pdd import diff as pdiff
+
+    root = pdiff._repo_root(repo)
+    if root is None:
+        raise PddError(f"{repo or '.'}: not inside a git repository (pdd snapshot blame --git reads its history)")
+    commits = _commits(root, rev_range)
+    base = commits[0]["parent"]
+    walk = ([{"commit": base, "base": True}] if base else []) + commits
+    params = _cat_batch(root, [f"{c['commit']}:params.yaml" for c in walk])
+    rels = [_params_snapshot_path(p[2] if p and p[1] == "blob" else None) for p in params]
+    names = []
+    for c, rel in zip(walk, rels):
+        if rel:
+            names += [f"{c['commit']}:{rel}", f"{c['commit']}:{rel}.dvc", f"{c['commit']}:dvc.lock"]
+    oids = iter(_cat_batch(root, names, check_only=True))
+    keys = []
+    for rel in rels:
+        if not rel:
+            keys.append(None)
+            continue
+        own, dvcfile, lock = (next(oids) for _ in range(3))
+        own_id, dvc_id = (own[0] if own else None), (dvcfile[0] if dvcfile else None)
+        keys.append((rel, own_id, dvc_id, None if own_id or dvc_id else (lock[0] if lock else None)))
+
+    states: dict = {}
+    events, unavailable, seen = [], [], False
+    prev = None          # ("row", row, meta, rel) | ("absent", None, meta, rel) | ("none", why, None, None)
+    with tempfile.TemporaryDirectory(prefix="pdd-blame-") as tmp:
+        for c, rel, key in zip(walk, rels, keys):
+            if key is None:
+                state = ("none", "params.yaml names no build snapshot (snapshot.path) at this revision", None, None)
+            elif key in states:
+                state = states[key]
+            else:
+                try:
+                    path, _how = pdiff.snapshot_at_revision(c["commit"], root, Path(tmp))
+                    try:
+                        row, meta = _row_in(path, file_id)
+                    finally:
+                        path.unlink(missing_ok=True)
+                    state = ("row" if row else "absent", row, meta, rel)
+                except PddError as exc:
+                    state = ("unavailable", str(exc), None, rel)
+                states[key] = state
+            if state[0] == "unavailable":
+                if not c.get("base"):
+                    unavailable.append({"commit": c["commit"], "why": state[1]})
+                continue  # what we cannot read changes nothing we can report
+            seen = seen or state[0] == "row"
+            if not c.get("base"):
+                event = _git_event(file_id, prev, state, c, root, exclusions_rel, store)
+                if event:
+                    events.append(event)
+            prev = state
+    if not seen:
+        raise PddError(f"{file_id}: in no build snapshot along --git {rev_range} ({len(commits)} revision(s), "
+                       f"{len(states)} snapshot version(s) read)")
+    return {"file_id": file_id, "range": rev_range, "repo": root.as_posix(), "revisions": len(commits),
+            "snapshot_versions": len(states), "events": events, "unavailable": unavailable,
+            "present_at_end": prev is not None and prev[0] == "row"}
+
+
+def _decision(row: dict) -> str:
+    return f"{row['licence_status']} {row['licence_kind']}: {row['licence_reason']}"
+
+
+def _git_event(file_id: str, prev, state, c: dict, root: Path, exclusions_rel: str, store) -> dict | None:
+    from pdd import diff as pdiff
+
+    was, now = prev is not None and prev[0] == "row", state[0] == "row"
+    meta = state[2] or {}
+    event = {"commit": c["commit"], "date": c["date"], "subject": c["subject"], "snapshot": meta.get("pdd.snapshot"),
+             "path": state[3], "content_hash": meta.get("pdd.content_hash")}
+    if now and not was:
+        row = state[1]
+        return {**event, "event": "entered", "rev_no": row["rev_no"], "fields": [], "why": _decision(row),
+                "evidence": json.loads(row["licence_evidence"] or "{}")}
+    if now and was:
+        a, b = prev[1], state[1]
+        fields = [k for k in pdiff.COMPARED if a[k] != b[k]]
+        if not fields:
+            return None
+        groups = [g for g, cols in pdiff.FIELD_GROUPS.items() if any(k in fields for k in cols)] or ["other"]
+        ch = {"file_id": file_id, "fields": fields, "groups": groups, "rev_no": {"from": a["rev_no"], "to": b["rev_no"]},
+              "licence": {"from": a["licence_kind"], "to": b["licence_kind"], "status_from": a["licence_status"],
+                          "status_to": b["licence_status"]}}
+        why = pdiff.detail_line(ch)[len(f"~ {file_id}  "):]
+        licence = any(k in fields for k in pdiff.FIELD_GROUPS["licence"])
+        return {**event, "event": "changed", "rev_no": b["rev_no"], "fields": fields,
+                "why": why + (f" (decision: {b['licence_reason']})" if licence else ""),
+                **({"evidence": json.loads(b["licence_evidence"] or "{}")} if licence else {})}
+    if was and not now:
+        excluded = _exclusions_at(root, c["commit"], exclusions_rel).get(file_id)
+        if excluded:
+            why = f"excluded on {excluded['date']}: {excluded['reason']}"
+        elif state[0] == "none":
+            why = state[1]
+        else:
+            why = _store_reason(store, file_id, prev[1]["rev_no"]) or \
+                "not in the snapshot params.yaml names here (not among the store's accepted rows when it was pinned)"
+        return {**event, "event": "left", "rev_no": None, "fields": [], "why": why}
+    return None
+
+
+def _store_reason(store, file_id: str, rev_no: int) -> str | None:
+    """The newest revision after REV_NO that is not accepted, when the store knows the file."""
+    if store is None:
+        return None
+    later = _q(store, "SELECT rev_no, status, reason FROM revisions WHERE file_id = ? AND rev_no > ? ORDER BY rev_no DESC",
+               [file_id, rev_no])
+    bad = [r for r in later if r["status"] != "accepted"]
+    return f"rev {bad[0]['rev_no']} {bad[0]['status']}: {bad[0]['reason']} (store)" if bad else None
+
+
+def format_blame_git(b: dict) -> list[str]:
+    lines = [f"file {b['file_id']}  (build snapshot along git {b['range']}, first parent: {b['revisions']} revision(s), "
+             f"{b['snapshot_versions']} snapshot version(s))"]
+    for e in b["events"]:
+        where = f"{e['snapshot'] or '?'} ({str(e['content_hash'])[:12]})" if e["path"] else "no snapshot"
+        lines.append(f"  {e['event']:7s} {e['commit'][:12]} {e['date'][:10]} {e['subject'][:40]!r}  {where}: {e['why']}")
+        if e.get("evidence"):
+            text = json.dumps(e["evidence"], sort_keys=True, ensure_ascii=False)
+            lines.append(f"          evidence {text[:150]}{'...' if len(text) > 150 else ''}")
+    for u in b["unavailable"]:
+        lines.append(f"  (skipped {u['commit'][:12]}: {u['why']})")
+    lines.append(f"  {'in' if b['present_at_end'] else 'not in'} the build snapshot at the end of the range")
     return lines

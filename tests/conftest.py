@@ -38,6 +38,17 @@ def sh(cmd, cwd, check=True, timeout=900, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def pdd_cli(args, cwd, check=False, timeout=900) -> subprocess.CompletedProcess:
+    """`python -m pdd ARGS` in CWD with this checkout first on the path (a venv's editable install may
+    point at another checkout; `pdd` on PATH would run that one's code)."""
+    env = {**engine_env(), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "pdd", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pdd {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
 def tracked_files(root: Path = REPO) -> list[str]:
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, check=True)
     return [p for p in out.stdout.decode().split("\0") if p and (root / p).is_file()]

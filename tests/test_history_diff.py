@@ -16,7 +16,7 @@ from pdd.rights.text import LicenceDecision
 from pdd import exclusions
 from pdd.source import pin
 from pdd.source.store import FileRecord, Label, Store
-from conftest import BIN, sh
+from conftest import BIN, pdd_cli, sh
 
 
 def record_of(row: dict, **change) -> FileRecord:
@@ -76,7 +76,7 @@ def versions(tmp_path_factory, generated_snapshot):
 
 
 def pdd(args, cwd, check=False):
-    return sh([str(BIN / "pdd"), *args], cwd, check=check)
+    return pdd_cli(args, cwd, check=check)  # this checkout's CLI
 
 
 def test_store_round_trip_reproduces_a_pinned_snapshot(versions):
@@ -257,3 +257,82 @@ def test_bad_inputs_are_one_line_errors(versions, tmp_path):
     sh("git rm -q --cached params.yaml && git commit -q -m np && git tag noparams", repo)
     proc = pdd(["diff", "noparams", "HEAD"], repo)
     assert proc.returncode == 2 and "git revision noparams: has no params.yaml" in proc.stderr
+
+
+def test_blame_along_git_revisions_committed_in_git(versions, tmp_path):
+    """`pdd snapshot blame FILE_ID --git [RANGE]`: the build snapshot params.yaml names at each commit,
+    read from git without a checkout; a takedown at the end (exclude, pin --from, params.yaml -> new file)."""
+    v = versions
+    repo = _git_repo(tmp_path / "repo")
+    snap = repo / "data/snapshots/snap.parquet"
+    excl = repo / "data/exclusions.tsv"
+    shutil.copy(v["s"] / "v1.parquet", snap)
+    excl.write_text("file_id\treason\tdate\n")
+    sh("git add -A && git commit -q -m 'pin v1' && git tag v1", repo)
+    (repo / "README.md").write_text("not the snapshot\n")
+    sh("git add -A && git commit -q -m 'docs only'", repo)
+    shutil.copy(v["s"] / "v2.parquet", snap)
+    shutil.copy(v["excl"], excl)
+    sh("git add -A && git commit -q -m 'pin v2' && git tag v2", repo)
+    # the takedown workflow, no store in the repository: exclude, derive a new snapshot, point params.yaml at it
+    pdd(["exclude", v["caption"], "--reason", "takedown request #8", "--date", "2026-02-03"], repo, check=True)
+    pdd(["snapshot", "pin", "snap-t1", "--from", "snap"], repo, check=True)
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace("snap.parquet", "snap-t1.parquet"))
+    sh("git add -A && git commit -q -m 'take down one caption' && git tag t1", repo)
+    sha = {t: sh(["git", "rev-parse", t], repo).stdout.strip() for t in ("v1", "v2", "t1")}
+
+    def blame(fid, *extra):
+        proc = pdd(["snapshot", "blame", fid, "--git", *extra, "--json"], repo, check=True)
+        return json.loads(proc.stdout)
+
+    def story(b):
+        return [(e["event"], e["commit"], e["snapshot"]) for e in b["events"]]
+
+    b = blame(v["excluded"])
+    assert (b["revisions"], b["snapshot_versions"]) == (4, 3)   # 4 commits, 3 distinct snapshot files read
+    assert story(b) == [("entered", sha["v1"], "v1"), ("left", sha["v2"], "v2")]
+    assert b["events"][0]["why"].startswith("accepted cc0: ") and b["events"][0]["evidence"]
+    assert b["events"][1]["why"] == "excluded on 2026-01-02: takedown request #7"
+    assert b["present_at_end"] is False and b["unavailable"] == []
+
+    b = blame(v["licence"])
+    assert story(b) == [("entered", sha["v1"], "v1"), ("changed", sha["v2"], "v2")]
+    assert b["events"][1]["fields"] == ["rev_no", "licence_kind"]
+    assert b["events"][1]["why"].startswith("rev 1 -> 2  licence (licence_kind) cc0 -> cc-by-sa (decision: ")
+    assert b["present_at_end"] is True
+
+    b = blame(v["caption"])
+    assert story(b) == [("entered", sha["v1"], "v1"), ("changed", sha["v2"], "v2"), ("left", sha["t1"], "snap-t1")]
+    assert b["events"][1]["why"] == "rev 1 -> 2  caption/labels (title, labels)"
+    assert b["events"][2]["why"] == "excluded on 2026-02-03: takedown request #8"
+    assert b["events"][2]["path"] == "data/snapshots/snap-t1.parquet"
+
+    # a row the store rejected: the snapshot alone cannot say why; the store (--db) can
+    b = blame(v["rejected"])
+    assert story(b)[1] == ("left", sha["v2"], "v2") and b["events"][1]["why"].startswith("not in the snapshot params.yaml names")
+    b = json.loads(pdd(["snapshot", "blame", v["rejected"], "--git", "--json", "--db", str(v["db"])], repo, check=True).stdout)
+    assert b["events"][1]["why"] == "rev 2 rejected: rejected: licence withdrawn by the museum (store)"
+
+    assert story(blame(v["added"])) == [("entered", sha["v2"], "v2")]
+    # a range starts from its lower bound's snapshot: the file was already there, so it only left
+    assert story(blame(v["excluded"], "v1..HEAD")) == [("left", sha["v2"], "v2")]
+    assert story(blame(v["caption"], "v2..t1")) == [("left", sha["t1"], "snap-t1")]
+
+    text = pdd(["snapshot", "blame", v["caption"], "--git"], repo, check=True).stdout.splitlines()
+    assert text[0] == f"file {v['caption']}  (build snapshot along git HEAD, first parent: 4 revision(s), 3 snapshot version(s))"
+    assert text[-2] == (f"  left    {sha['t1'][:12]} 2026-01-01 'take down one caption'  snap-t1 "
+                        f"({snapshot.read_meta(repo / 'data/snapshots/snap-t1.parquet')['pdd.content_hash'][:12]}): "
+                        "excluded on 2026-02-03: takedown request #8")
+    assert text[-1] == "  not in the build snapshot at the end of the range"
+    assert sh(["git", "status", "--porcelain"], repo).stdout == ""   # nothing checked out or written
+
+    # bad input: one line, exit 2
+    for args, message in [
+        (["snapshot", "blame", v["caption"], "--git", "nosuch..HEAD"], "--git nosuch..HEAD: not a git revision or range in"),
+        (["snapshot", "blame", v["caption"], "--git=--all"], "--git '--all': not a git revision or range"),
+        (["snapshot", "blame", "mus:never", "--git"], "mus:never: in no build snapshot along --git HEAD (4 revision(s), 3 snapshot version(s) read)"),
+    ]:
+        proc = pdd(args, repo)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, (args, proc.stderr)
+    outside = pdd(["snapshot", "blame", v["caption"], "--git"], tmp_path)
+    assert outside.returncode == 2 and "not inside a git repository" in outside.stderr

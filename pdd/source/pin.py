@@ -134,6 +134,37 @@ def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_ima
     return tmp
 
 
+def _write_pinned(rows: list[dict], out_dir: Path, name: str, digest: str, read_image, extra_meta: dict | None,
+                  record_extra: dict) -> dict:
+    """Write NAME.parquet (temp, fsync, rename) and then NAME.json into OUT_DIR; an existing file of
+    that name with other bytes, or an existing record that differs, is refused and left as it was."""
+    if out_dir.is_dir():
+        clean_stale_tmps(out_dir)
+    path = out_dir / f"{name}.parquet"
+    record = out_dir / f"{name}.json"
+    tmp = write_parquet(rows, path, name, digest, read_image, extra_meta, replace=False)
+    try:
+        info = {"name": name, "format": SNAPSHOT_FORMAT, "content_hash": digest, "n_rows": len(rows),
+                "parquet": path.name, "parquet_sha256": hash_file(tmp), **record_extra}
+        # the exact bytes only: a file of the same name and hash but other bytes is not overwritten either
+        if path.exists() and hash_file(path) != info["parquet_sha256"]:
+            raise _other_content(path, f"file sha256 {hash_file(path)[:12]}, this pin writes {info['parquet_sha256'][:12]}")
+        if record.exists():
+            try:
+                old = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                old = None
+            if old != info:
+                raise _other_content(record, "its record differs from this pin's")
+        os.replace(tmp, path)
+        _fsync_dir(out_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_json(record, info)
+    _fsync_dir(out_dir)
+    return info
+
+
 def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: dict | None = None) -> dict:
     """Freeze the store's accepted rows as snapshot NAME. Same rows again: same bytes, same hash.
     A name is bound to its content forever: different rows under a used name is an error, whether the
@@ -161,36 +192,93 @@ def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: 
             "snapshots are immutable: pin under a new name"
         )
     check_not_pinned_otherwise(out_dir, name, digest)
-    if out_dir.is_dir():
-        clean_stale_tmps(out_dir)
-    path = out_dir / f"{name}.parquet"
-    record = out_dir / f"{name}.json"
     extra_meta = {"pdd.excluded": str(len(excluded))} if excluded else None
-    tmp = write_parquet(rows, path, name, digest, store.read_blob, extra_meta, replace=False)
-    try:
-        info = {"name": name, "format": SNAPSHOT_FORMAT, "content_hash": digest, "n_rows": len(rows),
-                "parquet": path.name, "parquet_sha256": hash_file(tmp)}
-        if excluded:
-            info["excluded"] = len(excluded)
-        # the exact bytes only: a file of the same name and hash but other bytes is not overwritten either
-        if path.exists() and hash_file(path) != info["parquet_sha256"]:
-            raise _other_content(path, f"file sha256 {hash_file(path)[:12]}, this pin writes {info['parquet_sha256'][:12]}")
-        if record.exists():
-            try:
-                old = json.loads(record.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                old = None
-            if old != info:
-                raise _other_content(record, "its record differs from this pin's")
-        os.replace(tmp, path)
-        _fsync_dir(out_dir)
-    finally:
-        tmp.unlink(missing_ok=True)
-    write_json(record, info)
-    _fsync_dir(out_dir)
+    info = _write_pinned(rows, out_dir, name, digest, store.read_blob, extra_meta,
+                         {"excluded": len(excluded)} if excluded else {})
+    path = out_dir / info["parquet"]
     if not existing:
         with store.transaction() as con:
             con.execute("INSERT INTO snapshots (name, content_hash, n_rows, parquet_path, parquet_sha256) VALUES (?, ?, ?, ?, ?)",
                         [name, digest, len(rows), path.as_posix(), info["parquet_sha256"]])
             con.executemany("INSERT INTO snapshot_rows VALUES (?, ?)", [[name, r["_revision_id"]] for r in rows])
     return info
+
+
+class _ImagesInOrder:
+    """read_image for write_parquet when the images come from another snapshot file: its image column
+    streamed row group by row group, in file order, each image checked against the sha256 asked for.
+    The rows written must be a subsequence of the file's rows in its order (true after exclusions)."""
+
+    def __init__(self, path: Path):
+        from pdd import snapshot
+
+        self._batches = snapshot.iter_batches(path, batch_rows=WRITE_OPTIONS["row_group_size"], columns=["sha256", "image"])
+        self._pending: list[dict] = []
+        self._path = path
+
+    def __call__(self, sha256: str) -> bytes:
+        from pdd.build.hashing import sha256_bytes
+
+        while True:
+            if not self._pending:
+                self._pending = next(self._batches, None)
+                if self._pending is None:
+                    raise PddError(f"{self._path}: ran out of rows while copying images (changed while pinning?)")
+                self._pending.reverse()
+            row = self._pending.pop()
+            if row["sha256"] == sha256:
+                data = row["image"] or b""
+                if sha256_bytes(data) != sha256:
+                    raise PddError(f"{self._path}: an image does not match its sha256 {sha256[:12]} (tampered snapshot)")
+                return data
+
+
+def pin_from(source: str | Path, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: dict | None = None,
+             store: Store | None = None) -> dict:
+    """Derive snapshot NAME from the snapshot file SOURCE with the ids in EXCLUSIONS left out, without
+    the store SOURCE was pinned from (a fresh clone has only the committed snapshot): the takedown path.
+
+    SOURCE must verify (content hash, every image's sha256, its NAME.json when there is one). The
+    rows are SOURCE's rows minus the excluded ones, so the content hash is the one a pin from the
+    original store with the same exclusions gets; the file records where it came from: Parquet
+    metadata `pdd.derived_from` (SOURCE's name) and `pdd.derived_from_hash` (its content hash), and
+    `pdd.excluded`, the rows left out in all (SOURCE's own `pdd.excluded` plus those left out now),
+    when there are any; NAME.json the same as `derived_from` {name, content_hash, excluded_ids} and
+    `excluded`. Same SOURCE and exclusions: same bytes. A name already used for other content, in
+    OUT_DIR or in STORE's snapshots (when given), is refused; the store is not written to."""
+    from pdd import snapshot
+
+    name = snapshot_name(name)
+    out_dir = Path(out_dir)
+    source = Path(source)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PddError(f"{out_dir}: not a folder (--out-dir must name the snapshots folder)")
+    src_digest, problems = snapshot.verify(source)
+    if problems:
+        raise PddError(f"{source}: cannot pin from it: {len(problems)} problem(s): {'; '.join(problems[:3])}")
+    meta = read_meta(source)
+    if meta.get("pdd.format") != SNAPSHOT_FORMAT:
+        raise PddError(f"{source}: format {meta.get('pdd.format')!r}, this pdd pins {SNAPSHOT_FORMAT}: "
+                       "not a snapshot it can derive from")
+    src_name = meta.get("pdd.snapshot") or source.stem
+    rows = snapshot.read_rows(source)
+    ids = [r["file_id"].encode("utf-8") for r in rows]
+    if any(a >= b for a, b in zip(ids, ids[1:])):
+        raise PddError(f"{source}: rows are not sorted by file_id with each id once; not a pinned snapshot")
+    rows, excluded = apply_exclusions(rows, exclusions)
+    if not rows:
+        raise PddError(f"nothing to pin: every row of {source} is on the exclusion list")
+    digest = content_hash(rows)
+    if store is not None:
+        known = store.query("SELECT content_hash FROM snapshots WHERE name = ?", [name])
+        if known and known[0]["content_hash"] != digest:
+            raise PddError(f"snapshot {name!r} is already pinned in the store {store.db_path} with other content "
+                           f"(hash {known[0]['content_hash'][:12]}); snapshots are immutable: pin under a new name")
+    check_not_pinned_otherwise(out_dir, name, digest)
+    total = int(meta.get("pdd.excluded", "0") or 0) + len(excluded)
+    extra_meta = {"pdd.derived_from": src_name, "pdd.derived_from_hash": src_digest}
+    record = {"derived_from": {"name": src_name, "content_hash": src_digest, "excluded_ids": excluded}}
+    if total:
+        extra_meta["pdd.excluded"] = str(total)
+        record["excluded"] = total
+    return _write_pinned(rows, out_dir, name, digest, _ImagesInOrder(source), extra_meta, record)
