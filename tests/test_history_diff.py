@@ -336,3 +336,61 @@ def test_blame_along_git_revisions_committed_in_git(versions, tmp_path):
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, (args, proc.stderr)
     outside = pdd(["snapshot", "blame", v["caption"], "--git"], tmp_path)
     assert outside.returncode == 2 and "not inside a git repository" in outside.stderr
+
+
+def test_diff_of_two_pins_of_the_demo_snapshot(tmp_path):
+    """Issue 12 on the real demo: the committed openclipart-0.18 snapshot recorded into a fresh store pins
+    back to the same content hash (v1); v2 is pinned after an edited caption, re-encoded image bytes, a
+    licence changed to cc-by-sa, a rejected row and an excluded row. Every number of the summary and
+    every detail line is checked."""
+    from conftest import REPO
+
+    demo = REPO / "data/snapshots/openclipart-0.18.parquet"
+    rows = [r for batch in snapshot.iter_batches(demo) for r in batch]
+    n, ids = len(rows), [r["file_id"] for r in rows]
+    r = dict(zip(ids, rows))
+    caption, image, licence, rejected, excluded = ids[100], ids[2000], ids[3000], ids[4000], ids[5000]
+    excl = tmp_path / "exclusions.tsv"
+    with Store(tmp_path / "db.duckdb") as store:
+        store.ensure_source("openclipart", "openclipart", "file:///usr/share/openclipart")
+        store.record_batch([record_of(row) for row in rows])
+        v1 = pin.pin(store, "v1", tmp_path / "s", exclusions.read(excl))
+        assert v1["content_hash"] == snapshot.read_meta(demo)["pdd.content_hash"] and v1["n_rows"] == n
+        labels = [Label(lb.field, "Edited caption" if lb.field == "title" else lb.text, lb.licence, lb.lang, lb.source)
+                  for lb in (Label(**x) for x in json.loads(r[caption]["labels"]))]
+        store.record_batch([
+            record_of(r[caption], title="Edited caption", labels=labels),
+            record_of(r[image], data=reencode(r[image]["image"])),
+            record_of(r[licence], licence=LicenceDecision(True, "cc-by-sa", r[licence]["licence_reason"],
+                                                          json.loads(r[licence]["licence_evidence"]))),
+            record_of(r[rejected], status="rejected", reason="rejected: a trademark after all", data=None,
+                      licence=LicenceDecision(False, "unknown", "rejected: a trademark after all", {"note": "logo"})),
+        ])
+        exclusions.add(excl, excluded, "takedown request #8", "2026-11-30", store=store)
+        v2 = pin.pin(store, "v2", tmp_path / "s", exclusions.read(excl))
+    d = pdiff.diff("v1", "v2", tmp_path / "s")
+    assert d["counts"] == {"added": 0, "removed": 2, "changed": 3, "unchanged": n - 5}
+    assert d["removed"] == sorted([rejected, excluded])
+    assert d["changed_by_group"] == {"caption/labels": 1, "licence": 1, "image bytes": 1, "dimensions": 0,
+                                     "source URL": 0, "evidence": 0, "other": 0}
+    assert d["licence_transitions"] == [{"from": "pd", "to": "cc-by-sa", "count": 1, "regression": True}]
+    proc = pdd(["diff", "v1", "v2", "--out-dir", str(tmp_path / "s")], tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"--- v1  (snapshot name, {n} rows, {v1['content_hash'][:12]})")
+    assert lines[1].startswith(f"+++ v2  (snapshot name, {n - 2} rows, {v2['content_hash'][:12]})")
+    detail = {caption: f"~ {caption}  rev 1 -> 2  caption/labels (title, labels)",
+              image: f"~ {image}  rev 1 -> 2  image bytes (sha256, size)",
+              licence: f"~ {licence}  rev 1 -> 2  licence (licence_kind) pd -> cc-by-sa"}
+    assert lines[2:] == [
+        *(f"- {fid}" for fid in sorted([rejected, excluded])),
+        *(detail[fid] for fid in sorted(detail)),
+        f"0 added, 2 removed, 3 changed, {n - 5} unchanged",
+        "changed by field: caption/labels 1, licence 1, image bytes 1, dimensions 0, source URL 0, evidence 0, other 0",
+        "licence transitions:",
+        "  pd -> cc-by-sa: 1   <-- RIGHTS REGRESSION",
+        "!!! RIGHTS REGRESSION: 1 row(s) moved to a licence outside ['cc0', 'pd'] (the audit will refuse this "
+        "snapshot; check the licence decisions before building)",
+    ]
+    same = pdd(["diff", "v1", str(demo), "--out-dir", str(tmp_path / "s")], tmp_path)
+    assert same.returncode == 0 and f"0 added, 0 removed, 0 changed, {n} unchanged" in same.stdout
