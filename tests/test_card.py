@@ -46,6 +46,7 @@ def build_card(tmp_path, snap: Path, label_licences) -> tuple[dict, Path]:
     params = params_mod.load(REPO / "params.yaml")
     params["export"]["caption"].update({"template": "{title}, {description}", "label_licences": list(label_licences)})
     params["export"]["resolutions"] = [16]
+    params["export"]["val_fraction"] = 0.3   # 30 rows: at 0.1 the val split comes out empty, which export refuses
     ex_cfg = config.section(params, "export")
     export.export(snap, tmp_path / "export", ex_cfg, seed=params["seed"])
     out = tmp_path / "pipeline"
