@@ -206,56 +206,64 @@ def render_dvc_yaml() -> str:
     return GENERATED + yaml.safe_dump({"stages": stages}, sort_keys=False, width=200)
 
 
-def _render_slice_rule(s: Stage) -> list[str]:
-    """The scatter half of a sliced stage, defined only when params ask for more than one slice."""
-    out = next(iter(s.outs.values()))
-    lines = [f'if cluster.slices(config, "{s.name}") > 1:', "", f"    rule {s.name}_slice:", "        input:"]
-    lines += [f"            {k}={_smk_expr(v)}," for k, v in s.deps.items()]
-    lines += ["            code=[", *(f"                {p!r}," for p in s.code_deps), "            ],"]
-    lines += ["        output:", f"            temp(directory({_smk_expr(out + '-slices/{slice}')})),",
-              "        wildcard_constraints:", '            slice=r"\\d+",', "        params:", '            seed=config["seed"],']
-    lines += [f'            {p}=config["{p}"],' for p in s.params]
-    lines += [f'        log:\n            "logs/{s.name}-slice-{{slice}}.log",',
-              f"        threads: {_smk_expr(s.threads)}",
-              f'        resources:\n            **cluster.resources(config, "{s.name}"),',
-              f'        shell:\n            "{s.cmd} --slice {{wildcards.slice}}/" + str(cluster.slices(config, "{s.name}")) + " 2> {{log}}"',
-              "", ""]
+def _rule(name: str, sections: list[tuple[str, object]]) -> list[str]:
+    """One Snakemake rule: each section is a one-line value (str) or lines indented under its key."""
+    lines = [f"rule {name}:"]
+    for key, body in sections:
+        if isinstance(body, str):
+            lines.append(f"    {key}: {body}")
+        else:
+            lines += [f"    {key}:", *(f"        {b}" for b in body)]
     return lines
 
 
+def _inputs(s: Stage, extra: tuple = ()) -> list[str]:
+    return [*(f"{k}={_smk_expr(v)}," for k, v in s.deps.items()), *extra,
+            "code=[", *(f"    {p!r}," for p in s.code_deps), "],"]
+
+
+def _params(s: Stage) -> list[str]:
+    return ['seed=config["seed"],', *(f'{p}=config["{p}"],' for p in s.params)]
+
+
+def _resources(s: Stage) -> list[str]:
+    return [f'**cluster.resources(config, "{s.name}"),']
+
+
+def _render_slice_rule(s: Stage) -> list[str]:
+    """The scatter half of a sliced stage, defined only when params ask for more than one slice."""
+    out = next(iter(s.outs.values()))
+    rule = _rule(f"{s.name}_slice", [
+        ("input", _inputs(s)),
+        ("output", [f"temp(directory({_smk_expr(out + '-slices/{slice}')})),"]),
+        ("wildcard_constraints", ['slice=r"\\d+",']),
+        ("params", _params(s)),
+        ("log", [f'"logs/{s.name}-slice-{{slice}}.log",']),
+        ("threads", _smk_expr(s.threads)),
+        ("resources", _resources(s)),
+        ("shell", [f'"{s.cmd} --slice {{wildcards.slice}}/" + str(cluster.slices(config, "{s.name}")) + " 2> {{log}}"']),
+    ])
+    return [f'if cluster.slices(config, "{s.name}") > 1:', "", *(f"    {ln}" for ln in rule), "", ""]
+
+
 def render_rule(s: Stage) -> str:
-    lines = [GENERATED.rstrip()]
-    if s.sliced:
-        lines += _render_slice_rule(s)
-    lines += [f"rule {s.name}:", "    input:"]
-    for k, v in s.deps.items():
-        lines.append(f"        {k}={_smk_expr(v)},")
-    if s.sliced:
-        lines.append(f'        slices=cluster.slice_dirs(config, "{s.name}"),')
-    lines.append("        code=[")
-    lines += [f"            {p!r}," for p in s.code_deps]
-    lines.append("        ],")
-    lines.append("    output:")
-    for k, v in s.outs.items():
-        lines.append(f"        {k}=directory({_smk_expr(v)}),")
-    for k, v in {**s.manifests, **s.metrics, **s.plots}.items():
-        lines.append(f"        {k}={_smk_expr(v)},")
-    lines.append("    params:")
-    lines.append('        seed=config["seed"],')
-    for p in s.params:
-        lines.append(f'        {p}=config["{p}"],')
-    lines.append(f'    log:\n        "logs/{s.name}.log",')
     if s.distributed:   # threads x processes per node; the command runs torchrun / srun when resources say so
-        lines.append(f'    threads: cluster.threads(config, "{s.name}")')
-    else:
-        lines.append(f"    threads: {_smk_expr(s.threads)}")
-    lines.append(f'    resources:\n        **cluster.resources(config, "{s.name}"),')
-    if s.distributed:
-        lines.append(f'    shell:\n        cluster.command(config, "{s.name}") + " 2> {{log}}"')
+        threads, shell = f'cluster.threads(config, "{s.name}")', f'cluster.command(config, "{s.name}") + " 2> {{log}}"'
     elif s.sliced:
-        lines.append(f'    shell:\n        cluster.gather_command(config, "{s.name}") + " 2> {{log}}"')
+        threads, shell = _smk_expr(s.threads), f'cluster.gather_command(config, "{s.name}") + " 2> {{log}}"'
     else:
-        lines.append(f'    shell:\n        "{s.cmd} 2> {{log}}"')
+        threads, shell = _smk_expr(s.threads), f'"{s.cmd} 2> {{log}}"'
+    rule = _rule(s.name, [
+        ("input", _inputs(s, (f'slices=cluster.slice_dirs(config, "{s.name}"),',) if s.sliced else ())),
+        ("output", [*(f"{k}=directory({_smk_expr(v)})," for k, v in s.outs.items()),
+                    *(f"{k}={_smk_expr(v)}," for k, v in {**s.manifests, **s.metrics, **s.plots}.items())]),
+        ("params", _params(s)),
+        ("log", [f'"logs/{s.name}.log",']),
+        ("threads", threads),
+        ("resources", _resources(s)),
+        ("shell", [shell]),
+    ])
+    lines = [GENERATED.rstrip(), *(_render_slice_rule(s) if s.sliced else []), *rule]
     return "\n".join(lines) + "\n"
 
 
