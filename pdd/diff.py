@@ -68,18 +68,24 @@ def _is_revision(root: Path | None, rev: str) -> str | None:
     return p.stdout.strip() if p.returncode == 0 else None
 
 
+def snapshot_path_in_params(text) -> str | None:
+    """snapshot.path of a params.yaml text (str or bytes), or None when it names none."""
+    import yaml
+
+    try:
+        rel = ((yaml.safe_load(text) or {}).get("snapshot") or {}).get("path")
+    except (yaml.YAMLError, AttributeError):
+        return None
+    return rel if isinstance(rel, str) and rel and "\n" not in rel else None
+
+
 def snapshot_at_revision(rev: str, root: Path, dest_dir: Path) -> tuple[Path, str]:
     """Write the build snapshot that params.yaml names at REV into DEST_DIR (no checkout).
     Returns (path, how: 'git' or 'dvc')."""
-    import yaml
-
     params = _git(["show", f"{rev}:params.yaml"], root)
     if params.returncode != 0:
         raise PddError(f"git revision {rev}: has no params.yaml, so no build snapshot to diff")
-    try:
-        rel = ((yaml.safe_load(params.stdout) or {}).get("snapshot") or {}).get("path")
-    except (yaml.YAMLError, AttributeError):
-        rel = None
+    rel = snapshot_path_in_params(params.stdout)
     if not rel:
         raise PddError(f"git revision {rev}: params.yaml names no snapshot.path")
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in rev)
@@ -226,13 +232,21 @@ def diff_paths_except(a: Path, b: Path, con=None) -> dict:
     return _changed_rows(added, removed, joined)
 
 
+def change_record(file_id: str, fields: list[str], old: dict, new: dict) -> dict:
+    """One changed row (what detail_line prints): its changed fields and their groups, revision and licence
+    from OLD to NEW (each a dict with rev_no, licence_kind, licence_status)."""
+    groups = [g for g, gc in FIELD_GROUPS.items() if any(c in fields for c in gc)] or ["other"]
+    return {"file_id": file_id, "fields": fields, "groups": groups, "rev_no": {"from": old["rev_no"], "to": new["rev_no"]},
+            "licence": {"from": old["licence_kind"], "to": new["licence_kind"], "status_from": old["licence_status"],
+                        "status_to": new["licence_status"]}}
+
+
 def _changed_rows(added: list[str], removed: list[str], joined) -> dict:
     changed = []
     for row in joined:
         fields = [c for c, differs in zip(COMPARED, row[7:]) if differs]
-        groups = [g for g, gc in FIELD_GROUPS.items() if any(c in fields for c in gc)] or ["other"]
-        changed.append({"file_id": row[0], "fields": fields, "groups": groups, "rev_no": {"from": row[5], "to": row[6]},
-                        "licence": {"from": row[1], "to": row[2], "status_from": row[3], "status_to": row[4]}})
+        changed.append(change_record(row[0], fields, {"rev_no": row[5], "licence_kind": row[1], "licence_status": row[3]},
+                                     {"rev_no": row[6], "licence_kind": row[2], "licence_status": row[4]}))
     return {"added": added, "removed": removed, "changed": changed}
 
 

@@ -252,18 +252,6 @@ def _commits(root: Path, rev_range: str) -> list[dict]:
     return commits
 
 
-def _params_snapshot_path(text: bytes | None) -> str | None:
-    import yaml
-
-    if text is None:
-        return None
-    try:
-        rel = ((yaml.safe_load(text) or {}).get("snapshot") or {}).get("path")
-    except (yaml.YAMLError, AttributeError):
-        return None
-    return rel if isinstance(rel, str) and rel and "\n" not in rel else None
-
-
 def _row_in(path: Path, file_id: str) -> tuple[dict | None, dict]:
     """(FILE_ID's row without image bytes, or None; the snapshot's pdd metadata)."""
     import duckdb
@@ -314,7 +302,7 @@ def blame_git(file_id: str, rev_range: str = "HEAD", repo: str | Path | None = N
     base = commits[0]["parent"]
     walk = ([{"commit": base, "base": True}] if base else []) + commits
     params = _cat_batch(root, [f"{c['commit']}:params.yaml" for c in walk])
-    rels = [_params_snapshot_path(p[2] if p and p[1] == "blob" else None) for p in params]
+    rels = [pdiff.snapshot_path_in_params(p[2]) if p and p[1] == "blob" else None for p in params]
     names = []
     for c, rel in zip(walk, rels):
         if rel:
@@ -387,11 +375,7 @@ def _git_event(file_id: str, prev, state, c: dict, root: Path, exclusions_rel: s
         fields = [k for k in pdiff.COMPARED if a[k] != b[k]]
         if not fields:
             return None
-        groups = [g for g, cols in pdiff.FIELD_GROUPS.items() if any(k in fields for k in cols)] or ["other"]
-        ch = {"file_id": file_id, "fields": fields, "groups": groups, "rev_no": {"from": a["rev_no"], "to": b["rev_no"]},
-              "licence": {"from": a["licence_kind"], "to": b["licence_kind"], "status_from": a["licence_status"],
-                          "status_to": b["licence_status"]}}
-        why = pdiff.detail_line(ch)[len(f"~ {file_id}  "):]
+        why = pdiff.detail_line(pdiff.change_record(file_id, fields, a, b))[len(f"~ {file_id}  "):]
         licence = any(k in fields for k in pdiff.FIELD_GROUPS["licence"])
         return {**event, "event": "changed", "rev_no": b["rev_no"], "fields": fields,
                 "why": why + (f" (decision: {b['licence_reason']})" if licence else ""),
