@@ -138,6 +138,13 @@ def renderer(cfg, seed: int):
     return render
 
 
+def rendered(rows, cfg, seed: int):
+    """The rows rendered (renderer) on cfg.threads threads, in input order, with a bounded window.
+    Pillow releases the GIL while decoding and resizing, pyarrow while compressing shards."""
+    with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
+        yield from ordered_map(pool, renderer(cfg, seed), rows, window=8 * cfg.threads + 16)
+
+
 def check_counts(snapshot_path, counts: dict, cfg) -> None:
     total = sum(counts.values())
     if not total:
@@ -159,13 +166,11 @@ def export(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int) -> di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     writers = {s: shards.ShardWriter(out_dir, s, resolutions, cfg.shard_rows) for s in shards.SPLITS}
-    # Pillow releases the GIL while decoding and resizing, pyarrow while compressing shards.
-    with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
-        for rec in ordered_map(pool, renderer(cfg, seed), rows_in_order(snapshot_path), window=8 * cfg.threads + 16):
-            writers[rec.pop("split")].add(rec)
-    check_counts(snapshot_path, {s: w.rows for s, w in writers.items()}, cfg)
-    names = {s: w.close() for s, w in writers.items()}
-    index = make_index(cfg, names, {s: w.rows for s, w in writers.items()})
+    for rec in rendered(rows_in_order(snapshot_path), cfg, seed):
+        writers[rec.pop("split")].add(rec)
+    counts = {s: w.rows for s, w in writers.items()}
+    check_counts(snapshot_path, counts, cfg)
+    index = make_index(cfg, {s: w.close() for s, w in writers.items()}, counts)
     shards.write_index(out_dir, index)
     return index
 
@@ -215,11 +220,9 @@ def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int,
     writers = {key: shards.ShardWriter(d, key[0], resolutions, cfg.shard_rows) for key, d in work.items()}
     for d in work.values():
         d.mkdir()
-    with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
-        wanted = (row for row in rows_in_order(snapshot_path) if row["file_id"] in owner)
-        for rec in ordered_map(pool, renderer(cfg, seed), wanted, window=8 * cfg.threads + 16):
-            rec.pop("split")
-            writers[owner[rec["file_id"]]].add(rec)
+    for rec in rendered((row for row in rows_in_order(snapshot_path) if row["file_id"] in owner), cfg, seed):
+        rec.pop("split")
+        writers[owner[rec["file_id"]]].add(rec)
     for key, writer in writers.items():
         written = writer.close()
         if written != [shard_name(key[0], 0)]:   # one shard_rows-sized shard per writer, by construction
