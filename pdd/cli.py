@@ -156,18 +156,14 @@ def _allowed_licences(params_path: str) -> tuple[str, ...]:
 
 def _in_snapshots(file_id: str, snap_dir: str | Path) -> bool:
     """Whether FILE_ID is a row of a snapshot file in SNAP_DIR (what a clone without a store can check)."""
-    import duckdb
-
-    from pdd import snapshot
+    from pdd import history
 
     for path in sorted(Path(snap_dir).glob("*.parquet")):
         try:
-            snapshot.open_snapshot(path)
+            if history.row_in(path, file_id)[0] is not None:
+                return True
         except PddError:
             continue  # a stray .parquet that is not a snapshot
-        src = "read_parquet('" + str(path).replace("'", "''") + "')"
-        if duckdb.connect().execute(f"SELECT 1 FROM {src} WHERE file_id = ? LIMIT 1", [file_id]).fetchone():
-            return True
     return False
 
 

@@ -252,7 +252,7 @@ def _commits(root: Path, rev_range: str) -> list[dict]:
     return commits
 
 
-def _row_in(path: Path, file_id: str) -> tuple[dict | None, dict]:
+def row_in(path: Path, file_id: str) -> tuple[dict | None, dict]:
     """(FILE_ID's row without image bytes, or None; the snapshot's pdd metadata)."""
     import duckdb
 
@@ -330,7 +330,7 @@ def blame_git(file_id: str, rev_range: str = "HEAD", repo: str | Path | None = N
                 try:
                     path, _how = pdiff.snapshot_at_revision(c["commit"], root, Path(tmp))
                     try:
-                        row, meta = _row_in(path, file_id)
+                        row, meta = row_in(path, file_id)
                     finally:
                         path.unlink(missing_ok=True)
                     state = ("row" if row else "absent", row, meta, rel)

@@ -165,6 +165,24 @@ def _write_pinned(rows: list[dict], out_dir: Path, name: str, digest: str, read_
     return info
 
 
+def _snapshots_dir(out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PddError(f"{out_dir}: not a folder (--out-dir must name the snapshots folder)")
+    return out_dir
+
+
+def _store_pin(store: Store, name: str, digest: str) -> dict | None:
+    """The store's record of a pin named NAME, or None; one with another content hash is refused."""
+    existing = store.query("SELECT * FROM snapshots WHERE name = ?", [name])
+    if existing and existing[0]["content_hash"] != digest:
+        raise PddError(
+            f"snapshot {name!r} is already pinned with other content in the store {store.db_path} "
+            f"(hash {existing[0]['content_hash'][:12]}); snapshots are immutable: pin under a new name"
+        )
+    return existing[0] if existing else None
+
+
 def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: dict | None = None) -> dict:
     """Freeze the store's accepted rows as snapshot NAME. Same rows again: same bytes, same hash.
     A name is bound to its content forever: different rows under a used name is an error, whether the
@@ -178,19 +196,12 @@ def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: 
     complete files and no record: pinning the same rows under the same name again finds the same bytes
     and records them. Temp files of killed pins are removed by the next pin into OUT_DIR."""
     name = snapshot_name(name)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PddError(f"{out_dir}: not a folder (--out-dir must name the snapshots folder)")
+    out_dir = _snapshots_dir(out_dir)
     rows, excluded = apply_exclusions(collect_rows(store), exclusions)
     if not rows:
         raise PddError("nothing to pin: the store has no accepted files (import or scrape first)")
     digest = content_hash(rows)
-    existing = store.query("SELECT * FROM snapshots WHERE name = ?", [name])
-    if existing and existing[0]["content_hash"] != digest:
-        raise PddError(
-            f"snapshot {name!r} is already pinned with other content (hash {existing[0]['content_hash'][:12]}); "
-            "snapshots are immutable: pin under a new name"
-        )
+    existing = _store_pin(store, name, digest)
     check_not_pinned_otherwise(out_dir, name, digest)
     extra_meta = {"pdd.excluded": str(len(excluded))} if excluded else None
     info = _write_pinned(rows, out_dir, name, digest, store.read_blob, extra_meta,
@@ -249,10 +260,8 @@ def pin_from(source: str | Path, name: str, out_dir: str | Path = DEFAULT_DIR, e
     from pdd import snapshot
 
     name = snapshot_name(name)
-    out_dir = Path(out_dir)
+    out_dir = _snapshots_dir(out_dir)
     source = Path(source)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PddError(f"{out_dir}: not a folder (--out-dir must name the snapshots folder)")
     src_digest, problems = snapshot.verify(source)
     if problems:
         raise PddError(f"{source}: cannot pin from it: {len(problems)} problem(s): {'; '.join(problems[:3])}")
@@ -270,10 +279,7 @@ def pin_from(source: str | Path, name: str, out_dir: str | Path = DEFAULT_DIR, e
         raise PddError(f"nothing to pin: every row of {source} is on the exclusion list")
     digest = content_hash(rows)
     if store is not None:
-        known = store.query("SELECT content_hash FROM snapshots WHERE name = ?", [name])
-        if known and known[0]["content_hash"] != digest:
-            raise PddError(f"snapshot {name!r} is already pinned in the store {store.db_path} with other content "
-                           f"(hash {known[0]['content_hash'][:12]}); snapshots are immutable: pin under a new name")
+        _store_pin(store, name, digest)
     check_not_pinned_otherwise(out_dir, name, digest)
     total = int(meta.get("pdd.excluded", "0") or 0) + len(excluded)
     extra_meta = {"pdd.derived_from": src_name, "pdd.derived_from_hash": src_digest}
