@@ -638,14 +638,16 @@ class Scraper:
             if self.cfg.limit is not None and accepted >= self.cfg.limit:
                 self.stopped = True
                 break
-        # the responses whose last file is now handled: their continuations go in the same transaction
-        complete, left = [], n
+        # how many of each queued response's files this call handles; the responses whose last file is
+        # among them (a prefix of the queue) have their continuations committed in the same transaction
+        takes, left = [], n
         for u in self.pending:
             take = min(left, len(u.items) - u.done)
             left -= take
+            takes.append((u, take))
             if u.done + take < len(u.items):
                 break
-            complete.append(u)
+        complete = [u for u, take in takes if u.done + take == len(u.items)]
         rows: list[tuple] = []
 
         def after(con, results):
@@ -657,14 +659,9 @@ class Scraper:
 
         results = self.store.record_batch([r for r, _ in recs], after)
         state.files_committed(rows + unchanged)
-        left = n
-        for u in list(self.pending):
-            take = min(left, len(u.items) - u.done)
+        for u, take in takes:
             u.done += take
-            left -= take
-            if u.done < len(u.items):
-                break
-            self.pending.remove(u)
+        del self.pending[:len(complete)]
         for (rec, _mh), (_rid, created) in zip(recs, results):
             self.report.seen += 1
             self.report.new_revisions += int(created)
