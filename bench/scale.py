@@ -40,30 +40,11 @@ WARMUP = 5
 
 # ---- data -----------------------------------------------------------------------------------
 def generate(out_dir: Path, n_train: int, resolution: int, n_val: int = 64, seed: int = 0) -> float:
-    """A synthetic export (pdd.train.synthetic's shapes), written row by row so generating it needs no more memory
-    than a shard; returns the raw pixel bytes of the train split."""
-    import numpy as np
-
-    from pdd.build.determinism import derive_seed
-    from pdd.data import shards
+    """A synthetic export (pdd.train.synthetic, written row by row: generating it holds one shard at most);
+    returns the raw pixel bytes of the train split."""
     from pdd.train import synthetic
 
-    combos = synthetic.combos()
-    index = {"format": "pdd-shards/1", "resolutions": [resolution], "layout": "raw RGB uint8, HWC, row-major",
-             "caption_template": "synthetic shapes", "counts": {}, "shards": {}}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("val", n_val)):
-        rng = np.random.default_rng(derive_seed(seed, "scale", split))
-        writer = shards.ShardWriter(out_dir, split, [resolution], 4096)
-        for i in range(n):
-            colour, shape, place = combos[int(rng.integers(len(combos)))]
-            writer.add({"file_id": f"synthetic:{split}:{i:07d}", "sha256": f"{derive_seed(seed, split, str(i)):064x}",
-                        "caption": synthetic.caption(colour, shape, place),
-                        shards.image_column(resolution): synthetic.draw(resolution, colour, shape, place, rng,
-                                                                        jitter=True).tobytes()})
-        index["shards"][split] = writer.close()
-        index["counts"][split] = n
-    shards.write_index(out_dir, index)
+    synthetic.make_synthetic(out_dir, n_train=n_train, n_val=n_val, resolutions=[resolution], seed=seed)
     return n_train * resolution * resolution * 3
 
 

@@ -52,23 +52,28 @@ def combos() -> list[tuple[str, str, str]]:
     return list(itertools.product(COLOURS, SHAPES, PLACES))
 
 
-def make_rows(split: str, n: int, resolutions: list[int], seed: int) -> list[dict]:
+def iter_rows(split: str, n: int, resolutions: list[int], seed: int):
+    """The rows one by one, in file_id order (the index is zero-padded to one width), so an export of any
+    size is written without holding it in memory."""
     rng = np.random.default_rng(derive_seed(seed, "synthetic", split))
     all_combos = combos()
-    rows = []
+    width = max(6, len(str(n - 1)))
     for i in range(n):
         if split == "val":
             colour, shape, place = all_combos[i % len(all_combos)]
         else:
             colour, shape, place = all_combos[int(rng.integers(len(all_combos)))]
         state = rng.bit_generator.state
-        row = {"file_id": f"synthetic:{split}:{i:06d}", "caption": caption(colour, shape, place)}
+        row = {"file_id": f"synthetic:{split}:{i:0{width}d}", "caption": caption(colour, shape, place)}
         for res in resolutions:
             rng.bit_generator.state = state                               # same picture at every resolution
             row[shards.image_column(res)] = draw(res, colour, shape, place, rng, jitter=split == "train").tobytes()
         row["sha256"] = f"{derive_seed(seed, row['file_id']):064x}"
-        rows.append(row)
-    return sorted(rows, key=lambda r: r["file_id"].encode("utf-8"))
+        yield row
+
+
+def make_rows(split: str, n: int, resolutions: list[int], seed: int) -> list[dict]:
+    return list(iter_rows(split, n, resolutions, seed))
 
 
 def make_synthetic(out_dir: str | Path, *, n_train: int = 1024, n_val: int | None = None, resolutions=(16,),
@@ -82,10 +87,9 @@ def make_synthetic(out_dir: str | Path, *, n_train: int = 1024, n_val: int | Non
     index = {"format": "pdd-shards/1", "resolutions": resolutions, "layout": "raw RGB uint8, HWC, row-major",
              "caption_template": "synthetic shapes", "counts": {}, "shards": {}}
     for split, n in (("train", n_train), ("val", n_val)):
-        rows = make_rows(split, n, resolutions, seed)
+        rows = iter_rows(split, n, resolutions, seed)
         if caption_fn:
-            for r in rows:
-                r["caption"] = caption_fn(r)
+            rows = ({**r, "caption": caption_fn(r)} for r in rows)
         index["shards"][split] = shards.write_split(rows, out_dir, split, resolutions, 4096)
         index["counts"][split] = n
     shards.write_index(out_dir, index)
