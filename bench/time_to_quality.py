@@ -49,6 +49,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from pdd.build import config  # noqa: E402
+from pdd.build import determinism  # noqa: E402
 from pdd.build.determinism import seed_everything  # noqa: E402
 from pdd.data import shards  # noqa: E402
 from pdd.train import data, imaging, loop, quality, synthetic, unet, vae  # noqa: E402
@@ -65,6 +66,7 @@ EXAMPLE = {"lr": 1e-4, "betas": (0.95, 0.999), "weight_decay": 1e-6, "eps": 1e-8
 
 def our_cfg(params: Path, resolution: int):
     cfgs = config.load(params)
+    determinism.apply(cfgs["compute"])   # params.yaml compute: the stages' kernels, for both sides
     u = config.patch(cfgs["unet"], {"mode": unet.PIXEL, "in_channels": 3, "resolution": resolution,
                                     "train": {"eval_every": 0, "checkpoint_every": 0}})
     return u, cfgs["sample"]
@@ -113,8 +115,8 @@ def our_task(export_dir: Path, cfg, on_eval=None):
     model = unet.build_unet(cfg, cfg.resolution, 3, None)
 
     def loss(m, batch, rt):
-        return unet.diffusion_loss(m, batch["latent"].to(rt.device), None, scheduler, cfg, rt.rng("noise"),
-                                   rt.rng("timesteps"))
+        x0 = batch["latent"].to(rt.device)
+        return unet.diffusion_loss(m, x0, None, scheduler, cfg, *unet.draws(rt.rng, x0, scheduler))
 
     return loop.Task("unet", model, source, loss, evaluate=on_eval), scheduler
 

@@ -25,13 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from pdd.build import determinism  # noqa: E402
 from pdd.build.determinism import seed_everything  # noqa: E402
 from pdd.train import clip, synthetic  # noqa: E402
 from pdd.train import tokenizer as tk  # noqa: E402
 
 from pdd.build import config  # noqa: E402
 
-CFG = config.patch(config.load(Path(__file__).resolve().parents[1] / "params.yaml")["clip"], {
+CFGS = config.load(Path(__file__).resolve().parents[1] / "params.yaml")
+determinism.apply(CFGS["compute"])   # params.yaml compute: the stage's kernels, for both sides
+CFG = config.patch(CFGS["clip"], {
     "image_size": 32, "text": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 2, "num_heads": 4},
     "vision": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 2, "num_heads": 4, "patch_size": 4},
     "projection_dim": 128, "train": {"batch_size": 32, "steps": 20, "eval_every": 0, "checkpoint_every": 0, "threads": 2,

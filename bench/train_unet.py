@@ -41,6 +41,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from pdd.build import config  # noqa: E402
+from pdd.build import determinism  # noqa: E402
 from pdd.build.determinism import seed_everything  # noqa: E402
 from pdd.train import clip, latents, pipeline, synthetic, unet, vae  # noqa: E402
 from pdd.train import tokenizer as tk  # noqa: E402
@@ -50,6 +51,7 @@ WARMUP = 5
 
 def configs(params: Path, steps: int):
     cfgs = config.load(params)
+    determinism.apply(cfgs["compute"])   # params.yaml compute: the stages' kernels, for both sides
     u = config.patch(cfgs["unet"], {"train": {"steps": steps, "eval_every": 0, "checkpoint_every": 0,
                                               "schedule": {"warmup_steps": min(WARMUP, steps)}}})
     return u, cfgs

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from pdd.build import config  # noqa: E402
+from pdd.build import determinism  # noqa: E402
 from pdd.build.determinism import seed_everything  # noqa: E402
 from pdd.train import clip, imaging, latents, synthetic, vae  # noqa: E402
 from pdd.train import tokenizer as tk  # noqa: E402
@@ -45,6 +46,7 @@ WARMUP = 5
 
 def configs(params: Path, steps: int):
     cfgs = config.load(params)
+    determinism.apply(cfgs["compute"])   # params.yaml compute: the stages' kernels, for both sides
     v = config.patch(cfgs["vae"], {"train": {"steps": steps, "eval_every": 0, "checkpoint_every": 0,
                                              "schedule": {"warmup_steps": min(WARMUP, steps)}}})
     return v, cfgs["latents"], cfgs["clip"], cfgs["tokenizer"]

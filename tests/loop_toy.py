@@ -59,8 +59,8 @@ def make_task(export_dir, streaming=None, window=None, out_dir=None):
 
     def loss(m, batch, rt):
         x = batch["x"].to(rt.device)
-        noise = torch.randn(x.shape, generator=rt.rng("noise"), device=rt.device)
-        sigma = torch.rand((x.shape[0], 1, 1, 1), generator=rt.rng("timesteps"), device=rt.device)
+        noise = rt.rng.randn("noise", x.shape)
+        sigma = rt.rng.rand("timesteps", (x.shape[0], 1, 1, 1))
         if not first and out_dir is not None:
             first["sum"] = float(noise.sum())
             Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,9 @@ def test_two_processes_draw_different_noise_checkpoint_and_resume(export, tmp_pa
     toy(tmp_path, export, tmp_path / "full", torchrun=True)
     r0, r1 = ((tmp_path / "full" / f"noise-rank{r}.txt").read_text() for r in (0, 1))
     assert r0 != r1
+    # ... and between them exactly the noise one process draws for the same global batch (loop.Rngs)
+    toy(tmp_path, export, tmp_path / "one")
+    assert float(r0) + float(r1) == pytest.approx(float((tmp_path / "one/noise-rank0.txt").read_text()), rel=1e-5)
     cut = toy(tmp_path, export, tmp_path / "cut", torchrun=True, kill_after=5, check=False)
     assert cut.returncode != 0
     assert [p.name for p in loop.checkpoints(tmp_path / "cut/ckpt")] == ["step-00000004"]

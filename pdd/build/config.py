@@ -190,9 +190,16 @@ class MemorizationCfg:
     show: int                      # flagged or closest samples drawn beside their nearest training image
 
 
+@dataclass(frozen=True)
+class ComputeCfg:
+    deterministic: bool            # deterministic algorithms, cuDNN deterministic, TF32 off (pdd.build.determinism)
+    attention: str                 # sdpa | xformers
+
+
 SECTIONS: dict[str, type] = {
     "snapshot": SnapshotCfg, "audit": AuditCfg, "export": ExportCfg, "tokenizer": TokenizerCfg, "clip": ClipCfg,
     "vae": VaeCfg, "latents": LatentsCfg, "unet": UnetCfg, "sample": SampleCfg, "memorization": MemorizationCfg,
+    "compute": ComputeCfg,
 }
 
 
@@ -288,6 +295,10 @@ def check(params: dict, only: tuple | None = None) -> dict:
         if unet.mode == "pixel-unconditional" and ex is not None and unet.resolution not in ex.resolutions:
             _fail("unet.resolution", f"{unet.resolution} is not an exported resolution (export.resolutions is "
                                      f"{list(ex.resolutions)})")
+    compute = want("compute")
+    if compute is not None and compute.attention == "xformers" and compute.deterministic:
+        _fail("compute.attention", "xformers is not deterministic; set compute.deterministic: false to use it, "
+                                   "or keep attention: sdpa")
     if only is None and "resources" in params:   # no stage reads resources: checked for the whole file only
         from pdd.build import cluster
 

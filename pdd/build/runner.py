@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pdd.build import config as config_mod
 from pdd.build import params as params_mod
+from pdd.build.determinism import apply as apply_compute, stage_record
 from pdd.errors import PddError
 
 LOCK_DIR = Path(".pdd/locks")
@@ -151,6 +152,8 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     args = parse_args(stage, module, argv)
     params = params_mod.load(args.params)
     cfgs = config_mod.check(params, only=stage.params)
+    # params.yaml compute: deterministic kernels (or not) and attention, before anything runs a model
+    determinism, notes = stage_record(apply_compute(cfgs["compute"]) if "compute" in stage.params else None)
     deps = {k: _resolve_path(v, params) for k, v in stage.deps.items()}
     for k, path in deps.items():
         if not path.exists():
@@ -194,7 +197,8 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
         for k, final in final_outs.items():
             write_manifest(final, stage=name, inputs=list(deps.values()),
                            params={s: params[s] for s in stage.params}, seed=params["seed"], module=stage.module,
-                           extra=outcome.extra, nondeterminism=outcome.nondeterminism)
+                           extra={"determinism": determinism, **outcome.extra},
+                           nondeterminism=outcome.nondeterminism + notes)
         shutil.rmtree(ctx.checkpoints, ignore_errors=True)   # the run is complete: its checkpoints are of no further use
     finally:
         lock.close()

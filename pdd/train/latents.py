@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from pdd.build.determinism import use_attention
 from pdd.build.hashing import write_json
 from pdd.data import shards
 from pdd.errors import PddError
@@ -78,7 +79,7 @@ def build(export_dir, vae_dir, clip_dir, tokenizer_dir, out_dir, cfg, resolution
 
     torch.set_num_threads(cfg.threads)
     out_dir = Path(out_dir)
-    vae = AutoencoderKL.from_pretrained(vae_dir, local_files_only=True).eval()
+    vae = use_attention(AutoencoderKL.from_pretrained(vae_dir, local_files_only=True).eval())
     tokenizer = CLIPTokenizerFast.from_pretrained(tokenizer_dir, local_files_only=True)
     text_encoder = text_encoder_from_clip(clip_dir)
     index = shards.read_index(export_dir)

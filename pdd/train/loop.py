@@ -11,8 +11,12 @@ no hand-written device or DDP code here.
 * EMA of the weights (diffusers' EMAModel) when `ema.decay` > 0: updated after every optimizer step,
   swapped in for evaluation and previews, checkpointed, and what the stage saves.
 * Named generators: every random draw inside training (noise, timesteps, caption dropout, ...) comes
-  from `rt.rng(purpose)`, a torch.Generator seeded from (seed, stage, purpose, process rank): two
-  processes never draw the same noise, and each generator's state is saved per rank in checkpoints.
+  from `rt.rng.randn / rand / randint(purpose, shape)`. Each purpose has one torch.Generator seeded from
+  (seed, stage, purpose), the same in every process; a draw makes the values of the whole global batch
+  and keeps this process's rows (accelerate's split_batches gives process r the r-th contiguous part of
+  each global batch). So every example gets the same noise whatever the number of processes, two
+  processes never use the same noise, and N processes follow the 1-process run up to float summation
+  order. Each process's generator states are saved in checkpoints.
 * Frozen modules (a VAE, a text encoder) are placed on the device by the accelerator, kept in eval
   mode without gradients, and are neither optimised nor checkpointed (they are inputs of the stage).
 * The data order is a pure function of (seed, stage, epoch) (data.epoch_order): any step can be reached
@@ -53,19 +57,39 @@ PROGRESS = "progress.json"
 
 
 class Rngs:
-    """Named generators for one process: rng('noise') is seeded from (seed, stage, 'noise', rank)."""
+    """Named generators, one per purpose, seeded from (seed, stage, purpose) alike in every process; the
+    draws (randn, rand, randint) take this process's rows of the global batch's values."""
 
-    def __init__(self, seed: int, stage: str, rank: int, device="cpu"):
-        self.seed, self.stage, self.rank, self.device = seed, stage, rank, torch.device(device)
+    def __init__(self, seed: int, stage: str, rank: int, device="cpu", world: int = 1):
+        self.seed, self.stage, self.rank, self.world, self.device = seed, stage, rank, world, torch.device(device)
         self._gens: dict[str, torch.Generator] = {}
 
     def __call__(self, purpose: str) -> torch.Generator:
         g = self._gens.get(purpose)
         if g is None:
             g = torch.Generator(device=self.device)
-            g.manual_seed(derive_seed(self.seed, self.stage, purpose, f"rank{self.rank}"))
+            # "rank0": the name the one-process runs have always used, so their seeds (and bytes) stay
+            g.manual_seed(derive_seed(self.seed, self.stage, purpose, "rank0"))
             self._gens[purpose] = g
         return g
+
+    def _mine(self, full: torch.Tensor, n: int) -> torch.Tensor:
+        return full[self.rank * n:(self.rank + 1) * n]
+
+    def randn(self, purpose: str, shape, dtype=None) -> torch.Tensor:
+        """Standard normal values for this process's `shape[0]` rows (of the global batch's)."""
+        g = self(purpose)
+        full = torch.randn((shape[0] * self.world, *shape[1:]), generator=g, device=g.device, dtype=dtype)
+        return self._mine(full, shape[0])
+
+    def rand(self, purpose: str, shape) -> torch.Tensor:
+        g = self(purpose)
+        return self._mine(torch.rand((shape[0] * self.world, *shape[1:]), generator=g, device=g.device), shape[0])
+
+    def randint(self, purpose: str, high: int, shape) -> torch.Tensor:
+        g = self(purpose)
+        full = torch.randint(0, high, (shape[0] * self.world, *shape[1:]), generator=g, device=g.device)
+        return self._mine(full, shape[0])
 
     def state_dict(self) -> dict:
         return {k: g.get_state() for k, g in sorted(self._gens.items())}
@@ -267,7 +291,7 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
                        use_ema_warmup=cfg.ema.warmup, foreach=False)
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
-    rngs = Rngs(seed, task.name, accelerator.process_index, accelerator.device)
+    rngs = Rngs(seed, task.name, accelerator.process_index, accelerator.device, accelerator.num_processes)
     rt = Runtime(rngs, frozen, accelerator.device, start, accelerator)
     if start:
         accelerator.load_state(str(found[-1]))  # model, optimizer, scheduler, EMA and every global RNG

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdd.build.determinism import derive_seed
+from pdd.build.determinism import derive_seed, use_attention
 from pdd.errors import PddError
 
 SCHEDULERS = ("dpm++", "ddim", "ddpm")
@@ -44,17 +44,17 @@ def assemble(mode: str, *, unet_dir, scheduler: str = "dpm++", latents_dir=None,
     if mode == "pixel-unconditional":
         from diffusers import DDPMPipeline, UNet2DModel
 
-        return DDPMPipeline(unet=UNet2DModel.from_pretrained(unet_dir / "unet"), scheduler=sched)
+        return DDPMPipeline(unet=use_attention(UNet2DModel.from_pretrained(unet_dir / "unet")), scheduler=sched)
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTokenizerFast
 
     from pdd.train.latents import text_encoder_from_clip
 
     return StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(Path(latents_dir) / "vae"),
+        vae=use_attention(AutoencoderKL.from_pretrained(Path(latents_dir) / "vae")),
         text_encoder=text_encoder_from_clip(clip_dir),
         tokenizer=CLIPTokenizerFast.from_pretrained(tokenizer_dir, local_files_only=True),
-        unet=UNet2DConditionModel.from_pretrained(unet_dir / "unet"), scheduler=sched,
+        unet=use_attention(UNet2DConditionModel.from_pretrained(unet_dir / "unet")), scheduler=sched,
         safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
 
 

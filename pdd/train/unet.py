@@ -7,10 +7,10 @@ Two modes (`unet.mode`):
   row's caption index for the empty prompt's, drawn from the loop's named generator 'dropout'.
 * `pixel-unconditional`: `UNet2DModel` on the export's pixels in [-1, 1]: a DDPMPipeline, cheap smoke builds.
 
-The objective draws its noise and timesteps from the loop's named generators ('noise', 'timesteps') and
+The objective gets its noise and timesteps drawn from the loop's named generators ('noise', 'timesteps') and
 returns the loss: prediction type epsilon or v (`unet.noise.prediction_type`), optional min-SNR-gamma
 loss weighting (Hang et al. 2023; `unet.noise.snr_gamma`, 0 = off). Attention runs through PyTorch SDPA
-(diffusers' default); xformers is used only when installed, on a GPU, and the build is not deterministic.
+(diffusers' default), or xformers with params.yaml `compute.attention: xformers` (GPU, not deterministic).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pdd.build.determinism import seed_everything
+from pdd.build.determinism import seed_everything, use_attention
 from pdd.build.hashing import hash_json, hash_path
 from pdd.data import shards
 from pdd.errors import PddError
@@ -28,8 +28,8 @@ from pdd.train import data, imaging, latents, loop
 
 NONDETERMINISM = [
     "unet: bit-identical weights need the same machine type, torch build, thread count (unet.train.threads) and "
-    "number of processes; on GPU also the same GPU model, driver and CUDA/cuDNN; xformers kernels are not used "
-    "when the build is deterministic",
+    "number of processes; on GPU also the same GPU model, driver and CUDA/cuDNN, and compute.deterministic "
+    "(xformers attention needs it off)",
 ]
 LATENT, PIXEL = "latent-conditional", "pixel-unconditional"
 
@@ -75,18 +75,18 @@ def build_unet(cfg, sample_size: int, in_channels: int, cross_attention_dim: int
         from diffusers import UNet2DConditionModel
 
         down, up = _blocks(cfg, True)
-        return UNet2DConditionModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+        return use_attention(UNet2DConditionModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
                                     down_block_types=down, up_block_types=up,
                                     block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
                                     cross_attention_dim=cross_attention_dim, attention_head_dim=cfg.attention_head_dim,
-                                    norm_num_groups=cfg.norm_num_groups)
+                                    norm_num_groups=cfg.norm_num_groups))
     from diffusers import UNet2DModel
 
     down, up = _blocks(cfg, False)
-    return UNet2DModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+    return use_attention(UNet2DModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
                        down_block_types=down, up_block_types=up, block_out_channels=tuple(cfg.block_out_channels),
                        layers_per_block=cfg.layers_per_block, attention_head_dim=cfg.attention_head_dim,
-                       norm_num_groups=cfg.norm_num_groups)
+                       norm_num_groups=cfg.norm_num_groups))
 
 
 def check_config(cfg, vae_cfg=None) -> None:
@@ -118,11 +118,14 @@ def loss_weights(scheduler, t: torch.Tensor, cfg) -> torch.Tensor | None:
     return clipped / snr.clamp_min(1e-8)
 
 
-def diffusion_loss(model, x0, cond, scheduler, cfg, g_noise, g_time) -> torch.Tensor:
-    """The objective: noise x0 at random timesteps, predict epsilon or v, (min-SNR-)weighted MSE."""
-    b = x0.shape[0]
-    noise = torch.randn(x0.shape, generator=g_noise, device=g_noise.device).to(x0.device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=g_time, device=g_time.device).to(x0.device)
+def draws(rng, x0, scheduler):
+    """Noise and timesteps for the rows of x0 from the loop's named generators (loop.Rngs)."""
+    return (rng.randn("noise", x0.shape).to(x0.device),
+            rng.randint("timesteps", scheduler.config.num_train_timesteps, (x0.shape[0],)).to(x0.device))
+
+
+def diffusion_loss(model, x0, cond, scheduler, cfg, noise, t) -> torch.Tensor:
+    """The objective: x0 noised with `noise` at timesteps `t`, predict epsilon or v, (min-SNR-)weighted MSE."""
     xt = scheduler.add_noise(x0, noise, t)
     target = noise if cfg.noise.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
     pred = model(xt, t, encoder_hidden_states=cond).sample if cond is not None else model(xt, t).sample
@@ -187,9 +190,9 @@ def train_unet(cfg, seed: int, *, out_dir, ckpt_dir, latents_dir=None, export_di
         cond = None
         if states is not None:
             idx = batch["text_idx"]
-            drop = torch.rand(len(idx), generator=rt.rng("dropout")) < cfg.caption_dropout
+            drop = rt.rng.rand("dropout", (len(idx),)).cpu() < cfg.caption_dropout
             cond = states[torch.where(drop, torch.zeros_like(idx), idx)].to(rt.device)
-        return diffusion_loss(m, x0, cond, scheduler, cfg, rt.rng("noise"), rt.rng("timesteps"))
+        return diffusion_loss(m, x0, cond, scheduler, cfg, *draws(rt.rng, x0, scheduler))
 
     def evaluate(m, rt):
         """Val loss at fixed noise and timesteps (a generator seeded the same at every evaluation)."""
@@ -199,9 +202,11 @@ def train_unet(cfg, seed: int, *, out_dir, ckpt_dir, latents_dir=None, export_di
         n = min(val.n, 256)
         batch = val.fetch(torch.arange(n))
         cond = states[batch["text_idx"]] if states is not None else None
-        return {"val_loss": float(diffusion_loss(m, batch["latent"].to(rt.device),
-                                                 cond.to(rt.device) if cond is not None else None,
-                                                 scheduler, cfg, g, g))}
+        x0 = batch["latent"].to(rt.device)
+        noise = torch.randn(x0.shape, generator=g).to(rt.device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=g).to(rt.device)
+        return {"val_loss": float(diffusion_loss(m, x0, cond.to(rt.device) if cond is not None else None,
+                                                 scheduler, cfg, noise, t))}
 
     task = loop.Task("unet", model, source, loss, evaluate=evaluate,
                      items="latents" if cfg.mode == LATENT else "images")

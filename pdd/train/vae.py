@@ -1,7 +1,7 @@
 """The VAE of stage `vae`: a `diffusers.AutoencoderKL` built from params and trained from scratch.
 
 Objective: reconstruction (L1 or L2, `vae.loss`) of a posterior *sample* (drawn from the loop's named
-generator 'posterior') plus `vae.kl_weight` x the KL to N(0, I) per latent element; optionally a
+generators' 'posterior' draws) plus `vae.kl_weight` x the KL to N(0, I) per latent element; optionally a
 patch-GAN discriminator trained from scratch (hinge loss, `vae.gan.weight` > 0, off by default). No
 pretrained perceptual network (LPIPS, VGG) is used: their weights are not ours to use.
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pdd.build.determinism import seed_everything
+from pdd.build.determinism import seed_everything, use_attention
 from pdd.build.hashing import hash_json, hash_path
 from pdd.data import shards
 from pdd.errors import PddError
@@ -69,11 +69,11 @@ def build_vae(cfg, scaling_factor: float = 1.0):
     from diffusers import AutoencoderKL
 
     n = len(cfg.block_out_channels)
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+    return use_attention(AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
                          up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=tuple(cfg.block_out_channels),
                          layers_per_block=cfg.layers_per_block, latent_channels=cfg.latent_channels,
                          norm_num_groups=cfg.norm_num_groups, sample_size=cfg.resolution,
-                         scaling_factor=scaling_factor, mid_block_add_attention=cfg.mid_attention)
+                         scaling_factor=scaling_factor, mid_block_add_attention=cfg.mid_attention))
 
 
 class PatchDiscriminator(torch.nn.Module):
@@ -101,9 +101,10 @@ class VaeObjective(torch.nn.Module):
         self.vae = build_vae(cfg)
         self.disc = PatchDiscriminator(cfg.gan.channels, cfg.gan.layers) if cfg.gan.weight > 0 else None
 
-    def forward(self, x, generator, step: int):
+    def forward(self, x, draw_normal, step: int):
+        """draw_normal(shape, dtype): standard normal values (the loop's 'posterior' draws for these rows)."""
         post = self.vae.encode(x).latent_dist
-        z = post.sample(generator=generator)
+        z = post.mean + post.std * draw_normal(post.mean.shape, post.mean.dtype)   # = post.sample(), its draws ours
         rec = self.vae.decode(z).sample
         rec_loss = (rec - x).abs().mean() if self.cfg.loss == "l1" else ((rec - x) ** 2).mean()
         kl = post.kl().mean() / z[0].numel()
@@ -182,7 +183,7 @@ def train_vae(export_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = F
     model = VaeObjective(cfg)
 
     def loss(m, batch, rt):
-        return m(batch["x"].to(rt.device), rt.rng("posterior"), rt.step)
+        return m(batch["x"].to(rt.device), lambda shape, dtype: rt.rng.randn("posterior", shape, dtype), rt.step)
 
     def ev(m, rt):
         return evaluate(m.vae, val, cfg) if len(val) else {}

@@ -21,6 +21,7 @@ rule clip:
     params:
         seed=config["seed"],
         clip=config["clip"],
+        compute=config["compute"],
     log:
         "logs/clip.log",
     threads: cluster.threads(config, "clip")

@@ -20,6 +20,7 @@ rule latents:
     params:
         seed=config["seed"],
         latents=config["latents"],
+        compute=config["compute"],
     log:
         "logs/latents.log",
     threads: config["latents"]["threads"]

@@ -31,6 +31,7 @@ rule memorization:
         seed=config["seed"],
         memorization=config["memorization"],
         sample=config["sample"],
+        compute=config["compute"],
     log:
         "logs/memorization.log",
     threads: config["sample"]["threads"]

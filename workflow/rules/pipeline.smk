@@ -45,6 +45,7 @@ rule pipeline:
         latents=config["latents"],
         unet=config["unet"],
         memorization=config["memorization"],
+        compute=config["compute"],
     log:
         "logs/pipeline.log",
     threads: 1

@@ -28,6 +28,7 @@ rule sample:
     params:
         seed=config["seed"],
         sample=config["sample"],
+        compute=config["compute"],
     log:
         "logs/sample.log",
     threads: config["sample"]["threads"]

@@ -23,6 +23,7 @@ rule unet:
     params:
         seed=config["seed"],
         unet=config["unet"],
+        compute=config["compute"],
     log:
         "logs/unet.log",
     threads: cluster.threads(config, "unet")

@@ -22,6 +22,7 @@ rule vae:
     params:
         seed=config["seed"],
         vae=config["vae"],
+        compute=config["compute"],
     log:
         "logs/vae.log",
     threads: cluster.threads(config, "vae")
