@@ -102,9 +102,9 @@ def test_vae_and_unet_run_under_two_processes_and_resume(shapes, tmp_path, stage
     """The other training stages, with no code change: `torchrun --nproc-per-node=2 -m stages.<stage>` (the
     rule's command) completes, its loss follows the 1-process run within 1e-3 relative (each example gets the
     same posterior / diffusion noise, timesteps and caption dropout whatever the number of processes:
-    loop.Rngs), and a 2-process run
-    killed after step 5 resumes from its step-4 checkpoint to the uninterrupted 2-process bytes. The unet runs
-    in pixel mode (`unet.mode: pixel-unconditional`: it needs only the export)."""
+    loop.Rngs). For vae, a 2-process run killed after step 5 resumes from its step-4 checkpoint to the
+    uninterrupted 2-process bytes (clip's is above; the unet shares the loop's checkpoints, so it is left out
+    to keep CI short). The unet runs in pixel mode (`unet.mode: pixel-unconditional`: it needs only the export)."""
     import copy
     import shutil
 
@@ -145,6 +145,8 @@ def test_vae_and_unet_run_under_two_processes_and_resume(shapes, tmp_path, stage
     for a, b in zip(losses["one"], losses["two"]):
         assert b == pytest.approx(a, rel=1e-3)
 
+    if stage == "unet":
+        return
     root, cut = launch("cut", 2, env={loop.KILL_ENV: "5"})
     assert cut.returncode != 0 and not (root / weights).exists()
     root, resumed = launch("cut", 2, "--resume")
