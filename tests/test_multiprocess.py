@@ -62,36 +62,58 @@ def test_a_global_batch_that_does_not_split_is_a_one_line_error(shapes, tmp_path
     assert "clip.train.batch_size=15 is the global batch and must split evenly over 2 processes" in proc.stderr
 
 
-def test_the_stage_runs_under_its_launch_command_with_two_processes(shapes, tmp_path):
-    """`python -m stages.clip` under the command its Snakemake rule runs for processes_per_node=2
-    (pdd/build/cluster.py): the runner lets rank 0 alone place the outputs, and the loss follows 1 process."""
+def tiny_params(update: dict) -> dict:
+    """The repository's params.yaml with TINY, then `update`."""
     import copy
+
+    import yaml
+
+    from conftest import TINY, deep_update
+
+    return deep_update(deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), copy.deepcopy(TINY)),
+                       copy.deepcopy(update))
+
+
+def launch_stage(root: Path, stage: str, *args, params=None, procs=1, inputs=None, env=None):
+    """`python -m stages.<stage>` in ROOT under the command its Snakemake rule runs for processes_per_node=PROCS
+    (pdd/build/cluster.py). The first call lays ROOT out: `inputs` ({path in ROOT: folder to copy}) and
+    params.yaml; later calls (a --resume) reuse both. Returns (command, completed process)."""
     import shutil
 
     import yaml
 
-    from conftest import REPO as repo, TINY, deep_update
     from pdd.build import cluster
 
-    params = deep_update(yaml.safe_load((repo / "params.yaml").read_text()), copy.deepcopy(TINY))
-    deep_update(params, {"clip": {"train": {"steps": 8, "eval_every": 4, "checkpoint_every": 4, "threads": 1}}})
+    if not root.exists():
+        for dest, src in (inputs or {}).items():
+            shutil.copytree(src, root / dest)
+        layout = cluster.with_layout(params, stage, processes_per_node=procs)
+        (root / "params.yaml").write_text(yaml.safe_dump(layout, sort_keys=False))
+    cmd = cluster.command(yaml.safe_load((root / "params.yaml").read_text()), stage)
+    return cmd, subprocess.run(["bash", "-c", " ".join([cmd, *args])], cwd=root, capture_output=True, text=True,
+                               timeout=600, env={**engine_env(), "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def loss_history(root: Path, stage: str) -> list[float]:
+    return [float(line.split("\t")[1]) for line in (root / f"metrics/{stage}_loss.tsv").read_text().splitlines()[1:]]
+
+
+def test_the_stage_runs_under_its_launch_command_with_two_processes(shapes, tmp_path):
+    """`python -m stages.clip` under the command its Snakemake rule runs for processes_per_node=2
+    (pdd/build/cluster.py): the runner lets rank 0 alone place the outputs, and the loss follows 1 process."""
+    params = tiny_params({"clip": {"train": {"steps": 8, "eval_every": 4, "checkpoint_every": 4, "threads": 1}}})
     runs = {}
     for name, procs in (("one", 1), ("two", 2)):
         root = tmp_path / name
-        shutil.copytree(shapes / "export", root / "data/export")
-        shutil.copytree(shapes / "tok", root / "models/tokenizer")
-        p = cluster.with_layout(params, "clip", processes_per_node=procs)
-        (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-        cmd = cluster.command(p, "clip")
+        cmd, proc = launch_stage(root, "clip", params=params, procs=procs,
+                                 inputs={"data/export": shapes / "export", "models/tokenizer": shapes / "tok"})
         assert cmd == ("python -m stages.clip" if procs == 1 else
                        "torchrun --standalone --nnodes=1 --nproc-per-node=2 -m stages.clip")
-        proc = subprocess.run(["bash", "-c", cmd], cwd=root, capture_output=True, text=True, timeout=600,
-                              env={**engine_env(), "PYTHONPATH": str(repo)})
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stderr.count("clip: 8 steps") == 1            # one summary: rank 0's
         assert (root / "models/clip/model.safetensors").is_file() and (root / "models/clip.manifest.json").is_file()
         assert not list((root / "models").glob(".clip.*"))       # no temporary folder left behind
-        runs[name] = [float(line.split("\t")[1]) for line in (root / "metrics/clip_loss.tsv").read_text().splitlines()[1:]]
+        runs[name] = loss_history(root, "clip")
     assert len(runs["one"]) == len(runs["two"]) == 8
     for a, b in zip(runs["one"], runs["two"]):
         assert b == pytest.approx(a, rel=1e-3)
@@ -105,50 +127,35 @@ def test_vae_and_unet_run_under_two_processes_and_resume(shapes, tmp_path, stage
     loop.Rngs). For vae, a 2-process run killed after step 5 resumes from its step-4 checkpoint to the
     uninterrupted 2-process bytes (clip's is above; the unet shares the loop's checkpoints, so it is left out
     to keep CI short). The unet runs in pixel mode (`unet.mode: pixel-unconditional`: it needs only the export)."""
-    import copy
-    import shutil
-
-    import yaml
-
-    from conftest import REPO as repo, TINY, deep_update
-    from pdd.build import cluster
     from pdd.train import loop
 
-    params = deep_update(yaml.safe_load((repo / "params.yaml").read_text()), copy.deepcopy(TINY))
-    train = {"steps": 8, "batch_size": 8, "eval_every": 8, "checkpoint_every": 4, "threads": 1}
-    deep_update(params, {stage: {"train": train}})
+    update = {stage: {"train": {"steps": 8, "batch_size": 8, "eval_every": 8, "checkpoint_every": 4, "threads": 1}}}
     if stage == "unet":
-        deep_update(params, {"unet": {"mode": "pixel-unconditional", "in_channels": 3}})
+        update["unet"].update({"mode": "pixel-unconditional", "in_channels": 3})
+    params = tiny_params(update)
     weights = {"vae": "models/vae/diffusion_pytorch_model.safetensors",
                "unet": "models/unet/unet/diffusion_pytorch_model.safetensors"}[stage]
-
-    def launch(name, procs, *args, env=None):
-        root = tmp_path / name
-        if not root.exists():
-            shutil.copytree(shapes / "export", root / "data/export")
-            (root / "data/latents").mkdir()   # a registry input of unet, which pixel mode does not read
-            p = cluster.with_layout(params, stage, processes_per_node=procs)
-            (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-        cmd = cluster.command(yaml.safe_load((root / "params.yaml").read_text()), stage)
-        return root, subprocess.run(["bash", "-c", " ".join([cmd, *args])], cwd=root, capture_output=True, text=True,
-                                    timeout=600, env={**engine_env(), "PYTHONPATH": str(repo), **(env or {})})
+    # data/latents: a registry input of unet, which pixel mode does not read (an empty folder will do)
+    (tmp_path / "empty").mkdir()
+    inputs = {"data/export": shapes / "export", "data/latents": tmp_path / "empty"}
 
     losses = {}
     for name, procs in (("one", 1), ("two", 2)):
-        root, proc = launch(name, procs)
+        root = tmp_path / name
+        _, proc = launch_stage(root, stage, params=params, procs=procs, inputs=inputs)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stderr.count(" 8 steps, ") == 1            # one summary line: rank 0's
         assert (root / weights).is_file() and (root / f"models/{stage}.manifest.json").is_file()
-        losses[name] = [float(line.split("\t")[1])
-                        for line in (root / f"metrics/{stage}_loss.tsv").read_text().splitlines()[1:]]
+        losses[name] = loss_history(root, stage)
     assert len(losses["one"]) == len(losses["two"]) == 8 and losses["one"] != [losses["one"][0]] * 8
     for a, b in zip(losses["one"], losses["two"]):
         assert b == pytest.approx(a, rel=1e-3)
 
     if stage == "unet":
         return
-    root, cut = launch("cut", 2, env={loop.KILL_ENV: "5"})
+    root = tmp_path / "cut"
+    _, cut = launch_stage(root, stage, params=params, procs=2, inputs=inputs, env={loop.KILL_ENV: "5"})
     assert cut.returncode != 0 and not (root / weights).exists()
-    root, resumed = launch("cut", 2, "--resume")
+    _, resumed = launch_stage(root, stage, "--resume")
     assert resumed.returncode == 0 and "(resumed at 4)" in resumed.stderr, resumed.stderr[-3000:]
     assert (root / weights).read_bytes() == (tmp_path / "two" / weights).read_bytes()
