@@ -37,17 +37,15 @@ ATTENTION = {"kind": "sdpa"}   # the process's attention kernels, set by apply (
 
 def apply(compute) -> dict:
     """Switch this process's torch kernels as params.yaml `compute` says (a config.ComputeCfg or a dict with
-    deterministic and attention); returns `record()`. Raises PddError when xformers is asked for and cannot run."""
+    deterministic and attention); returns `record()`. Raises PddError when xformers is asked for and cannot run here (no GPU or package); the
+    xformers + deterministic refusal is config.check's."""
     import torch
 
     deterministic = compute["deterministic"] if isinstance(compute, dict) else compute.deterministic
     attention = compute["attention"] if isinstance(compute, dict) else compute.attention
-    if attention == "xformers":
+    if attention == "xformers":   # with deterministic: true it is refused by config.check, which runs first
         from pdd.errors import PddError
 
-        if deterministic:
-            raise PddError("params.yaml: compute.attention: xformers is not deterministic; set compute.deterministic: "
-                           "false to use it, or keep attention: sdpa")
         if not torch.cuda.is_available():
             raise PddError("params.yaml: compute.attention: xformers needs a CUDA GPU and this machine has none; "
                            "use attention: sdpa")

@@ -73,23 +73,21 @@ class Rngs:
             self._gens[purpose] = g
         return g
 
-    def _mine(self, full: torch.Tensor, n: int) -> torch.Tensor:
-        return full[self.rank * n:(self.rank + 1) * n]
+    def _global(self, draw, purpose: str, shape) -> torch.Tensor:
+        """draw(generator, shape) for the global batch (shape[0] rows per process), then this process's rows."""
+        g = self(purpose)
+        n = shape[0]
+        return draw(g, (n * self.world, *shape[1:]))[self.rank * n:(self.rank + 1) * n]
 
     def randn(self, purpose: str, shape, dtype=None) -> torch.Tensor:
         """Standard normal values for this process's `shape[0]` rows (of the global batch's)."""
-        g = self(purpose)
-        full = torch.randn((shape[0] * self.world, *shape[1:]), generator=g, device=g.device, dtype=dtype)
-        return self._mine(full, shape[0])
+        return self._global(lambda g, s: torch.randn(s, generator=g, device=g.device, dtype=dtype), purpose, shape)
 
     def rand(self, purpose: str, shape) -> torch.Tensor:
-        g = self(purpose)
-        return self._mine(torch.rand((shape[0] * self.world, *shape[1:]), generator=g, device=g.device), shape[0])
+        return self._global(lambda g, s: torch.rand(s, generator=g, device=g.device), purpose, shape)
 
     def randint(self, purpose: str, high: int, shape) -> torch.Tensor:
-        g = self(purpose)
-        full = torch.randint(0, high, (shape[0] * self.world, *shape[1:]), generator=g, device=g.device)
-        return self._mine(full, shape[0])
+        return self._global(lambda g, s: torch.randint(0, high, s, generator=g, device=g.device), purpose, shape)
 
     def state_dict(self) -> dict:
         return {k: g.get_state() for k, g in sorted(self._gens.items())}
