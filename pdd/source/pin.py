@@ -23,9 +23,10 @@ def collect_rows(store: Store) -> list[dict]:
         "SELECT r.*, f.source_id, f.external_id FROM current_revisions r JOIN files f USING (file_id) "
         "WHERE r.status = 'accepted' ORDER BY r.file_id"
     )
+    labels_of = store.labels_for([r["revision_id"] for r in revs])
     rows = []
     for r in revs:
-        labels = [{k: lb[k] for k in ("field", "lang", "text", "licence", "source")} for lb in store.labels_of(r["revision_id"])]
+        labels = labels_of[r["revision_id"]]
         rows.append({
             "file_id": r["file_id"], "rev_no": r["rev_no"], "source_id": r["source_id"], "external_id": r["external_id"],
             "title": r["title"], "sha256": r["sha256"], "source_sha1": r["source_sha1"], "size": r["size"],

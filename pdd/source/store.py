@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import pyarrow as pa
 
 from pdd.errors import PddError
 from pdd.build.hashing import canonical_json, hash_json, sha256_bytes, write_atomic
@@ -145,6 +146,25 @@ CREATE TABLE IF NOT EXISTS scrape_files (
 SCHEMA += SCRAPE_SCHEMA
 
 
+_INT_COLUMNS = {"revision_id", "rev_no", "size", "width", "height"}
+_REVISION_TYPES = {c: (pa.int64() if c in _INT_COLUMNS else pa.string()) for c in (
+    "revision_id", "file_id", "rev_no", "title", "status", "reason", "sha256", "source_sha1", "size", "mime", "width",
+    "height", "blob_path", "source_url", "licence_kind", "licence_reason", "licence_evidence", "provenance",
+    "fingerprint")}
+
+
+def _column_value(column: str, value):
+    """A revision value as its column stores it: a text column keeps a value a source sent in another shape
+    (a hostile API's list for a MIME type) as its canonical JSON; an integer column takes only integers."""
+    if value is None:
+        return None
+    if column in _INT_COLUMNS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{column} must be an integer, not {value!r}")
+        return value
+    return value if isinstance(value, str) else canonical_json(value)
+
+
 @dataclass(frozen=True)
 class Label:
     field: str
@@ -263,26 +283,80 @@ class Store:
     def record(self, rec: FileRecord) -> tuple[int, bool]:
         """Store one observation in its own transaction. Returns (revision_id, created): a new revision
         is written only when bytes, licence, provenance, labels or status differ from the newest one."""
-        with self.transaction() as con:
-            return self._record(con, rec)
+        return self.record_batch([rec])[0]
 
     def record_batch(self, recs: list[FileRecord], after=None) -> list[tuple[int, bool]]:
         """Store many observations in ONE transaction (one commit per batch). ``after(con, results)``
         runs inside the same transaction (the scraper writes its resume state there), so a batch and
         its continuation token are committed together or not at all."""
         with self.transaction() as con:
-            results = [self._record(con, rec) for rec in recs]
+            results = self._record_many(con, recs)
             if after is not None:
                 after(con, results)
         return results
 
-    def _record(self, con, rec: FileRecord) -> tuple[int, bool]:
-        """record() inside a transaction the caller holds. Blobs are written (atomically) before the
-        commit that refers to them."""
-        if rec.status not in ("accepted", "rejected"):
-            raise ValueError(f"status must be accepted or rejected, not {rec.status!r}")
-        if rec.status == "accepted" and (rec.data is None or rec.licence is None or not rec.licence.accepted):
-            raise ValueError("an accepted record needs image bytes and an accepted licence decision")
+    def _record_many(self, con, recs: list[FileRecord]) -> list[tuple[int, bool]]:
+        """record() for every observation of a batch, inside a transaction the caller holds, with the same
+        result as storing them one after another (a file seen twice in a batch gets its second revision
+        only if it differs from the first), in a handful of statements for the whole batch: a statement
+        per row made importing thousands of files cost seconds of DuckDB overhead each hundred. Blobs are
+        written (atomically) before the commit that refers to them."""
+        for rec in recs:
+            if rec.status not in ("accepted", "rejected"):
+                raise ValueError(f"status must be accepted or rejected, not {rec.status!r}")
+            if rec.status == "accepted" and (rec.data is None or rec.licence is None or not rec.licence.accepted):
+                raise ValueError("an accepted record needs image bytes and an accepted licence decision")
+        if not recs:
+            return []
+        first_seen: dict[str, FileRecord] = {}
+        for rec in recs:
+            first_seen.setdefault(rec.file_id, rec)
+        ids = list(first_seen)
+        self._insert(con, "files", pa.table({
+            "file_id": ids, "source_id": [first_seen[f].source_id for f in ids],
+            "external_id": [first_seen[f].external_id for f in ids], "title": [first_seen[f].title for f in ids],
+        }), conflict="ON CONFLICT DO NOTHING")
+        # the newest revision of every file in the batch (= current_revisions, for these files only)
+        con.register("_pdd_batch_ids", pa.table({"file_id": ids}))
+        try:
+            newest = {row[0]: row[1:] for row in con.execute(
+                "SELECT file_id, revision_id, rev_no, fingerprint FROM revisions "
+                "WHERE file_id IN (SELECT file_id FROM _pdd_batch_ids) "
+                "QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY rev_no DESC) = 1").fetchall()}
+        finally:
+            con.unregister("_pdd_batch_ids")
+        # pending: (revision, created) per record; a revision new in this batch is ("new", slot) until its id is drawn
+        new_revs, new_labels, pending = [], [], []
+        for rec in recs:
+            values, labels, fingerprint = self._revision_values(rec)
+            prev = newest.get(rec.file_id)
+            if prev and prev[2] == fingerprint:
+                pending.append((prev[0], False))
+                continue
+            slot = len(new_revs)               # its revision_id is drawn below, in this order
+            rev_no = (prev[1] + 1) if prev else 1
+            new_revs.append({"file_id": rec.file_id, "rev_no": rev_no, **values, "fingerprint": fingerprint})
+            new_labels.append(labels)
+            newest[rec.file_id] = (("new", slot), rev_no, fingerprint)
+            pending.append((("new", slot), True))
+        rev_ids = [r[0] for r in con.execute(
+            "SELECT nextval('revision_seq') AS id FROM range(?) ORDER BY id", [len(new_revs)]).fetchall()] if new_revs else []
+        for rev, rid in zip(new_revs, rev_ids):
+            rev["revision_id"] = rid
+        if new_revs:
+            cols = list(new_revs[0])
+            self._insert(con, "revisions", pa.table({c: pa.array([r[c] for r in new_revs], type=_REVISION_TYPES[c])
+                                                     for c in cols}))
+            rows = [(rid, lb) for rid, labels in zip(rev_ids, new_labels) for lb in labels]
+            if rows:
+                self._insert(con, "labels", pa.table({
+                    "revision_id": pa.array([rid for rid, _ in rows], type=pa.int64()),
+                    **{k: pa.array([_column_value(k, lb[k]) for _, lb in rows], type=pa.string())
+                       for k in ("field", "lang", "text", "licence", "source")}}))
+        return [(rev_ids[ref[1]] if isinstance(ref, tuple) else ref, created) for ref, created in pending]
+
+    def _revision_values(self, rec: FileRecord) -> tuple[dict, list[dict], str]:
+        """A revision's columns, its labels (sorted) and the fingerprint of both; writes the blob."""
         sha = self.put_blob(rec.data) if rec.data is not None else None
         lic = rec.licence
         values = {
@@ -304,29 +378,17 @@ class Store:
         }
         labels = sorted((lb.as_dict() for lb in rec.labels), key=canonical_json)
         fingerprint = hash_json({**values, "labels": labels})
-        con.execute(
-            "INSERT INTO files (file_id, source_id, external_id, title) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [rec.file_id, rec.source_id, rec.external_id, rec.title],
-        )
-        prev = con.execute(  # = current_revisions for one file, without the window over the whole table
-            "SELECT revision_id, rev_no, fingerprint FROM revisions WHERE file_id = ? ORDER BY rev_no DESC LIMIT 1", [rec.file_id]
-        ).fetchone()
-        if prev and prev[2] == fingerprint:
-            return prev[0], False
-        rev_no = (prev[1] + 1) if prev else 1
-        cols = ["file_id", "rev_no", *values, "fingerprint"]
-        revision_id = con.execute(
-            f"INSERT INTO revisions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING revision_id",
-            [rec.file_id, rev_no, *values.values(), fingerprint],
-        ).fetchone()[0]
-        if labels:
-            # one statement for all labels (DuckDB's executemany costs a statement per row)
-            con.execute(
-                "INSERT INTO labels (revision_id, field, lang, text, licence, source) VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(labels)),
-                [v for lb in labels for v in (revision_id, lb["field"], lb["lang"], lb["text"], lb["licence"], lb["source"])],
-            )
-        return revision_id, True
+        return {k: _column_value(k, v) for k, v in values.items()}, labels, fingerprint
+
+    @staticmethod
+    def _insert(con, table: str, rows: pa.Table, conflict: str = "") -> None:
+        """INSERT the rows of an Arrow table (columns named as the table's) in one statement."""
+        con.register("_pdd_rows", rows)
+        try:
+            cols = ", ".join(rows.column_names)
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pdd_rows {conflict}")
+        finally:
+            con.unregister("_pdd_rows")
 
     # ---- reading -----------------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> list[dict]:
@@ -339,6 +401,23 @@ class Store:
             "SELECT field, lang, text, licence, source FROM labels WHERE revision_id = ? ORDER BY field, lang, text",
             [revision_id],
         )
+
+    def labels_for(self, revision_ids: list[int]) -> dict[int, list[dict]]:
+        """labels_of for many revisions in one query: revision_id -> its labels (every id has a list)."""
+        out: dict[int, list[dict]] = {int(r): [] for r in revision_ids}
+        if not out:
+            return out
+        self.con.register("_pdd_revision_ids", pa.table({"revision_id": pa.array(list(out), type=pa.int64())}))
+        try:
+            rows = self.con.execute(
+                "SELECT revision_id, field, lang, text, licence, source FROM labels "
+                "WHERE revision_id IN (SELECT revision_id FROM _pdd_revision_ids) "
+                "ORDER BY revision_id, field, lang, text").fetchall()
+        finally:
+            self.con.unregister("_pdd_revision_ids")
+        for rid, *values in rows:
+            out[rid].append(dict(zip(("field", "lang", "text", "licence", "source"), values)))
+        return out
 
     def counts(self) -> dict:
         row = self.con.execute(
