@@ -136,6 +136,31 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(base, ignore_errors=True)
 
 
+# Figures a test measures (wall times, counts) and wants seen in CI's log, not only in a failure's output:
+# report(line) keeps them; they are printed at the end of the run, under "figures measured by the tests".
+_FIGURES: list[str] = []
+
+
+def report(line: str) -> None:
+    _FIGURES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures measured by the tests")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def tiny_chain_snakemake(tmp_path_factory):
+    """The tiny chain to models/pipeline, built once per test session by `snakemake -c2` in a clean copy, for
+    the tests that compare another clean build with it (dvc repro in test_generator, sbatch in test_slurm)."""
+    root = make_copy(tmp_path_factory.mktemp("tiny-snakemake") / "repo", TINY)
+    sh(["snakemake", "-c2", "models/pipeline"], root, timeout=1200)
+    return root
+
+
 @pytest.fixture(scope="session")
 def generated_snapshot(tmp_path_factory):
     """A small real snapshot pinned at test time (tests/snapshot_factory.py): 57 generated images through

@@ -43,7 +43,8 @@ def ran(out) -> set[str]:
     return {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage '")}
 
 
-def test_full_chain_builds_and_a_second_clean_build_is_identical(built, tmp_path):
+def test_full_chain_builds_and_a_second_clean_build_is_identical(built, tiny_chain_snakemake):
+    """The second clean build is the session's `snakemake -c2` one: two builds, two engines, the same bytes."""
     root, first, h = built
     assert ran(first) == {"audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "sample", "memorization",
                           "pipeline"}
@@ -51,9 +52,7 @@ def test_full_chain_builds_and_a_second_clean_build_is_identical(built, tmp_path
     assert samples == ["00-0.png", "01-0.png"]
     for png in (root / "models/samples").glob("*.png"):
         assert b"tEXt" not in png.read_bytes() and b"tIME" not in png.read_bytes()   # no metadata chunks
-    other = make_copy(tmp_path / "again", TINY)
-    sh(["dvc", "repro"], other, timeout=1200)
-    assert hashes(other) == h
+    assert hashes(tiny_chain_snakemake) == h
 
 
 def test_pipeline_loads_in_a_python_without_project_code(built, tmp_path):
@@ -125,19 +124,6 @@ def test_training_conditioning_is_the_sampling_conditioning(built):
     assert pooled.shape != states[1].shape                # the pooled embedding would not have matched
 
 
-def test_unet_param_reruns_only_unet_sample_and_pipeline(built, tmp_path):
-    root, _, h = built
-    repo = tmp_path / "r"
-    shutil.copytree(root, repo, symlinks=True)
-    update_params(repo, {"unet": {"train": {"optimizer": {"lr": 0.002}}}})
-    out = sh(["dvc", "repro"], repo, timeout=1200)
-    assert ran(out) == {"unet", "sample", "memorization", "pipeline"}, out.stdout
-    after = hashes(repo)
-    for a in ("models/vae", "data/latents", "models/clip"):
-        assert after[a] == h[a]
-    assert after["models/unet"] != h["models/unet"]
-
-
 def test_vae_param_reruns_vae_latents_and_what_follows(built, tmp_path):
     root, _, h = built
     repo = tmp_path / "r"
@@ -163,11 +149,19 @@ def test_kill_and_resume_equals_uninterrupted(built, tmp_path, stage):
     assert hash_path(repo / f"models/{stage}") == h[f"models/{stage}"]
 
 
-def test_pixel_unconditional_mode_builds_a_ddpm_pipeline(tmp_path):
-    update = deep_update(json.loads(json.dumps(TINY)), {"unet": {"mode": "pixel-unconditional", "in_channels": 3,
-                                                                 "attention": [False, False]}})
-    root = make_copy(tmp_path / "px", update)
-    sh(["dvc", "repro", "pipeline"], root, timeout=1200)
+def test_a_unet_param_reruns_only_unet_sample_and_pipeline_and_pixel_mode_builds_a_ddpm_pipeline(built, tmp_path):
+    """Switching the built repo to pixel mode (a unet param) reruns only the U-Net and what follows it; the
+    folder is a stock DDPMPipeline that loads and samples without project code."""
+    src, _, h = built
+    root = tmp_path / "px"
+    shutil.copytree(src, root, symlinks=True)
+    update_params(root, {"unet": {"mode": "pixel-unconditional", "in_channels": 3, "attention": [False, False]}})
+    out = sh(["dvc", "repro"], root, timeout=1200)
+    assert ran(out) == {"unet", "sample", "memorization", "pipeline"}, out.stdout
+    after = hashes(root)
+    for a in ("models/vae", "data/latents", "models/clip"):
+        assert after[a] == h[a]
+    assert after["models/unet"] != h["models/unet"]
     script = ("import sys, torch\nfrom diffusers import DiffusionPipeline\n"
               f"p = DiffusionPipeline.from_pretrained({str(root / 'models/pipeline')!r})\n"
               "img = p(batch_size=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]\n"

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pdd.build.hashing import hash_dir
-from conftest import REPO, TINY, make_copy, sh
+from conftest import REPO, TINY, make_copy, report, sh
 
 LOCAL_SLURM = REPO / "tools" / "local_slurm.py"
 
@@ -28,17 +28,18 @@ def slurm():
 
 
 @pytest.mark.slurm
-def test_snakemake_on_slurm_builds_the_whole_chain_with_the_same_bytes(slurm, tmp_path):
-    """Every stage to models/pipeline as its own sbatch job gives the bytes of a local `snakemake -c2`."""
+def test_snakemake_on_slurm_builds_the_whole_chain_with_the_same_bytes(slurm, tiny_chain_snakemake, tmp_path):
+    """Every stage to models/pipeline as its own sbatch job gives the bytes of a local `snakemake -c2`
+    (the session's build, which test_generator also finds identical to `dvc repro`'s)."""
     from pdd.build.dag import PIPELINE
 
-    local = make_copy(tmp_path / "local", TINY)
-    sh(["snakemake", "-c2", "models/pipeline"], local, timeout=1200)
+    local = tiny_chain_snakemake
     cluster = make_copy(tmp_path / "cluster", TINY)
     t0 = time.monotonic()
     out = sh(["timeout", "-k", "10", "1200", "snakemake", "--profile", "workflow/profiles/slurm", "models/pipeline"],
              cluster, timeout=1230)
-    print(f"\nSLURM build of the tiny chain to models/pipeline: {time.monotonic() - t0:.0f} s wall")
+    report(f"SLURM: sbatch build of the tiny chain to models/pipeline, {len(PIPELINE)} stages: "
+           f"{time.monotonic() - t0:.0f} s wall")
     log = out.stdout + out.stderr
     assert "steps (100%) done" in log and "sbatch" in log.lower() or "slurm" in log.lower(), log[-2000:]
     for stage in PIPELINE:
