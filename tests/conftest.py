@@ -153,6 +153,14 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session")
+def tiny_chain_dvc(tmp_path_factory):
+    """The tiny chain built once per test session by `dvc repro` in a clean copy: (root, dvc's output).
+    Tests read it or copy it (shutil.copytree(root, dest, symlinks=True)) before changing anything."""
+    root = make_copy(tmp_path_factory.mktemp("tiny-dvc") / "repo", TINY)
+    return root, sh(["dvc", "repro"], root, timeout=1200)
+
+
+@pytest.fixture(scope="session")
 def tiny_chain_snakemake(tmp_path_factory):
     """The tiny chain to models/pipeline, built once per test session by `snakemake -c2` in a clean copy, for
     the tests that compare another clean build with it (dvc repro in test_generator, sbatch in test_slurm)."""

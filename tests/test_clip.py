@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY, deep_update, engine_env, make_copy, sh, update_params
+from conftest import REPO, TINY, deep_update, engine_env, sh, update_params
 from pdd.errors import PddError
 from pdd.build.manifest import output_hash, read_manifest
 from pdd.build import config
@@ -162,12 +162,13 @@ def test_resume_refuses_other_params(shapes, tmp_path):
 
 
 # ---- DVC: a CLIP param reruns clip only ----------------------------------------------------
-def test_dvc_repro_clip_param_change_skips_tokenizer(tmp_path):
+def test_dvc_repro_clip_param_change_skips_tokenizer(tiny_chain_dvc, tmp_path):
     from transformers import CLIPModel, CLIPProcessor
 
-    repo = make_copy(tmp_path / "repo", TINY)
-    first = sh("dvc repro clip", repo)
+    built, first = tiny_chain_dvc                     # the session's clean `dvc repro` of the tiny chain
     assert "Running stage 'tokenizer'" in first.stdout and "Running stage 'clip'" in first.stdout
+    repo = tmp_path / "repo"
+    shutil.copytree(built, repo, symlinks=True)
     CLIPModel.from_pretrained(repo / "models/clip")
     CLIPProcessor.from_pretrained(repo / "models/clip")
     before = output_hash(repo / "models/tokenizer")

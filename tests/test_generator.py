@@ -33,9 +33,8 @@ def hashes(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = make_copy(tmp_path_factory.mktemp("gen") / "repo", TINY)
-    out = sh(["dvc", "repro"], root, timeout=1200)
+def built(tiny_chain_dvc):
+    root, out = tiny_chain_dvc
     return root, out, hashes(root)
 
 
