@@ -146,11 +146,21 @@ CREATE TABLE IF NOT EXISTS scrape_files (
 SCHEMA += SCRAPE_SCHEMA
 
 
-_INT_COLUMNS = {"revision_id", "rev_no", "size", "width", "height"}
-_REVISION_TYPES = {c: (pa.int64() if c in _INT_COLUMNS else pa.string()) for c in (
-    "revision_id", "file_id", "rev_no", "title", "status", "reason", "sha256", "source_sha1", "size", "mime", "width",
-    "height", "blob_path", "source_url", "licence_kind", "licence_reason", "licence_evidence", "provenance",
-    "fingerprint")}
+_INT_COLUMNS = {"revision_id", "rev_no", "size", "width", "height"}   # every other column of revisions/labels is text
+
+
+def _arrow_column(column: str, values: list) -> pa.Array:
+    return pa.array([_column_value(column, v) for v in values], type=pa.int64() if column in _INT_COLUMNS else pa.string())
+
+
+@contextmanager
+def _registered(con, name: str, table: pa.Table):
+    """An Arrow table visible to SQL as NAME for the statements inside the block."""
+    con.register(name, table)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
 
 
 def _column_value(column: str, value):
@@ -317,14 +327,11 @@ class Store:
             "external_id": [first_seen[f].external_id for f in ids], "title": [first_seen[f].title for f in ids],
         }), conflict="ON CONFLICT DO NOTHING")
         # the newest revision of every file in the batch (= current_revisions, for these files only)
-        con.register("_pdd_batch_ids", pa.table({"file_id": ids}))
-        try:
+        with _registered(con, "_pdd_batch_ids", pa.table({"file_id": ids})):
             newest = {row[0]: row[1:] for row in con.execute(
                 "SELECT file_id, revision_id, rev_no, fingerprint FROM revisions "
                 "WHERE file_id IN (SELECT file_id FROM _pdd_batch_ids) "
                 "QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY rev_no DESC) = 1").fetchall()}
-        finally:
-            con.unregister("_pdd_batch_ids")
         # pending: (revision, created) per record; a revision new in this batch is ("new", slot) until its id is drawn
         new_revs, new_labels, pending = [], [], []
         for rec in recs:
@@ -339,20 +346,16 @@ class Store:
             new_labels.append(labels)
             newest[rec.file_id] = (("new", slot), rev_no, fingerprint)
             pending.append((("new", slot), True))
-        rev_ids = [r[0] for r in con.execute(
-            "SELECT nextval('revision_seq') AS id FROM range(?) ORDER BY id", [len(new_revs)]).fetchall()] if new_revs else []
-        for rev, rid in zip(new_revs, rev_ids):
-            rev["revision_id"] = rid
+        rev_ids: list[int] = []
         if new_revs:
-            cols = list(new_revs[0])
-            self._insert(con, "revisions", pa.table({c: pa.array([r[c] for r in new_revs], type=_REVISION_TYPES[c])
-                                                     for c in cols}))
-            rows = [(rid, lb) for rid, labels in zip(rev_ids, new_labels) for lb in labels]
+            rev_ids = [r[0] for r in con.execute(
+                "SELECT nextval('revision_seq') AS id FROM range(?) ORDER BY id", [len(new_revs)]).fetchall()]
+            for rev, rid in zip(new_revs, rev_ids):
+                rev["revision_id"] = rid
+            self._insert(con, "revisions", pa.table({c: _arrow_column(c, [r[c] for r in new_revs]) for c in new_revs[0]}))
+            rows = [{"revision_id": rid, **lb} for rid, labels in zip(rev_ids, new_labels) for lb in labels]
             if rows:
-                self._insert(con, "labels", pa.table({
-                    "revision_id": pa.array([rid for rid, _ in rows], type=pa.int64()),
-                    **{k: pa.array([_column_value(k, lb[k]) for _, lb in rows], type=pa.string())
-                       for k in ("field", "lang", "text", "licence", "source")}}))
+                self._insert(con, "labels", pa.table({c: _arrow_column(c, [r[c] for r in rows]) for c in rows[0]}))
         return [(rev_ids[ref[1]] if isinstance(ref, tuple) else ref, created) for ref, created in pending]
 
     def _revision_values(self, rec: FileRecord) -> tuple[dict, list[dict], str]:
@@ -378,17 +381,14 @@ class Store:
         }
         labels = sorted((lb.as_dict() for lb in rec.labels), key=canonical_json)
         fingerprint = hash_json({**values, "labels": labels})
-        return {k: _column_value(k, v) for k, v in values.items()}, labels, fingerprint
+        return values, labels, fingerprint
 
     @staticmethod
     def _insert(con, table: str, rows: pa.Table, conflict: str = "") -> None:
         """INSERT the rows of an Arrow table (columns named as the table's) in one statement."""
-        con.register("_pdd_rows", rows)
-        try:
-            cols = ", ".join(rows.column_names)
+        cols = ", ".join(rows.column_names)
+        with _registered(con, "_pdd_rows", rows):
             con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pdd_rows {conflict}")
-        finally:
-            con.unregister("_pdd_rows")
 
     # ---- reading -----------------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> list[dict]:
@@ -397,24 +397,18 @@ class Store:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def labels_of(self, revision_id: int) -> list[dict]:
-        return self.query(
-            "SELECT field, lang, text, licence, source FROM labels WHERE revision_id = ? ORDER BY field, lang, text",
-            [revision_id],
-        )
+        return self.labels_for([revision_id])[int(revision_id)]
 
     def labels_for(self, revision_ids: list[int]) -> dict[int, list[dict]]:
         """labels_of for many revisions in one query: revision_id -> its labels (every id has a list)."""
         out: dict[int, list[dict]] = {int(r): [] for r in revision_ids}
         if not out:
             return out
-        self.con.register("_pdd_revision_ids", pa.table({"revision_id": pa.array(list(out), type=pa.int64())}))
-        try:
+        with _registered(self.con, "_pdd_revision_ids", pa.table({"revision_id": pa.array(list(out), type=pa.int64())})):
             rows = self.con.execute(
                 "SELECT revision_id, field, lang, text, licence, source FROM labels "
                 "WHERE revision_id IN (SELECT revision_id FROM _pdd_revision_ids) "
                 "ORDER BY revision_id, field, lang, text").fetchall()
-        finally:
-            self.con.unregister("_pdd_revision_ids")
         for rid, *values in rows:
             out[rid].append(dict(zip(("field", "lang", "text", "licence", "source"), values)))
         return out
