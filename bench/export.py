@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image, ImageOps  # noqa: E402
 
 from pdd import snapshot  # noqa: E402
-from pdd.build import config  # noqa: E402
+from pdd.core import config  # noqa: E402
 from pdd.data import export  # noqa: E402
-from pdd.data.images import RESAMPLE  # noqa: E402
+from pdd.core.images import RESAMPLE  # noqa: E402
 from pdd.source import pin  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

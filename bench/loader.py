@@ -27,7 +27,7 @@ def child(export_dir: str, res: int, mode: str, budget_mb: float, batches: int, 
     import numpy as np
     import torch
 
-    from pdd.data import shards
+    from pdd.core import shards
     from pdd.train import data, loop
 
     torch.set_num_threads(1)

@@ -61,7 +61,7 @@ def generate(out_dir: Path, n_train: int, resolution: int, n_val: int = 64, seed
 def child(a) -> int:
     import torch.distributed as dist
 
-    from pdd.build import config
+    from pdd.core import config
     from pdd.train import vae
 
     cfgs = config.load(ROOT / "params.yaml")
@@ -79,7 +79,7 @@ def child(a) -> int:
     out = Path(a.out)
     flops = 0.0
     if a.deterministic in ("0", "1"):   # part 3: the runner's switch, then the training FLOPs of one batch
-        from pdd.build import determinism
+        from pdd.core import determinism
 
         determinism.apply({"deterministic": a.deterministic == "1", "attention": "sdpa"})
         flops = flops_per_image(cfg)
@@ -135,7 +135,7 @@ def kernels(a, work: Path, cores: int) -> None:
     """Part 3: compute.deterministic on and off, side by side, with FLOP/s and (on a GPU) MFU."""
     import torch
 
-    from pdd.build import config
+    from pdd.core import config
 
     gpu = torch.cuda.is_available()
     name = torch.cuda.get_device_name(0) if gpu else f"CPU ({cores} cores)"
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     print(f"machine: {cores} CPU cores; torch threads shared out per process; work dir {work}")
     try:
         if "procs" not in a.skip:
-            from pdd.build import config
+            from pdd.core import config
 
             res = config.load(ROOT / "params.yaml")["vae"].resolution
             small = work / f"procs-{res}px"
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
                   f"speed-up {many['images_per_s'] / one['images_per_s']:.2f}x")
         if "memory" not in a.skip:
             from pdd.build import cluster
-            from pdd.build import params as params_mod
+            from pdd.core import params as params_mod
 
             bound = cluster.resources(params_mod.load(ROOT / "params.yaml"), "vae")["mem_mb"]
             big, fit, tiny = work / f"big-{a.rows}", work / f"fit-{a.subset}", work / "fixed-1000"

@@ -48,10 +48,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pdd.build import config  # noqa: E402
-from pdd.build import determinism  # noqa: E402
-from pdd.build.determinism import seed_everything  # noqa: E402
-from pdd.data import shards  # noqa: E402
+from pdd.core import config  # noqa: E402
+from pdd.core import determinism  # noqa: E402
+from pdd.core.determinism import seed_everything  # noqa: E402
+from pdd.core import shards  # noqa: E402
 from pdd.train import data, imaging, loop, quality, synthetic, unet, vae  # noqa: E402
 
 SEED = 1

@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from pdd.build import determinism  # noqa: E402
-from pdd.build.determinism import seed_everything  # noqa: E402
+from pdd.core import determinism  # noqa: E402
+from pdd.core.determinism import seed_everything  # noqa: E402
 from pdd.train import clip, synthetic  # noqa: E402
 from pdd.train import tokenizer as tk  # noqa: E402
 
-from pdd.build import config  # noqa: E402
+from pdd.core import config  # noqa: E402
 
 CFGS = config.load(Path(__file__).resolve().parents[1] / "params.yaml")
 determinism.apply(CFGS["compute"])   # params.yaml compute: the stage's kernels, for both sides

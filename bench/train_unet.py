@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pdd.build import config  # noqa: E402
-from pdd.build import determinism  # noqa: E402
-from pdd.build.determinism import seed_everything  # noqa: E402
+from pdd.core import config  # noqa: E402
+from pdd.core import determinism  # noqa: E402
+from pdd.core.determinism import seed_everything  # noqa: E402
 from pdd.train import clip, latents, pipeline, synthetic, unet, vae  # noqa: E402
 from pdd.train import tokenizer as tk  # noqa: E402
 

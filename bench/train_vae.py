@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from pdd.build import config  # noqa: E402
-from pdd.build import determinism  # noqa: E402
-from pdd.build.determinism import seed_everything  # noqa: E402
+from pdd.core import config  # noqa: E402
+from pdd.core import determinism  # noqa: E402
+from pdd.core.determinism import seed_everything  # noqa: E402
 from pdd.train import clip, imaging, latents, synthetic, vae  # noqa: E402
 from pdd.train import tokenizer as tk  # noqa: E402
 

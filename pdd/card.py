@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 
 from pdd import exclusions, snapshot
-from pdd.build.hashing import hash_path, write_json
-from pdd.data import shards
+from pdd.core.hashing import hash_path, write_json
+from pdd.core import shards
 from pdd.data.export import pick_labels
 
 LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "tokenizers", "safetensors")

@@ -12,8 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from pdd.version import __version__
-from pdd.errors import PddError
+from pdd.core.version import __version__
+from pdd.core.errors import PddError
 
 
 def _store(args):
@@ -218,7 +218,7 @@ def cmd_launch(args) -> int:
     import subprocess
 
     from pdd.build import cluster
-    from pdd.build import params as params_mod
+    from pdd.core import params as params_mod
 
     params = cluster.with_layout(params_mod.load(args.params), args.stage, args.nodes, args.processes_per_node)
     params_mod.validate(params, args.params)

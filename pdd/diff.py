@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pdd import snapshot
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 # Which columns make up each field group of the summary (every metadata column is in one group).
 FIELD_GROUPS: dict[str, tuple[str, ...]] = {

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 DEFAULT_PATH = Path("data/exclusions.tsv")
 HEADER = ("file_id", "reason", "date")
@@ -47,7 +47,7 @@ def excluded_ids(path: str | Path = DEFAULT_PATH) -> set[str]:
 
 
 def write(path: str | Path, entries: dict[str, dict]) -> None:
-    from pdd.build.hashing import write_atomic
+    from pdd.core.hashing import write_atomic
 
     lines = ["\t".join(HEADER)]
     for fid in sorted(entries, key=lambda s: s.encode("utf-8")):

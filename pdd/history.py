@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from pdd import snapshot
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 
 def _store_ro(db: str | Path | None):

@@ -24,8 +24,8 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pdd.errors import PddError
-from pdd.build.hashing import canonical_json, hash_file, sha256_bytes, write_json
+from pdd.core.errors import PddError
+from pdd.core.hashing import canonical_json, hash_file, sha256_bytes, write_json
 
 SNAPSHOT_FORMAT = "pdd-snapshot/1"
 DEFAULT_DIR = Path("data/snapshots")

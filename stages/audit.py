@@ -5,7 +5,7 @@ today's rules decide differently from the row's stored evidence, if an image's b
 sha256, or if the snapshot was modified after pinning. Writes data/audit/report.json and metrics/audit.json.
 """
 from pdd import snapshot
-from pdd.build.hashing import write_json
+from pdd.core.hashing import write_json
 from pdd.build.runner import Outcome, run
 from pdd.rights.audit import audit_snapshot
 

@@ -1,5 +1,5 @@
 """Stage `export`: snapshot -> train/val shards of fixed-size images and captions (pdd/data/export.py;
-format in pdd/data/shards.py). Refuses unless the audit passed for this exact snapshot.
+format in pdd/core/shards.py). Refuses unless the audit passed for this exact snapshot.
 
 On a cluster the export can be scattered (params.yaml resources.rules.export.slices): N jobs run
 `--slice I/N`, each writing whole shards into data/export-slices/I, and `--gather N` assembles

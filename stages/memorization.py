@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from pdd.build.runner import Outcome, run
-from pdd.data import shards
+from pdd.core import shards
 from pdd.train import imaging, memorization, pipeline, quality
 from pdd.train.vae import load_images
 from stages.sample import mode_of

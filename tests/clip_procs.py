@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pdd.build import config  # noqa: E402
+from pdd.core import config  # noqa: E402
 from pdd.train import clip  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--resume", action="store_true")
     a = p.parse_args(argv)
-    from pdd.errors import PddError
+    from pdd.core.errors import PddError
 
     try:
         m = clip.train_clip(a.root / "export", a.root / "tok", a.out / "clip", cfg(a.steps), 1, ckpt_dir=a.out / "ck",

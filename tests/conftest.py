@@ -126,7 +126,7 @@ def tiny_cfgs(update: dict | None = None) -> dict:
     """Typed configs of the repository's params.yaml with TINY (and then `update`) applied."""
     import copy
 
-    from pdd.build import config
+    from pdd.core import config
 
     return config.load(REPO / "params.yaml", deep_update(copy.deepcopy(TINY), copy.deepcopy(update or {})))
 

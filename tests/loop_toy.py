@@ -17,9 +17,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pdd.build import config  # noqa: E402
-from pdd.build.determinism import seed_everything  # noqa: E402
-from pdd.data import shards  # noqa: E402
+from pdd.core import config  # noqa: E402
+from pdd.core.determinism import seed_everything  # noqa: E402
+from pdd.core import shards  # noqa: E402
 from pdd.train import data, loop  # noqa: E402
 
 RES = 8

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pdd.build.hashing import canonical_json, hash_file
+from pdd.core.hashing import canonical_json, hash_file
 from pdd.source.commons.client import CommonsClient, ScrapeConfig, Scraper
 from pdd.source.store import Store
 

@@ -9,7 +9,7 @@ import pytest
 from pdd import snapshot
 from pdd.source import pin
 from pdd.rights import audit
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.source.commons.mirror import Catalogue, MirrorServer
 from pdd.source.store import Store
 from conftest import FIXTURES

@@ -10,13 +10,13 @@ import yaml
 from PIL import Image
 
 from pdd import snapshot
-from pdd.data import shards
+from pdd.core import shards
 from pdd.data import export
 from pdd.rights import audit
-from pdd.errors import PddError
-from pdd.build.hashing import hash_dir
+from pdd.core.errors import PddError
+from pdd.core.hashing import hash_dir
 from conftest import REPO
-from pdd.build import config
+from pdd.core import config
 
 DEMO = REPO / "data/snapshots/openclipart-0.18.parquet"  # the committed demo snapshot (params.yaml names it)
 CFG = config.ExportCfg(resolutions=(16, 24), resample="lanczos", fit="crop", background=(255, 255, 255), val_fraction=0.2,
@@ -106,7 +106,7 @@ def test_captions_only_use_labels_with_allowed_licences():
 
 
 def test_export_strips_metadata_and_applies_orientation(tmp_path):
-    from pdd.data import images
+    from pdd.core import images
 
     img = Image.new("RGB", (40, 20), (255, 0, 0))
     img.paste((0, 0, 255), (20, 0, 40, 20))  # right half blue

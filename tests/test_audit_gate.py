@@ -7,9 +7,9 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from pdd.build.hashing import hash_file, write_json
+from pdd.core.hashing import hash_file, write_json
 from pdd.data import export
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.rights import audit
 from conftest import REPO, make_copy
 

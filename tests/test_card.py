@@ -13,8 +13,8 @@ import pytest
 
 from conftest import REPO
 from pdd import card, snapshot
-from pdd.build import config
-from pdd.build import params as params_mod
+from pdd.core import config
+from pdd.core import params as params_mod
 from pdd.data import export
 
 DEMO = REPO / "data/snapshots/openclipart-0.18.parquet"

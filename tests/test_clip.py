@@ -15,9 +15,9 @@ import torch
 import yaml
 
 from conftest import REPO, TINY, deep_update, engine_env, sh, update_params
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.build.manifest import output_hash, read_manifest
-from pdd.build import config
+from pdd.core import config
 from pdd.build.runner import run as run_stage
 from pdd.train import clip, loop, synthetic
 from pdd.train import tokenizer as tk
@@ -184,7 +184,7 @@ def test_dvc_repro_clip_param_change_skips_tokenizer(tiny_chain_dvc, tmp_path):
     assert "changed" not in status, status
 
     # bookkeeping is not a build input: reformatting manifests, the runner, reports or the CLI reruns nothing
-    for rel in ("pdd/build/manifest.py", "pdd/build/runner.py", "pdd/build/report.py", "pdd/cli.py", "pdd/version.py"):
+    for rel in ("pdd/build/manifest.py", "pdd/build/runner.py", "pdd/build/report.py", "pdd/cli.py", "pdd/core/version.py"):
         with open(repo / rel, "a") as fh:
             fh.write("\n# a formatting change\n")
     status = sh("dvc status clip", repo).stdout

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from pdd import cli
-from pdd.build import cluster, config, dag
-from pdd.build import params as params_mod
-from pdd.errors import PddError
+from pdd.build import cluster, dag
+from pdd.core import config
+from pdd.core import params as params_mod
+from pdd.core.errors import PddError
 from conftest import REPO, deep_update, make_copy, sh
 
 UNET_GPU = {"mem_mb": 7000, "runtime": 500, "gpus": 1, "partition": "gpu"}

@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from conftest import REPO, TINY, deep_update, engine_env, tiny_cfgs
-from pdd.build import config, determinism
+from pdd.core import config, determinism
 from pdd.build.manifest import read_manifest
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.train import synthetic
 
 

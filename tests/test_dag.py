@@ -77,10 +77,10 @@ def test_registry_change_is_caught(tmp_path):
 
 def test_code_deps_follow_imports():
     deps = module_closure("stages.export")
-    assert {"stages/export.py", "pdd/data/export.py", "pdd/data/images.py", "pdd/data/shards.py", "pdd/snapshot.py"} <= set(deps)
+    assert {"stages/export.py", "pdd/data/export.py", "pdd/core/images.py", "pdd/core/shards.py", "pdd/snapshot.py"} <= set(deps)
     # bookkeeping is recorded, never a build input
-    for book in ("pdd/build/manifest.py", "pdd/build/runner.py", "pdd/build/dag.py", "pdd/cli.py", "pdd/version.py",
-                 "pdd/errors.py", "pdd/build/params.py", "pdd/build/config.py", "pdd/__init__.py"):
+    for book in ("pdd/build/manifest.py", "pdd/build/runner.py", "pdd/build/dag.py", "pdd/cli.py", "pdd/core/version.py",
+                 "pdd/core/errors.py", "pdd/core/params.py", "pdd/core/config.py", "pdd/__init__.py"):
         assert book not in deps
     assert "pdd/build/runner.py" in ran_files("stages.export")   # ... but the manifest hashes it
     for s in dag.PIPELINE:

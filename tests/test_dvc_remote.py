@@ -2,7 +2,7 @@
 and builds from it exactly as from the same snapshot committed in git (as the demo snapshot is)."""
 import shutil
 
-from pdd.build.hashing import hash_dir
+from pdd.core.hashing import hash_dir
 from conftest import TINY, make_copy, sh, update_params
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pdd.build.hashing import hash_dir
+from pdd.core.hashing import hash_dir
 from conftest import TINY, make_copy, sh, update_params
 
 TARGETS = ("data/audit", "data/export")

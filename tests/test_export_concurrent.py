@@ -14,7 +14,7 @@ import sys
 import time
 
 from conftest import engine_env, make_copy, sh
-from pdd.build.hashing import hash_dir
+from pdd.core.hashing import hash_dir
 
 HARNESS = """
 import os, runpy, sys, time

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from conftest import make_copy, sh
-from pdd.build import config
-from pdd.build.hashing import hash_dir
+from pdd.core import config
+from pdd.core.hashing import hash_dir
 from pdd.data import export
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 CFG = config.ExportCfg(resolutions=(16,), resample="lanczos", fit="pad", background=(255, 255, 255), val_fraction=0.2,
                        caption=config.CaptionCfg("{title}", ("pd", "cc0"), "an image"), shard_rows=8, threads=2)

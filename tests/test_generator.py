@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import TINY, deep_update, engine_env, make_copy, sh, update_params
-from pdd.build.hashing import hash_path
+from pdd.core.hashing import hash_path
 from pdd.train import loop
 
 ARTIFACTS = ("data/audit", "data/export", "models/tokenizer", "models/clip", "models/vae", "data/latents",
@@ -196,8 +196,8 @@ def test_latent_channels_must_match_the_unet(tmp_path):
 
 
 def test_unknown_unet_mode_and_low_guidance(tmp_path):
-    from pdd.build import config
-    from pdd.errors import PddError
+    from pdd.core import config
+    from pdd.core.errors import PddError
 
     with pytest.raises(PddError, match="unet.mode"):
         config.load(Path(__file__).parents[1] / "params.yaml", {"unet": {"mode": "pixel-conditional"}})

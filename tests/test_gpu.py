@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY, make_copy, sh
-from pdd.build.hashing import hash_path
+from pdd.core.hashing import hash_path
 
 ON = torch.cuda.is_available() or os.environ.get("PDD_GPU_TEST_ON_CPU") == "1"
 pytestmark = pytest.mark.skipif(not ON, reason="needs a CUDA GPU (torch.cuda.is_available() is false here)")

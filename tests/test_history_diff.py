@@ -10,7 +10,7 @@ from PIL import Image
 
 from pdd import diff as pdiff
 from pdd import history, snapshot
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.rights import audit
 from pdd.rights.text import LicenceDecision
 from pdd import exclusions

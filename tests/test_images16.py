@@ -6,7 +6,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from pdd.data import images
+from pdd.core import images
 from pdd.source.importers import import_folder
 from pdd.source.store import Store
 

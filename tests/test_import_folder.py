@@ -6,7 +6,7 @@ import pytest
 
 from pdd import snapshot
 from pdd.source import pin
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.source.importers import import_folder
 from pdd.rights.text import classify_licence_text
 from pdd.source.store import Store
@@ -164,7 +164,7 @@ def test_cli_import_folder_prints_reasons(tmp_path):
 
 def test_bomb_between_one_and_two_times_the_limit_is_refused_too():
     """Pillow only warns between 1x and 2x of its limit; our own check must still refuse."""
-    from pdd.data import images
+    from pdd.core import images
 
     with pytest.raises(images.BadImage, match="decompression bomb"):
         images.inspect(png_bomb(9000, 9000))  # 81 Mpx: over 64 Mpx, under Pillow's 2x error threshold

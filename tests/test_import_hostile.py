@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.source.importers import import_folder
 from pdd.source.store import Store
 from helpers_images import jpeg

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, engine_env
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.train import data, loop, synthetic
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -63,7 +63,7 @@ def test_the_order_is_a_window_shuffle_and_covers_every_row_once(export):
     assert not torch.equal(data.epoch_order(blocks, 2, 5, "toy", 0), data.epoch_order(blocks, 2, 5, "toy", 1))
     # the whole split in one window is a plain permutation (the preloaded default)
     g = torch.Generator()
-    from pdd.build.determinism import derive_seed
+    from pdd.core.determinism import derive_seed
     g.manual_seed(derive_seed(5, "toy", "epoch", "0"))
     assert torch.equal(data.epoch_order(blocks, 5, 5, "toy", 0), torch.randperm(300, generator=g))
 

@@ -92,7 +92,7 @@ def test_memorization_numbers_are_consistent(copied):
 def test_stage_runs_again_to_the_same_bytes(copied, tmp_path):
     import shutil
 
-    from pdd.build.hashing import hash_path
+    from pdd.core.hashing import hash_path
 
     before = (hash_path(copied / "models/memorization"), hash_path(copied / "metrics/memorization.json"))
     repo = tmp_path / "r"
@@ -123,8 +123,8 @@ def test_analyse_flags_exact_copies_only():
 
 
 def test_threshold_param_is_checked(tmp_path):
-    from pdd.build import config
-    from pdd.errors import PddError
+    from pdd.core import config
+    from pdd.core.errors import PddError
 
     with pytest.raises(PddError, match="memorization"):
         config.load(Path(__file__).parents[1] / "params.yaml", {"memorization": {"threshold": 1.5}})

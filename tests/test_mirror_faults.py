@@ -2,7 +2,7 @@
 import pytest
 
 from pdd import cli
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.source.commons.mirror import make_server, parse_fault
 
 

@@ -2,8 +2,8 @@
 import pytest
 import yaml
 
-from pdd.build import params as params_mod
-from pdd.errors import PddError
+from pdd.core import params as params_mod
+from pdd.core.errors import PddError
 from conftest import REPO
 
 

@@ -7,9 +7,9 @@ import textwrap
 import pytest
 import yaml
 
-from pdd.build import config
-from pdd.build import params as params_mod
-from pdd.errors import PddError
+from pdd.core import config
+from pdd.core import params as params_mod
+from pdd.core.errors import PddError
 from conftest import REPO
 
 PARAMS = (REPO / "params.yaml").read_text(encoding="utf-8")
@@ -36,7 +36,7 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
     text = PARAMS + "\nsample_bomb:\n" + "\n".join("  " + ln for ln in lines) + "\n"
     path = write(tmp_path, text)
-    code = f"from pdd.build import params; params.load({str(path)!r})"
+    code = f"from pdd.core import params; params.load({str(path)!r})"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode != 0 and "alias *a0 refused" in proc.stderr

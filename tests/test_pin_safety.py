@@ -11,8 +11,8 @@ import textwrap
 import pytest
 
 from pdd import cli, snapshot
-from pdd.build.hashing import hash_file
-from pdd.errors import PddError
+from pdd.core.hashing import hash_file
+from pdd.core.errors import PddError
 from pdd.source import pin
 from pdd.source.importers import import_folder
 from pdd.source.store import Store

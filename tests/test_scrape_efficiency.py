@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.source.commons.mirror import Catalogue, MirrorServer
 from scrape_helpers import SYNTH_ROOT, digest, scrape
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.source.commons.client import CommonsClient, ScrapeConfig, Scraper
 from pdd.source.store import Store
 from scrape_helpers import EMAIL

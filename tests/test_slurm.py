@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pdd.build.hashing import hash_dir
+from pdd.core.hashing import hash_dir
 from conftest import REPO, TINY, make_copy, report, sh
 
 LOCAL_SLURM = REPO / "tools" / "local_slurm.py"

@@ -9,7 +9,7 @@ import pytest
 
 from pdd import snapshot
 from pdd.source import pin
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.source.importers import import_folder
 from pdd.source.store import Store
 from helpers_images import jpeg

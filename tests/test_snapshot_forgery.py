@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pdd import cli, snapshot
-from pdd.build.hashing import sha256_bytes
-from pdd.errors import PddError
+from pdd.core.hashing import sha256_bytes
+from pdd.core.errors import PddError
 from pdd.rights import audit
 from pdd.source import pin
 from pdd.source.importers import import_folder

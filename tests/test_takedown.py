@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from pdd import exclusions, history, snapshot
-from pdd.build.hashing import hash_file
-from pdd.errors import PddError
+from pdd.core.hashing import hash_file
+from pdd.core.errors import PddError
 from pdd.rights import audit
 from pdd.source import pin
 from pdd.source.store import Store

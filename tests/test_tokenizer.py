@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY, deep_update, tiny_cfgs
-from pdd.data import shards
-from pdd.errors import PddError
-from pdd.build.hashing import hash_dir
-from pdd.build import config
+from pdd.core import shards
+from pdd.core.errors import PddError
+from pdd.core.hashing import hash_dir
+from pdd.core import config
 from pdd.build.runner import run
 from pdd.train import synthetic
 from pdd.train import tokenizer as tk

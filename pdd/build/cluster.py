@@ -34,7 +34,7 @@ import re
 import shlex
 import sys
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 LIMITED = ("mem_mb", "runtime", "gpus", "threads", "nodes")
 # set in params only: the launch command and the job's task layout are built from them
@@ -281,7 +281,7 @@ def profile_problems(params: dict, resource_settings) -> list[str]:
 def check_or_exit(config: dict, resource_settings, source: str = "params.yaml") -> None:
     """For the Snakefile, while it is parsed: params (schema and resources) and the profile's asks.
     The first problem is one line on stderr and exit status 2, before any job is submitted."""
-    from pdd.build import params as params_mod
+    from pdd.core import params as params_mod
 
     try:
         params_mod.validate(config, source)

@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("stages", "pdd")
 BOOKKEEPING = frozenset({
     "pdd.build.runner", "pdd.build.manifest", "pdd.build.codedeps", "pdd.build.dag", "pdd.build.report",
-    "pdd.build.params", "pdd.build.config", "pdd.build.cluster", "pdd.cli", "pdd.errors", "pdd.version",
+    "pdd.core.params", "pdd.core.config", "pdd.build.cluster", "pdd.cli", "pdd.core.errors", "pdd.core.version",
 })
 
 
@@ -35,7 +35,7 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] in PACKAGES:
             found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)  # `from pdd.data import images`
+            found.update(f"{node.module}.{a.name}" for a in node.names)  # `from pdd.core import images`
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] in PACKAGES)
     return found

@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 
 from pdd.build.codedeps import module_closure, ran_files
-from pdd.build.determinism import nondeterminism_notes
-from pdd.build.hashing import hash_path, write_json
+from pdd.core.determinism import nondeterminism_notes
+from pdd.core.hashing import hash_path, write_json
 
 MANIFEST_SUFFIX = ".manifest.json"
 REPO_ROOT = Path(__file__).resolve().parents[2]

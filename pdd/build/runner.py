@@ -31,10 +31,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pdd.build import config as config_mod
-from pdd.build import params as params_mod
-from pdd.build.determinism import apply as apply_compute, stage_record
-from pdd.errors import PddError
+from pdd.core import config as config_mod
+from pdd.core import params as params_mod
+from pdd.core.determinism import apply as apply_compute, stage_record
+from pdd.core.errors import PddError
 
 LOCK_DIR = Path(".pdd/locks")
 CHECKPOINT_DIR = Path("models/.checkpoints")
@@ -127,7 +127,7 @@ def _swap_in(tmp: Path, final: Path) -> None:
 
 
 def _write_bytes(path: Path, data) -> None:
-    from pdd.build.hashing import write_atomic
+    from pdd.core.hashing import write_atomic
 
     write_atomic(path, data.encode("utf-8") if isinstance(data, str) else data)
 
@@ -144,7 +144,7 @@ def parse_args(stage, module, argv):
 def execute(name: str, argv: list[str] | None = None) -> Outcome:
     """Run stage NAME in the current folder; raises PddError on bad input or failure."""
     from pdd.build import dag
-    from pdd.build.hashing import write_json
+    from pdd.core.hashing import write_json
     from pdd.build.manifest import write_manifest
 
     stage = dag.stage(name)

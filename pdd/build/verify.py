@@ -8,7 +8,7 @@ output it declares (directories, metrics and plots; not the manifests, which rec
 versions, i.e. bookkeeping), the rebuilt output's hash is compared with, where the repository has them:
 
   dvc.lock    the md5 DVC recorded for the output (what `dvc push` would ship)
-  manifest    output.sha256 of <out>.manifest.json (pdd/build/hashing.py hash_dir)
+  manifest    output.sha256 of <out>.manifest.json (pdd/core/hashing.py hash_dir)
   files here  the hash of the output as it is on disk in the repository now
 
 so a byte changed in a built artifact (files here), a record that does not match the code and snapshot
@@ -34,9 +34,9 @@ from pathlib import Path
 import yaml
 
 from pdd.build import dag
-from pdd.build import params as params_mod
-from pdd.build.hashing import hash_path
-from pdd.errors import PddError
+from pdd.core import params as params_mod
+from pdd.core.hashing import hash_path
+from pdd.core.errors import PddError
 
 ANYWHERE = ("audit", "export", "tokenizer")
 HARDWARE_BOUND = ("clip", "vae", "latents", "unet", "sample", "memorization", "pipeline")

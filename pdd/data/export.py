@@ -4,7 +4,7 @@ Decodes every image (EXIF orientation applied, all EXIF/XMP/ICC metadata dropped
 fits it to a square (center crop, or pad on a background colour: export.fit) with one fixed
 Pillow filter at each resolution in params, splits train/val by a seeded hash of the file id (stable when files are
 added or removed), assembles captions from labels whose own licence params allow,
-and writes shards (pdd/data/shards.py) in file_id order. Rebuilding gives
+and writes shards (pdd/core/shards.py) in file_id order. Rebuilding gives
 byte-identical shards.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pdd import snapshot
-from pdd.data import images, shards
-from pdd.errors import PddError
+from pdd.core import images, shards
+from pdd.core.errors import PddError
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -87,7 +87,7 @@ def check_audit(audit_dir: str | Path, snapshot_path: str | Path) -> dict:
     declared hash alone let a snapshot the audit had just rejected through."""
     import json as _json
 
-    from pdd.build.hashing import hash_file
+    from pdd.core.hashing import hash_file
 
     path = Path(audit_dir) / "report.json"
     try:
@@ -196,8 +196,8 @@ def shard_name(split: str, k: int) -> str:
 
 def slice_key(snapshot_path, cfg, seed: int, parts: int) -> str:
     """What a slice was made from: the snapshot file's bytes, the export params, the seed and the slice count."""
-    from pdd.build.config import as_dict
-    from pdd.build.hashing import hash_file, hash_json
+    from pdd.core.config import as_dict
+    from pdd.core.hashing import hash_file, hash_json
 
     return hash_json({"snapshot_sha256": hash_file(snapshot_path), "export": as_dict(cfg), "seed": seed, "parts": parts})
 
@@ -206,7 +206,7 @@ def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int,
     """Slice `part` of `parts`: its shards, under their final names, and slice.json saying what they were made from."""
     import shutil
 
-    from pdd.build.hashing import write_json
+    from pdd.core.hashing import write_json
 
     if not 0 <= part < parts:
         raise PddError(f"export: slice {part}/{parts} does not exist (slices are numbered 0 to {parts - 1})")

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from pdd import snapshot
-from pdd.build.hashing import hash_file
-from pdd.errors import PddError
+from pdd.core.hashing import hash_file
+from pdd.core.errors import PddError
 from pdd.rights.text import redecide_text
 from pdd.rights.commons import redecide as commons_redecide
 from pdd import exclusions

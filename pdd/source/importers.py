@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pdd.data import images
-from pdd.errors import PddError
-from pdd.build.hashing import sha256_bytes
+from pdd.core import images
+from pdd.core.errors import PddError
+from pdd.core.hashing import sha256_bytes
 from pdd.rights.text import classify_licence_text
 from pdd.source.store import FileRecord, Label, Store, validate_source_id
 

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pdd.build.hashing import sha256_bytes
-from pdd.data import images
-from pdd.errors import PddError
+from pdd.core.hashing import sha256_bytes
+from pdd.core import images
+from pdd.core.errors import PddError
 from pdd.rights import openclipart as rights
 from pdd.source.store import FileRecord, Label, Store
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pdd.build.hashing import canonical_json, hash_file, write_json
-from pdd.errors import PddError
+from pdd.core.hashing import canonical_json, hash_file, write_json
+from pdd.core.errors import PddError
 from pdd.snapshot import DEFAULT_DIR, SCHEMA, SNAPSHOT_FORMAT, WRITE_OPTIONS, content_hash, read_meta, snapshot_name
 from pdd.exclusions import apply as apply_exclusions
 from pdd.source.store import Store
@@ -229,7 +229,7 @@ class _ImagesInOrder:
         self._path = path
 
     def __call__(self, sha256: str) -> bytes:
-        from pdd.build.hashing import sha256_bytes
+        from pdd.core.hashing import sha256_bytes
 
         while True:
             if not self._pending:

@@ -26,8 +26,8 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-from pdd.errors import PddError
-from pdd.build.hashing import canonical_json, hash_json, sha256_bytes, write_atomic
+from pdd.core.errors import PddError
+from pdd.core.hashing import canonical_json, hash_json, sha256_bytes, write_atomic
 from pdd.rights.text import LicenceDecision
 
 DEFAULT_DB = Path("data/pdd.duckdb")

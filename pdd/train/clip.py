@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdd.build.determinism import seed_everything
-from pdd.build.hashing import hash_json, hash_path
-from pdd.data import shards
-from pdd.errors import PddError
+from pdd.core.determinism import seed_everything
+from pdd.core.hashing import hash_json, hash_path
+from pdd.core import shards
+from pdd.core.errors import PddError
 from pdd.train import data, loop
 
 NONDETERMINISM = [
@@ -74,7 +74,7 @@ def load_tokenizer(tokenizer_dir):
 
 def check_inputs(export_dir, cfg) -> dict:
     """Everything that can be wrong with the inputs, found before any model is built (the cross-field
-    checks of the params themselves are in pdd/build/config.py)."""
+    checks of the params themselves are in pdd/core/config.py)."""
     index = shards.read_index(export_dir)
     if cfg.image_size not in index["resolutions"]:
         raise PddError(f"params.yaml: clip.image_size={cfg.image_size} is not an exported resolution "
@@ -236,7 +236,7 @@ def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, 
 
     task = loop.Task("clip", model, source, loss,
                      evaluate=(lambda m, rt: evaluate(m, val, pixels, cfg.train.batch_size)) if len(val) > 1 else None)
-    from pdd.build.config import as_dict
+    from pdd.core.config import as_dict
 
     fingerprint = hash_json({"cfg": as_dict(cfg), "seed": seed, "export": hash_path(export_dir),
                              "tokenizer": hash_path(tokenizer_dir)})

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pdd.build.determinism import derive_seed
-from pdd.data import shards
+from pdd.core.determinism import derive_seed
+from pdd.core import shards
 
 Prepare = Callable[[pa.Table], dict]          # rows of a shard table -> row-aligned tensors (CPU)
 Transform = Callable[[dict], dict]             # a gathered batch -> what the model eats (e.g. uint8 -> float)

@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pdd.build.determinism import use_attention
-from pdd.build.hashing import write_json
-from pdd.data import shards
-from pdd.errors import PddError
+from pdd.core.determinism import use_attention
+from pdd.core.hashing import write_json
+from pdd.core import shards
+from pdd.core.errors import PddError
 from pdd.train import data
 
 FORMAT = "pdd-latents/1"

@@ -23,7 +23,7 @@ no hand-written device or DDP code here.
   again without replaying the ones before it.
 * A non-finite loss stops training with a one-line error (never a NaN model written with exit 0).
 
-Determinism: the caller seeds everything before building the model (pdd.build.determinism.seed_everything).
+Determinism: the caller seeds everything before building the model (pdd.core.determinism.seed_everything).
 Checkpoints hold model, optimizer, scheduler, EMA, every RNG state (accelerate's save_state plus the
 named generators) and the metric history; `resume=True` continues from the newest complete checkpoint
 and ends bit-identical to an uninterrupted run on the same machine.
@@ -47,9 +47,9 @@ from typing import Callable
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from pdd.build.determinism import derive_seed, torch_generator
-from pdd.build.hashing import write_atomic
-from pdd.errors import PddError
+from pdd.core.determinism import derive_seed, torch_generator
+from pdd.core.hashing import write_atomic
+from pdd.core.errors import PddError
 from pdd.train.data import epoch_order
 
 KILL_ENV = "PDD_TRAIN_KILL_AFTER_STEP"

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdd.build.determinism import derive_seed, use_attention
-from pdd.errors import PddError
+from pdd.core.determinism import derive_seed, use_attention
+from pdd.core.errors import PddError
 
 SCHEDULERS = ("dpm++", "ddim", "ddpm")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pdd.data import shards
-from pdd.build.determinism import derive_seed
+from pdd.core import shards
+from pdd.core.determinism import derive_seed
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (230, 220, 40),
            "magenta": (210, 50, 210), "cyan": (40, 210, 220)}

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pdd.data import shards
-from pdd.errors import PddError
-from pdd.build.hashing import write_atomic
+from pdd.core import shards
+from pdd.core.errors import PddError
+from pdd.core.hashing import write_atomic
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 SPECIAL_TOKENS = (BOS, EOS)

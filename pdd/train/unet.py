@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pdd.build.determinism import seed_everything, use_attention
-from pdd.build.hashing import hash_json, hash_path
-from pdd.data import shards
-from pdd.errors import PddError
+from pdd.core.determinism import seed_everything, use_attention
+from pdd.core.hashing import hash_json, hash_path
+from pdd.core import shards
+from pdd.core.errors import PddError
 from pdd.train import data, imaging, latents, loop
 
 NONDETERMINISM = [
@@ -157,7 +157,7 @@ def train_unet(cfg, seed: int, *, out_dir, ckpt_dir, latents_dir=None, export_di
                resume: bool = False, progress: bool = True, **force) -> dict:
     """Train the U-Net and save it (save_pretrained) into out_dir/unet, and the training noise scheduler's
     config into out_dir/scheduler; returns metrics, the loop's Result under "_result" and plots under "_plots"."""
-    from pdd.build.config import as_dict
+    from pdd.core.config import as_dict
 
     index = check_inputs(cfg, vae_cfg, latents_dir=latents_dir, export_dir=export_dir)
     torch.set_num_threads(cfg.train.threads)

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pdd.build.determinism import seed_everything, use_attention
-from pdd.build.hashing import hash_json, hash_path
-from pdd.data import shards
-from pdd.errors import PddError
+from pdd.core.determinism import seed_everything, use_attention
+from pdd.core.hashing import hash_json, hash_path
+from pdd.core import shards
+from pdd.core.errors import PddError
 from pdd.train import data, imaging, loop
 
 NONDETERMINISM = [
@@ -173,7 +173,7 @@ def train_vae(export_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = F
               **force) -> dict:
     """Train and save the VAE into out_dir (AutoencoderKL.save_pretrained); returns metrics with the loop's
     Result under "_result", the plots (loss, val TSV) under "_plots" and the preview PNG under "_grid"."""
-    from pdd.build.config import as_dict
+    from pdd.core.config import as_dict
 
     check_inputs(export_dir, cfg)
     torch.set_num_threads(cfg.train.threads)

@@ -4,7 +4,7 @@ rule audit:
         snapshot=config["snapshot"]["path"],
         exclusions='data/exclusions.tsv',
         code=[
-            'pdd/build/hashing.py',
+            'pdd/core/hashing.py',
             'pdd/exclusions.py',
             'pdd/rights/audit.py',
             'pdd/rights/commons.py',

@@ -4,9 +4,9 @@ rule clip:
         export='data/export',
         tokenizer='models/tokenizer',
         code=[
-            'pdd/build/determinism.py',
-            'pdd/build/hashing.py',
-            'pdd/data/shards.py',
+            'pdd/core/determinism.py',
+            'pdd/core/hashing.py',
+            'pdd/core/shards.py',
             'pdd/train/clip.py',
             'pdd/train/data.py',
             'pdd/train/loop.py',

@@ -6,9 +6,9 @@ rule latents:
         clip='models/clip',
         tokenizer='models/tokenizer',
         code=[
-            'pdd/build/determinism.py',
-            'pdd/build/hashing.py',
-            'pdd/data/shards.py',
+            'pdd/core/determinism.py',
+            'pdd/core/hashing.py',
+            'pdd/core/shards.py',
             'pdd/train/data.py',
             'pdd/train/latents.py',
             'stages/latents.py',

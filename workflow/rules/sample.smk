@@ -7,9 +7,9 @@ rule sample:
         tokenizer='models/tokenizer',
         export='data/export',
         code=[
-            'pdd/build/determinism.py',
-            'pdd/build/hashing.py',
-            'pdd/data/shards.py',
+            'pdd/core/determinism.py',
+            'pdd/core/hashing.py',
+            'pdd/core/shards.py',
             'pdd/train/clip.py',
             'pdd/train/data.py',
             'pdd/train/imaging.py',

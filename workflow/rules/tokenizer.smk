@@ -3,8 +3,8 @@ rule tokenizer:
     input:
         export='data/export',
         code=[
-            'pdd/build/hashing.py',
-            'pdd/data/shards.py',
+            'pdd/core/hashing.py',
+            'pdd/core/shards.py',
             'pdd/train/tokenizer.py',
             'stages/tokenizer.py',
         ],

@@ -3,9 +3,9 @@ rule vae:
     input:
         export='data/export',
         code=[
-            'pdd/build/determinism.py',
-            'pdd/build/hashing.py',
-            'pdd/data/shards.py',
+            'pdd/core/determinism.py',
+            'pdd/core/hashing.py',
+            'pdd/core/shards.py',
             'pdd/train/data.py',
             'pdd/train/imaging.py',
             'pdd/train/loop.py',

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 
 def _client(args):

@@ -26,10 +26,10 @@ from typing import Callable
 
 import requests
 
-from pdd.version import PROJECT_URL, __version__
-from pdd.errors import PddError
-from pdd.build.hashing import hash_json
-from pdd.data.images import BadImage, inspect
+from pdd.core.version import PROJECT_URL, __version__
+from pdd.core.errors import PddError
+from pdd.core.hashing import hash_json
+from pdd.core.images import BadImage, inspect
 from pdd.rights.commons import decide, em_value, media_problem, strip_html
 from pdd.source.commons.state import ScrapeState
 from pdd.source.store import FileRecord, Label, Store

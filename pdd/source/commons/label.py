@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 from pdd.source.store import Store, loads_json
 
 

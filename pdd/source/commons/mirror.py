@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 API_PATH = "/w/api.php"
 BASE = "{BASE}"
@@ -697,7 +697,7 @@ class MirrorServer:
 
 def parse_fault(text: str) -> tuple[str, str, list[int], int]:
     """`KIND:ON:N[,N...][:RETRY_AFTER]` (as `pdd mirror serve --fault` takes it) -> inject()'s arguments."""
-    from pdd.errors import PddError
+    from pdd.core.errors import PddError
 
     parts = str(text).split(":")
     try:

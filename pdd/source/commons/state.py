@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pdd.build.hashing import canonical_json, hash_json
+from pdd.core.hashing import canonical_json, hash_json
 from pdd.source.store import Store
 
 

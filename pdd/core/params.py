@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"

@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, replace  # noqa: F401  (re-exported for callers: config.replace)
 
-from pdd.errors import PddError
+from pdd.core.errors import PddError
 
 
 # ---- shared training settings ---------------------------------------------------------
@@ -192,7 +192,7 @@ class MemorizationCfg:
 
 @dataclass(frozen=True)
 class ComputeCfg:
-    deterministic: bool            # deterministic algorithms, cuDNN deterministic, TF32 off (pdd.build.determinism)
+    deterministic: bool            # deterministic algorithms, cuDNN deterministic, TF32 off (pdd.core.determinism)
     attention: str                 # sdpa | xformers
 
 
@@ -328,7 +328,7 @@ def load(path="params.yaml", update: dict | None = None) -> dict:
     """Typed configs of a params file, optionally deep-updated first (tests, benches)."""
     import copy
 
-    from pdd.build import params as params_mod
+    from pdd.core import params as params_mod
 
     raw = params_mod.load(path)
     if update:

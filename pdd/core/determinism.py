@@ -44,7 +44,7 @@ def apply(compute) -> dict:
     deterministic = compute["deterministic"] if isinstance(compute, dict) else compute.deterministic
     attention = compute["attention"] if isinstance(compute, dict) else compute.attention
     if attention == "xformers":   # with deterministic: true it is refused by config.check, which runs first
-        from pdd.errors import PddError
+        from pdd.core.errors import PddError
 
         if not torch.cuda.is_available():
             raise PddError("params.yaml: compute.attention: xformers needs a CUDA GPU and this machine has none; "

@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pdd.errors import PddError
-from pdd.build.hashing import write_json
+from pdd.core.errors import PddError
+from pdd.core.hashing import write_json
 
 SPLITS = ("train", "val")
 # Raw pixels shrink only ~9% under zstd while compressing them costs more than a third of the export's
