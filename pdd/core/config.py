@@ -51,6 +51,11 @@ def knob(default=MISSING, help: str = "", *, absent=MISSING, items: dict | None 
     return dataclasses.field(default=absent, metadata=meta)
 
 
+def _def_name(cls) -> str:
+    """SnapshotCfg -> snapshot, RuleResourcesCfg -> rule_resources (a section's key, a shared $def's name)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__.removesuffix("Cfg")).lower()
+
+
 # bounds used by several keys (a bound, not a declaration: each key is still declared once)
 THREADS = dict(minimum=1, maximum=256)
 RESOLUTION = dict(minimum=8, maximum=4096)
@@ -117,6 +122,7 @@ def _train(steps, batch_size, eval_every, checkpoint_every, lr, betas, eps, weig
 # ---- sections -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SnapshotCfg:
+    """The pinned dataset snapshot."""
     name: str = knob("openclipart-0.18", "the pinned dataset snapshot the build compiles",
                      pattern="^[A-Za-z0-9][A-Za-z0-9._-]*$")
     path: str = knob("data/snapshots/openclipart-0.18.parquet", "its Parquet file (the demo's is in git; real "
@@ -125,6 +131,7 @@ class SnapshotCfg:
 
 @dataclass(frozen=True)
 class AuditCfg:
+    """The licence audit."""
     allowed_licences: tuple[str, ...] = knob(LICENCES, "licence kinds that may enter a build; anything else fails it",
                                              min_items=1, items=dict(enum=LICENCES))
 
@@ -142,6 +149,7 @@ class CaptionCfg:
 
 @dataclass(frozen=True)
 class ExportCfg:
+    """The training export: images at fixed sizes, captions, split."""
     resolutions: tuple[int, ...] = knob([32], "square training image sizes in px, one column per size",
                                         min_items=1, unique=True, items=RESOLUTION)
     resample: str = knob("lanczos", "Pillow resampling filter", enum=["lanczos", "bicubic", "bilinear"])
@@ -157,6 +165,7 @@ class ExportCfg:
 
 @dataclass(frozen=True)
 class TokenizerCfg:
+    """The byte-level BPE tokenizer."""
     vocab_size: int = knob(2048, "total tokens: 2 special + 512 byte symbols + learned merges (min 514)",
                            minimum=1, maximum=1000000)
     min_frequency: int = knob(2, "a pair must occur this often in train captions to be merged", minimum=1)
@@ -179,6 +188,7 @@ class VisionTowerCfg(TowerCfg):
 
 @dataclass(frozen=True)
 class ClipCfg:
+    """CLIP trained from scratch."""
     image_size: int = knob(32, "image size in px; must be one of export.resolutions", **RESOLUTION)
     text: TowerCfg = knob(help="the text tower (its hidden_size is also the U-Net's cross-attention width)")
     vision: VisionTowerCfg = knob(help="the vision tower (a ViT)")
@@ -200,6 +210,7 @@ class GanCfg:
 
 @dataclass(frozen=True)
 class VaeCfg:
+    """The VAE (diffusers AutoencoderKL) trained from scratch."""
     resolution: int = knob(32, "image size in px it trains on; one of export.resolutions", **RESOLUTION)
     latent_channels: int = knob(4, "latent channels", minimum=1, maximum=64)
     block_out_channels: tuple[int, ...] = knob([32, 64, 64], "channels per block; downsampling factor "
@@ -218,6 +229,7 @@ class VaeCfg:
 
 @dataclass(frozen=True)
 class LatentsCfg:
+    """The export encoded once by the VAE, and the text states."""
     batch_size: int = knob(64, "images per VAE encode / text encode call", minimum=1, maximum=4096)
     threads: int = knob(2, "torch CPU threads", **THREADS)
 
@@ -234,6 +246,7 @@ class NoiseCfg:
 
 @dataclass(frozen=True)
 class UnetCfg:
+    """The denoiser trained from scratch."""
     mode: str = knob("latent-conditional", "latent-conditional (StableDiffusionPipeline) | pixel-unconditional "
                                            "(DDPMPipeline)", enum=["latent-conditional", "pixel-unconditional"])
     resolution: int = knob(32, "pixel mode: the export resolution it trains on (latent mode: the VAE's)", **RESOLUTION)
@@ -260,6 +273,7 @@ class QualityCfg:
 
 @dataclass(frozen=True)
 class SampleCfg:
+    """Sampling and the quality metrics."""
     prompts: tuple[str, ...] = knob(["Apple, food/fruit, apple, fruit", "star, shapes/stars, stars, shapes",
                                      "Flag of France, signs_and_symbols/flags/europe/france, flag",
                                      "card, recreation/games/cards/white",
@@ -278,6 +292,7 @@ class SampleCfg:
 
 @dataclass(frozen=True)
 class MemorizationCfg:
+    """Does the model copy? nearest training images of samples."""
     n_samples: int = knob(64, "generated samples (training captions as prompts; sample.steps, guidance, scheduler) "
                               "checked against the training set", minimum=1, maximum=100000)
     threshold: float = knob(0.95, "nearest-train cosine in our CLIP image space at or above which a sample is "
@@ -289,6 +304,7 @@ class MemorizationCfg:
 
 @dataclass(frozen=True)
 class ComputeCfg:
+    """How torch computes, for every stage that runs a model."""
     deterministic: bool = knob(True, "deterministic algorithms, cuDNN deterministic, TF32 off, CUBLAS_WORKSPACE_CONFIG "
                                      "(pdd.core.determinism); false: fastest kernels, two runs may differ")
     attention: str = knob("sdpa", "sdpa: PyTorch scaled_dot_product_attention | xformers: memory-efficient kernels for "
@@ -361,6 +377,7 @@ class LaunchCfg:
 
 @dataclass(frozen=True)
 class ResourcesCfg:
+    """Cluster asks per Snakemake rule (pdd/build/cluster.py); no stage reads it."""
     default: DefaultResourcesCfg = knob(help="what every rule asks unless resources.rules says otherwise")
     rules: RulesCfg = knob(help="per rule, over the default; clip, vae and unet also take nodes and "
                                 "processes_per_node, export slices")
@@ -370,22 +387,20 @@ class ResourcesCfg:
 
 
 # ---- the whole file ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class ParamsCfg:
-    """params.yaml: every section a stage reads, the seed, and the resources no stage reads."""
-    seed: int = knob(20261122, "the seed of every named random generator of the build", minimum=0, maximum=4294967295)
-    snapshot: SnapshotCfg = knob(help="the pinned dataset snapshot")
-    audit: AuditCfg = knob(help="the licence audit")
-    export: ExportCfg = knob(help="the training export: images at fixed sizes, captions, split")
-    tokenizer: TokenizerCfg = knob(help="the byte-level BPE tokenizer")
-    clip: ClipCfg = knob(help="CLIP trained from scratch")
-    vae: VaeCfg = knob(help="the VAE (diffusers AutoencoderKL) trained from scratch")
-    latents: LatentsCfg = knob(help="the export encoded once by the VAE, and the text states")
-    unet: UnetCfg = knob(help="the denoiser trained from scratch")
-    sample: SampleCfg = knob(help="sampling and the quality metrics")
-    memorization: MemorizationCfg = knob(help="does the model copy? nearest training images of samples")
-    compute: ComputeCfg = knob(help="how torch computes, for every stage that runs a model")
-    resources: ResourcesCfg = knob(help="cluster asks per Snakemake rule (pdd/build/cluster.py); no stage reads it")
+def _whole(*sections) -> type:
+    """params.yaml: the seed, then one key per section class (its name without Cfg, its docstring as help)."""
+    fields = [("seed", int, knob(20261122, "the seed of every named random generator of the build",
+                                 minimum=0, maximum=4294967295))]
+    fields += [(_def_name(c), c, knob(help=c.__doc__.strip().rstrip(".")))
+               for c in sections]
+    cls = dataclasses.make_dataclass("ParamsCfg", fields, frozen=True, namespace={
+        "__doc__": "params.yaml: every section a stage reads, the seed, and the resources no stage reads."})
+    cls.__module__ = __name__
+    return cls
+
+
+ParamsCfg = _whole(SnapshotCfg, AuditCfg, ExportCfg, TokenizerCfg, ClipCfg, VaeCfg, LatentsCfg, UnetCfg, SampleCfg,
+                   MemorizationCfg, ComputeCfg, ResourcesCfg)
 
 
 STAGE_FREE = ("seed", "resources")   # read by no stage as a section of its own
@@ -475,10 +490,6 @@ def _leaf_schema(typ, meta_bounds: dict, items: dict) -> dict:
         return bounds
     kind = {bool: "boolean", int: "integer", float: "number", str: "string"}[typ]
     return {"type": kind, **bounds}
-
-
-def _def_name(cls) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__.removesuffix("Cfg")).lower()
 
 
 def _uses(cls, counts: dict) -> dict:
