@@ -222,7 +222,7 @@ def cmd_launch(args) -> int:
 
     params = cluster.with_layout(params_mod.load(args.params), args.stage, args.nodes, args.processes_per_node)
     params_mod.validate(params, args.params)
-    cluster.check_params(params)
+    cluster.check_params(params, args.params)
     cmd = cluster.command(params, args.stage, "" if args.params == "params.yaml" else f"--params {shlex.quote(args.params)}")
     if args.dry_run:
         print(cmd)

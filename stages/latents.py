@@ -2,7 +2,6 @@
 from the data, and the frozen CLIP text encoder's hidden states per caption (pdd/train/latents.py documents
 the format). Writes data/latents (with vae/: the VAE carrying the scaling factor) and metrics/latents.json."""
 from pdd.build.runner import Outcome, run
-from pdd.core import shards
 from pdd.train import latents
 
 
@@ -13,12 +12,7 @@ def resolution(ctx) -> int:
 
 
 def check(ctx):
-    res = resolution(ctx)
-    if res not in shards.read_index(ctx.deps["export"])["resolutions"]:
-        from pdd.core.errors import PddError
-
-        raise PddError(f"latents: the VAE was trained at {res} px but the export has no such resolution; "
-                       "rebuild the export or the VAE")
+    latents.check_inputs(ctx.deps["export"], resolution(ctx))
 
 
 def compute(ctx):

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pdd.core.config import deep_update  # noqa: F401  (tests import it from here)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 AIC = SHARED / "datasets" / "aic-paintings-267"  # reference material at run time only, never copied in
@@ -85,15 +87,6 @@ def make_copy(dest: Path, params_update: dict | None = None) -> Path:
     sh(["git", "add", "-A"], dest)
     sh(["git", "commit", "-q", "-m", "test copy"], dest)
     return dest
-
-
-def deep_update(base: dict, update: dict) -> dict:
-    for k, v in update.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            deep_update(base[k], v)
-        else:
-            base[k] = v
-    return base
 
 
 def update_params(root: Path, update: dict) -> None:

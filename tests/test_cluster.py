@@ -138,6 +138,20 @@ def test_a_bad_resources_param_is_one_line(tmp_path, change, message):
     assert msg.startswith(message) and "\n" not in msg, msg
 
 
+def test_threads_beyond_the_limit_name_the_stage_key_and_the_file_given(tmp_path):
+    """The one resources rule that needs the registry (each stage's threads) stays in cluster.check_params,
+    which runs config's rules of resources too; both name the file they were given."""
+    p = repo_params()
+    p["resources"]["rules"]["unet"].update(processes_per_node=40, gpus=0)
+    with pytest.raises(PddError) as err:
+        cluster.check_params(p, "other.yaml")
+    assert str(err.value) == ("other.yaml: unet.train.threads x resources.rules.unet.processes_per_node: 80 is more "
+                              "than resources.limits.threads=64")
+    p["resources"]["rules"]["unet"]["gpus"] = 4
+    with pytest.raises(PddError, match=r"^other\.yaml: resources\.rules\.unet\.processes_per_node: 40 processes "):
+        cluster.check_params(p, "other.yaml")
+
+
 def test_a_bad_resources_param_stops_snakemake_with_one_line(tmp_path):
     root = make_copy(tmp_path / "r", {"resources": {"rules": {"unet": {"gpu": 1}}}})
     out = sh(["snakemake", "-n", "-c1"], root, check=False)

@@ -34,9 +34,9 @@ import re
 import shlex
 import sys
 
+from pdd.core import config
 from pdd.core.errors import PddError
 
-LIMITED = ("mem_mb", "runtime", "gpus", "threads", "nodes")
 # set in params only: the launch command and the job's task layout are built from them
 PARAMS_ONLY = ("nodes", "tasks", "tasks_per_node", "mpi")
 _BARE = re.compile(r"[A-Za-z0-9_.:,-]+")
@@ -156,30 +156,21 @@ def with_layout(params: dict, rule: str, nodes: int | None = None, processes_per
 
 
 # ---- checks ------------------------------------------------------------------------------------
-def check_params(params: dict) -> None:
-    """The cross-field checks of `resources:` (the schema bounds each number): each rule within the
-    limits, GPUs enough for the processes. Raises PddError naming the key."""
+def check_params(params: dict, source: str = "params.yaml") -> None:
+    """Every rule of `resources:` (the schema bounds each number): those of params alone (each rule within
+    the limits, GPUs enough for the processes: config.check_resources) and the one that needs the registry,
+    each rule's threads within resources.limits.threads. Raises PddError naming the key."""
     from pdd.build import dag
 
-    res = params["resources"]
-    limits = res["limits"]
+    config.check_resources(params, source)
+    limit = params["resources"]["limits"]["threads"]
     for stage in dag.PIPELINE:
-        s = settings(params, stage.name)
-        asked = {"mem_mb": s["mem_mb"], "runtime": s["runtime"], "gpus": s["gpus"], "nodes": s["nodes"],
-                 "threads": threads(params, stage.name)}
-        for key in LIMITED:
-            if asked[key] > limits[key]:
-                if key == "threads":
-                    where = str(stage.threads).strip("${}") + (f" x resources.rules.{stage.name}.processes_per_node"
-                                                               if s["processes_per_node"] > 1 else "")
-                elif key in res["rules"].get(stage.name, {}):
-                    where = f"resources.rules.{stage.name}.{key}"
-                else:
-                    where = f"resources.default.{key}"
-                raise PddError(f"params.yaml: {where}: {asked[key]} is more than resources.limits.{key}={limits[key]}")
-        if s["gpus"] and s["processes_per_node"] > s["gpus"]:
-            raise PddError(f"params.yaml: resources.rules.{stage.name}.processes_per_node: {s['processes_per_node']} "
-                           f"processes per node but {s['gpus']} GPUs per node (one process per GPU)")
+        asked = threads(params, stage.name)
+        if asked > limit:
+            ppn = settings(params, stage.name)["processes_per_node"]
+            where = str(stage.threads).strip("${}") + (f" x resources.rules.{stage.name}.processes_per_node"
+                                                       if ppn > 1 else "")
+            raise PddError(f"{source}: {where}: {asked} is more than resources.limits.threads={limit}")
 
 
 def _plain(value):
@@ -285,7 +276,7 @@ def check_or_exit(config: dict, resource_settings, source: str = "params.yaml") 
 
     try:
         params_mod.validate(config, source)
-        check_params(config)
+        check_params(config, source)
         problems = profile_problems(config, resource_settings)
         if problems:
             raise PddError(problems[0])

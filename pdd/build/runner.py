@@ -151,7 +151,7 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     module = importlib.import_module(stage.module)
     args = parse_args(stage, module, argv)
     params = params_mod.load(args.params)
-    cfgs = config_mod.check(params, only=stage.params)
+    cfgs = config_mod.check(params, only=stage.params, source=args.params)
     # params.yaml compute: deterministic kernels (or not) and attention, before anything runs a model
     determinism, notes = stage_record(apply_compute(cfgs["compute"]) if "compute" in stage.params else None)
     deps = {k: _resolve_path(v, params) for k, v in stage.deps.items()}

@@ -1,225 +1,442 @@
-"""Typed configs: one frozen dataclass per params.yaml section, built once from the validated params.
+"""Typed configs: one frozen dataclass per params.yaml section, and the one declaration of every key.
 
-params.yaml is the single source of every value (the schema requires every key, so these classes carry
-no defaults of their own); this module only gives the values types and runs the cross-field checks, all
-here, before any stage touches its inputs. Tests and benches write `replace(cfg, steps=20)`.
+Each field is declared once, with `knob(...)`: its type (the annotation), the value committed in
+params.yaml (`default`), its bounds or choices (JSON-schema words in snake_case), a one-line help and,
+for the few keys that may be left out, the value it has when absent. From these declarations come
+the JSON schema workflow/schemas/params.schema.yaml (what `pdd` and the Snakefile validate against)
+and the reference table docs/params.md: `python -m pdd.core.config --write` regenerates both,
+`--check` (and tests/test_param_declarations.py) fails when they, or params.yaml's values, drift.
+
+The rules that span fields or sections are all here too (`check`), run before any stage touches its
+inputs. Tests and benches write `replace(cfg, steps=20)`.
 
 Bookkeeping, not a build input: nothing here can change an artifact's bytes (see pdd/build/codedeps.py).
 """
 from __future__ import annotations
 
+import argparse
+import copy
 import dataclasses
+import json
+import re
+import sys
+import types
 import typing
-from dataclasses import dataclass, replace  # noqa: F401  (re-exported for callers: config.replace)
+from dataclasses import MISSING, dataclass, replace  # noqa: F401  (replace re-exported: config.replace)
+from pathlib import Path
 
+import yaml
+
+from pdd.core import params as params_mod
 from pdd.core.errors import PddError
+
+_WORDS = {"minimum": "minimum", "maximum": "maximum", "exclusive_minimum": "exclusiveMinimum",
+          "exclusive_maximum": "exclusiveMaximum", "enum": "enum", "pattern": "pattern", "min_length": "minLength",
+          "max_length": "maxLength", "min_items": "minItems", "max_items": "maxItems", "unique": "uniqueItems"}
+
+
+def knob(default=MISSING, help: str = "", *, absent=MISSING, items: dict | None = None, **bounds):
+    """Declare one params.yaml key. default: the value committed in params.yaml, as plain YAML data (a
+    dict of overrides for a nested section; none when a parent section gives it); absent: only for an
+    optional key, its value when left out; items: the bounds of a list's items; bounds: minimum,
+    maximum, exclusive_minimum, exclusive_maximum, enum, pattern, min_length, max_length, min_items,
+    max_items, unique."""
+    for where in (bounds, items or {}):
+        unknown = sorted(set(where) - set(_WORDS))
+        if unknown:
+            raise TypeError(f"knob: unknown bound {unknown[0]!r} (known: {', '.join(_WORDS)})")
+    meta = {"default": default, "help": help, "bounds": bounds, "items": items or {}, "required": absent is MISSING}
+    if absent is MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=absent, metadata=meta)
+
+
+def _def_name(cls) -> str:
+    """SnapshotCfg -> snapshot, RuleResourcesCfg -> rule_resources (a section's key, a shared $def's name)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__.removesuffix("Cfg")).lower()
+
+
+# bounds used by several keys (a bound, not a declaration: each key is still declared once)
+THREADS = dict(minimum=1, maximum=256)
+RESOLUTION = dict(minimum=8, maximum=4096)
+CHANNELS = dict(min_items=1, max_items=8, items=dict(minimum=1, maximum=4096))
+MEM_MB = dict(minimum=1, maximum=16777216)      # per node, up to 16 TiB
+RUNTIME = dict(minimum=1, maximum=525600)       # minutes, up to a year
+GPUS = dict(minimum=0, maximum=64)              # per node
+NODES = dict(minimum=1, maximum=4096)
+PARTITION = dict(max_length=64, pattern="^[A-Za-z0-9_.,-]*$")
+LICENCES = ["pd", "cc0"]
 
 
 # ---- shared training settings ---------------------------------------------------------
 @dataclass(frozen=True)
 class OptimizerCfg:
-    kind: str                      # adamw | adam | sgd
-    lr: float
-    betas: tuple[float, float]
-    eps: float
-    weight_decay: float
+    kind: str = knob(help="optimizer", enum=["adamw", "adam", "sgd"])
+    lr: float = knob(help="peak learning rate", exclusive_minimum=0, maximum=10)
+    betas: tuple[float, float] = knob(help="Adam betas", items=dict(minimum=0, exclusive_maximum=1))
+    eps: float = knob(help="Adam epsilon", exclusive_minimum=0, maximum=1)
+    weight_decay: float = knob(help="decoupled weight decay (adamw), L2 (adam, sgd)", minimum=0, maximum=10)
 
 
 @dataclass(frozen=True)
 class ScheduleCfg:
-    kind: str                      # constant | cosine | linear
-    warmup_steps: int
-    min_lr_ratio: float            # the schedule's floor, as a fraction of lr
+    kind: str = knob(help="learning-rate schedule after the warm-up", enum=["constant", "cosine", "linear"])
+    warmup_steps: int = knob(help="linear warm-up steps (at most train.steps)", minimum=0)
+    min_lr_ratio: float = knob(help="the schedule's floor, as a fraction of lr", minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)
 class EmaCfg:
-    decay: float                   # 0 turns EMA off; else the EMA of the weights is evaluated and shipped
-    warmup: bool                   # diffusers' EMA warm-up (decay ramps up over the first steps)
+    decay: float = knob(help="0 turns EMA off; else the EMA of the weights is evaluated and shipped",
+                        minimum=0, exclusive_maximum=1)
+    warmup: bool = knob(help="diffusers' EMA warm-up (decay ramps up over the first steps)")
 
 
 @dataclass(frozen=True)
 class TrainCfg:
-    steps: int
-    batch_size: int                # per process per micro-step
-    grad_accum: int
-    max_grad_norm: float           # 0: no clipping
-    mixed_precision: str           # no | bf16 | fp16
-    eval_every: int
-    checkpoint_every: int
-    threads: int                   # torch CPU threads
-    memory_budget_mb: int          # training data above this is streamed from the shards, not preloaded
-    optimizer: OptimizerCfg
-    schedule: ScheduleCfg
-    ema: EmaCfg
+    steps: int = knob(help="optimizer steps", minimum=1)
+    batch_size: int = knob(help="global batch per micro-step, split over the processes", minimum=2)
+    grad_accum: int = knob(help="micro-steps per optimizer step", minimum=1)
+    max_grad_norm: float = knob(help="gradient clipping norm; 0 turns clipping off", minimum=0)
+    mixed_precision: str = knob(help="autocast precision (accelerate)", enum=["no", "bf16", "fp16"])
+    eval_every: int = knob(help="steps between val evaluations, and at the last step (0: none)", minimum=0)
+    checkpoint_every: int = knob(help="steps between resumable checkpoints (0: none)", minimum=0)
+    threads: int = knob(help="torch CPU threads", **THREADS)
+    memory_budget_mb: int = knob(help="a train split larger than this is streamed from the shards instead of "
+                                      "preloaded", minimum=1)
+    optimizer: OptimizerCfg = knob(help="the optimizer")
+    schedule: ScheduleCfg = knob(help="the learning-rate schedule")
+    ema: EmaCfg = knob(help="exponential moving average of the weights")
+
+
+def _train(steps, batch_size, eval_every, checkpoint_every, lr, betas, eps, weight_decay, warmup_steps, min_lr_ratio,
+           ema_decay=0.0, ema_warmup=False) -> dict:
+    """A training section's committed values (what params.yaml says for clip, vae and unet)."""
+    return dict(steps=steps, batch_size=batch_size, grad_accum=1, max_grad_norm=1.0, mixed_precision="no",
+                eval_every=eval_every, checkpoint_every=checkpoint_every, threads=2, memory_budget_mb=2048,
+                optimizer=dict(kind="adamw", lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
+                schedule=dict(kind="cosine", warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio),
+                ema=dict(decay=ema_decay, warmup=ema_warmup))
 
 
 # ---- sections -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SnapshotCfg:
-    name: str
-    path: str
+    """The pinned dataset snapshot."""
+    name: str = knob("openclipart-0.18", "the pinned dataset snapshot the build compiles",
+                     pattern="^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    path: str = knob("data/snapshots/openclipart-0.18.parquet", "its Parquet file (the demo's is in git; real "
+                                                                "snapshots are tracked with DVC)")
 
 
 @dataclass(frozen=True)
 class AuditCfg:
-    allowed_licences: tuple[str, ...]
+    """The licence audit."""
+    allowed_licences: tuple[str, ...] = knob(LICENCES, "licence kinds that may enter a build; anything else fails it",
+                                             min_items=1, items=dict(enum=LICENCES))
 
 
 @dataclass(frozen=True)
 class CaptionCfg:
-    template: str
-    label_licences: tuple[str, ...]
-    fallback: str
-    max_parts: int = 0
+    template: str = knob("{title}, {category}, {keywords}", "comma-separated parts; a part whose {field} has no "
+                                                            "usable label is dropped with its comma", min_length=1)
+    label_licences: tuple[str, ...] = knob(LICENCES, "only labels whose own licence is listed may become training text",
+                                           items=dict(enum=["pd", "cc0", "cc-by", "cc-by-sa"]))
+    fallback: str = knob("a clip art image", "caption when no usable label exists")
+    max_parts: int = knob(8, "keep at most this many comma-separated parts (repeats dropped first); 0: all",
+                          absent=0, minimum=0, maximum=1000)
 
 
 @dataclass(frozen=True)
 class ExportCfg:
-    resolutions: tuple[int, ...]
-    resample: str
-    fit: str                       # crop | pad
-    background: tuple[int, int, int]
-    val_fraction: float
-    caption: CaptionCfg
-    shard_rows: int
-    threads: int
+    """The training export: images at fixed sizes, captions, split."""
+    resolutions: tuple[int, ...] = knob([32], "square training image sizes in px, one column per size",
+                                        min_items=1, unique=True, items=RESOLUTION)
+    resample: str = knob("lanczos", "Pillow resampling filter", enum=["lanczos", "bicubic", "bilinear"])
+    fit: str = knob("pad", "crop: center-crop to square; pad: keep the whole image, pad to square", enum=["crop", "pad"])
+    background: tuple[int, int, int] = knob([255, 255, 255], "pad colour (transparency is flattened onto white at "
+                                                             "decode)", items=dict(minimum=0, maximum=255))
+    val_fraction: float = knob(0.1, "share of files (by seeded hash of file id) in val", exclusive_minimum=0,
+                               maximum=0.5)
+    caption: CaptionCfg = knob(help="how a training caption is made from a file's labels")
+    shard_rows: int = knob(1024, "rows per Parquet shard", minimum=1)
+    threads: int = knob(2, "decode/resize worker threads", **THREADS)
 
 
 @dataclass(frozen=True)
 class TokenizerCfg:
-    vocab_size: int
-    min_frequency: int
-    max_length: int
+    """The byte-level BPE tokenizer."""
+    vocab_size: int = knob(2048, "total tokens: 2 special + 512 byte symbols + learned merges (min 514)",
+                           minimum=1, maximum=1000000)
+    min_frequency: int = knob(2, "a pair must occur this often in train captions to be merged", minimum=1)
+    max_length: int = knob(48, "tokens per caption incl. start/end; longer captions are truncated",
+                           minimum=1, maximum=4096)
 
 
 @dataclass(frozen=True)
 class TowerCfg:
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    patch_size: int = 0            # vision tower only
+    hidden_size: int = knob(128, "width (must be a multiple of num_heads)", minimum=1, maximum=8192)
+    intermediate_size: int = knob(256, "MLP width", minimum=1, maximum=32768)
+    num_layers: int = knob(2, "transformer layers", minimum=1, maximum=128)
+    num_heads: int = knob(4, "attention heads", minimum=1, maximum=256)
+
+
+@dataclass(frozen=True)
+class VisionTowerCfg(TowerCfg):
+    patch_size: int = knob(4, "ViT patch size in px (must divide clip.image_size)", minimum=1, maximum=4096)
 
 
 @dataclass(frozen=True)
 class ClipCfg:
-    image_size: int
-    text: TowerCfg
-    vision: TowerCfg
-    projection_dim: int
-    logit_scale_init: float
-    train: TrainCfg
+    """CLIP trained from scratch."""
+    image_size: int = knob(32, "image size in px; must be one of export.resolutions", **RESOLUTION)
+    text: TowerCfg = knob(help="the text tower (its hidden_size is also the U-Net's cross-attention width)")
+    vision: VisionTowerCfg = knob(help="the vision tower (a ViT)")
+    projection_dim: int = knob(64, "width of the shared image-text embedding", minimum=1, maximum=8192)
+    logit_scale_init: float = knob(2.6592, "initial log of the logit scale: log(1/0.07), as in CLIP (at most "
+                                           "log(100), CLIP's own cap)", minimum=0, maximum=4.6052)
+    train: TrainCfg = knob(_train(1000, 64, 250, 250, 0.001, [0.9, 0.98], 1.0e-6, 0.1, 50, 0.0),
+                           "training; batch_size is also the contrastive negatives")
 
 
 @dataclass(frozen=True)
 class GanCfg:
-    weight: float                  # 0: no discriminator
-    start_step: int
-    channels: int
-    layers: int
+    weight: float = knob(0.0, "generator loss weight of the patch-GAN (trained from scratch); 0: no discriminator",
+                         minimum=0, maximum=100)
+    start_step: int = knob(0, "step from which the GAN loss is on", minimum=0)
+    channels: int = knob(32, "discriminator channels of the first layer", minimum=8, maximum=1024)
+    layers: int = knob(3, "discriminator strided layers", minimum=1, maximum=6)
 
 
 @dataclass(frozen=True)
 class VaeCfg:
-    resolution: int
-    latent_channels: int
-    block_out_channels: tuple[int, ...]
-    layers_per_block: int
-    norm_num_groups: int
-    mid_attention: bool
-    loss: str                      # l1 | l2
-    kl_weight: float
-    gan: GanCfg
-    preview_images: int
-    train: TrainCfg
+    """The VAE (diffusers AutoencoderKL) trained from scratch."""
+    resolution: int = knob(32, "image size in px it trains on; one of export.resolutions", **RESOLUTION)
+    latent_channels: int = knob(4, "latent channels", minimum=1, maximum=64)
+    block_out_channels: tuple[int, ...] = knob([32, 64, 64], "channels per block; downsampling factor "
+                                                             "2**(blocks-1): 32 px -> 8x8x4", **CHANNELS)
+    layers_per_block: int = knob(1, "resnet layers per block", minimum=1, maximum=8)
+    norm_num_groups: int = knob(8, "group-norm groups (divides every block's channels); channels per group >= 4: "
+                                   "per-channel norms at the first block wash out colour", minimum=1, maximum=256)
+    mid_attention: bool = knob(False, "self-attention in the mid block")
+    loss: str = knob("l1", "reconstruction loss", enum=["l1", "l2"])
+    kl_weight: float = knob(1.0e-4, "x KL(posterior || N(0, I)) per latent element", minimum=0, maximum=100)
+    gan: GanCfg = knob(help="patch-GAN from scratch; weight 0: off")
+    preview_images: int = knob(8, "val images shown above their reconstructions in metrics/vae_grid.png",
+                               minimum=1, maximum=64)
+    train: TrainCfg = knob(_train(1000, 32, 500, 200, 0.001, [0.9, 0.99], 1.0e-8, 0.0, 50, 0.1), "training")
 
 
 @dataclass(frozen=True)
 class LatentsCfg:
-    batch_size: int
-    threads: int
+    """The export encoded once by the VAE, and the text states."""
+    batch_size: int = knob(64, "images per VAE encode / text encode call", minimum=1, maximum=4096)
+    threads: int = knob(2, "torch CPU threads", **THREADS)
 
 
 @dataclass(frozen=True)
 class NoiseCfg:
-    timesteps: int
-    beta_schedule: str             # linear | scaled_linear | squaredcos_cap_v2
-    prediction_type: str           # epsilon | v_prediction
-    snr_gamma: float               # min-SNR-gamma loss weighting; 0: off
-    zero_terminal_snr: bool
+    timesteps: int = knob(1000, "training noise timesteps", minimum=2, maximum=10000)
+    beta_schedule: str = knob("squaredcos_cap_v2", "noise schedule",
+                              enum=["linear", "scaled_linear", "squaredcos_cap_v2"])
+    prediction_type: str = knob("v_prediction", "what the U-Net predicts", enum=["epsilon", "v_prediction"])
+    snr_gamma: float = knob(5.0, "min-SNR-gamma loss weighting; 0: off", minimum=0, maximum=1000)
+    zero_terminal_snr: bool = knob(False, "rescale the betas to zero terminal SNR")
 
 
 @dataclass(frozen=True)
 class UnetCfg:
-    mode: str                      # latent-conditional | pixel-unconditional
-    resolution: int                # pixel mode: the export resolution it trains on
-    in_channels: int
-    block_out_channels: tuple[int, ...]
-    attention: tuple[bool, ...]    # per block: (cross-)attention on
-    layers_per_block: int
-    attention_head_dim: int
-    norm_num_groups: int
-    caption_dropout: float
-    noise: NoiseCfg
-    train: TrainCfg
+    """The denoiser trained from scratch."""
+    mode: str = knob("latent-conditional", "latent-conditional (StableDiffusionPipeline) | pixel-unconditional "
+                                           "(DDPMPipeline)", enum=["latent-conditional", "pixel-unconditional"])
+    resolution: int = knob(32, "pixel mode: the export resolution it trains on (latent mode: the VAE's)", **RESOLUTION)
+    in_channels: int = knob(4, "latent mode: must equal vae.latent_channels; pixel mode: 3", minimum=1, maximum=64)
+    block_out_channels: tuple[int, ...] = knob([64, 128, 128], "channels per block", **CHANNELS)
+    attention: tuple[bool, ...] = knob([False, True, True], "per block: cross-attention to the text (latent mode) / "
+                                                            "self-attention", min_items=1, max_items=8)
+    layers_per_block: int = knob(1, "resnet layers per block", minimum=1, maximum=8)
+    attention_head_dim: int = knob(32, "width of an attention head", minimum=1, maximum=1024)
+    norm_num_groups: int = knob(32, "group-norm groups (divides every block's channels)", minimum=1, maximum=256)
+    caption_dropout: float = knob(0.1, "share of captions replaced by the empty prompt (classifier-free guidance)",
+                                  minimum=0, maximum=1)
+    noise: NoiseCfg = knob(help="the training noise schedule")
+    train: TrainCfg = knob(_train(2500, 32, 500, 500, 0.001, [0.9, 0.999], 1.0e-8, 0.01, 100, 0.1, 0.995, True),
+                           "training")
 
 
 @dataclass(frozen=True)
 class QualityCfg:
-    n_samples: int
-    prompts_from_val: bool         # quality samples use val captions (else the sample prompts, cycled)
+    n_samples: int = knob(64, "generated for the quality metrics (SWD, FD in our CLIP space) against val",
+                          minimum=0, maximum=100000)
+    prompts_from_val: bool = knob(True, "quality samples use val captions (else the sample prompts, cycled)")
 
 
 @dataclass(frozen=True)
 class SampleCfg:
-    prompts: tuple[str, ...]
-    images_per_prompt: int
-    steps: int
-    guidance_scale: float
-    scheduler: str                 # dpm++ | ddim | ddpm
-    threads: int
-    quality: QualityCfg
+    """Sampling and the quality metrics."""
+    prompts: tuple[str, ...] = knob(["Apple, food/fruit, apple, fruit", "star, shapes/stars, stars, shapes",
+                                     "Flag of France, signs_and_symbols/flags/europe/france, flag",
+                                     "card, recreation/games/cards/white",
+                                     "Cartoon Cat, animals/mammals, mammal, cat, animal", "House, buildings/homes, building",
+                                     "Tree, plants/trees, tree, plant", "car, transportation, car, vehicle"],
+                                    "prompts, in the training captions' own style: title, category, keywords",
+                                    min_items=1, max_items=256, items=dict(max_length=1000))
+    images_per_prompt: int = knob(2, "images per prompt", minimum=1, maximum=64)
+    steps: int = knob(25, "sampling steps", minimum=1, maximum=1000)
+    guidance_scale: float = knob(3.0, "classifier-free guidance scale, >= 1 (1: no guidance)", minimum=0, maximum=100)
+    scheduler: str = knob("dpm++", "sampler (configured from the training noise schedule)",
+                          enum=["dpm++", "ddim", "ddpm"])
+    threads: int = knob(2, "torch CPU threads", **THREADS)
+    quality: QualityCfg = knob(help="the quality metrics' samples")
 
 
 @dataclass(frozen=True)
 class MemorizationCfg:
-    n_samples: int                 # generated samples checked against the training set
-    threshold: float               # nearest-train cosine in our CLIP image space at or above which a sample is flagged
-    pixel_size: int                # images are shrunk to this many px for the pixel-space neighbours
-    show: int                      # flagged or closest samples drawn beside their nearest training image
+    """Does the model copy? nearest training images of samples."""
+    n_samples: int = knob(64, "generated samples (training captions as prompts; sample.steps, guidance, scheduler) "
+                              "checked against the training set", minimum=1, maximum=100000)
+    threshold: float = knob(0.95, "nearest-train cosine in our CLIP image space at or above which a sample is "
+                                  "flagged as a likely copy", minimum=-1, maximum=1)
+    pixel_size: int = knob(16, "images are shrunk to this many px for the pixel-space neighbours (correlation)",
+                           minimum=2, maximum=512)
+    show: int = knob(8, "flagged (else closest) samples drawn above their nearest training image", minimum=0, maximum=256)
 
 
 @dataclass(frozen=True)
 class ComputeCfg:
-    deterministic: bool            # deterministic algorithms, cuDNN deterministic, TF32 off (pdd.core.determinism)
-    attention: str                 # sdpa | xformers
+    """How torch computes, for every stage that runs a model."""
+    deterministic: bool = knob(True, "deterministic algorithms, cuDNN deterministic, TF32 off, CUBLAS_WORKSPACE_CONFIG "
+                                     "(pdd.core.determinism); false: fastest kernels, two runs may differ")
+    attention: str = knob("sdpa", "sdpa: PyTorch scaled_dot_product_attention | xformers: memory-efficient kernels for "
+                                  "the diffusers VAE and U-Net (CUDA, the xformers package, deterministic: false)",
+                          enum=["sdpa", "xformers"])
 
 
-SECTIONS: dict[str, type] = {
-    "snapshot": SnapshotCfg, "audit": AuditCfg, "export": ExportCfg, "tokenizer": TokenizerCfg, "clip": ClipCfg,
-    "vae": VaeCfg, "latents": LatentsCfg, "unet": UnetCfg, "sample": SampleCfg, "memorization": MemorizationCfg,
-    "compute": ComputeCfg,
-}
+# ---- resources: what each Snakemake rule asks of a machine (pdd/build/cluster.py); no stage reads it ----
+@dataclass(frozen=True)
+class RuleResourcesCfg:
+    mem_mb: int | None = knob(help="memory per node in MB (else resources.default's)", absent=None, **MEM_MB)
+    runtime: int | None = knob(help="minutes (else resources.default's)", absent=None, **RUNTIME)
+    gpus: int | None = knob(help="GPUs per node (else resources.default's)", absent=None, **GPUS)
+    partition: str | None = knob(help="SLURM partition (else resources.default's)", absent=None, **PARTITION)
+
+
+@dataclass(frozen=True)
+class ExportResourcesCfg(RuleResourcesCfg):
+    slices: int | None = knob(help="N cluster jobs each export whole shards, one more gathers them (absent: 1)",
+                              absent=None, minimum=1, maximum=4096)
+
+
+@dataclass(frozen=True)
+class TrainResourcesCfg(RuleResourcesCfg):
+    nodes: int | None = knob(help="nodes of a multi-node run (absent: 1)", absent=None, **NODES)
+    processes_per_node: int | None = knob(help="training processes per node, at most one per GPU (absent: 1)",
+                                          absent=None, minimum=1, maximum=64)
+
+
+@dataclass(frozen=True)
+class RulesCfg:
+    """Per rule, over resources.default (the rules are the stages of pdd/build/dag.py)."""
+    audit: RuleResourcesCfg | None = knob(help="the audit rule", absent=None)
+    export: ExportResourcesCfg | None = knob(dict(mem_mb=4000, slices=1), "the export rule", absent=None)
+    tokenizer: RuleResourcesCfg | None = knob(help="the tokenizer rule", absent=None)
+    clip: TrainResourcesCfg | None = knob(dict(mem_mb=4000, runtime=120, nodes=1, processes_per_node=1), "the clip rule",
+                                          absent=None)
+    vae: TrainResourcesCfg | None = knob(dict(mem_mb=4000, runtime=240, nodes=1, processes_per_node=1), "the vae rule",
+                                         absent=None)
+    latents: RuleResourcesCfg | None = knob(dict(mem_mb=4000, runtime=60), "the latents rule", absent=None)
+    unet: TrainResourcesCfg | None = knob(dict(mem_mb=6000, runtime=480, nodes=1, processes_per_node=1), "the unet rule",
+                                          absent=None)
+    sample: RuleResourcesCfg | None = knob(dict(mem_mb=4000, runtime=60), "the sample rule", absent=None)
+    memorization: RuleResourcesCfg | None = knob(dict(mem_mb=4000, runtime=60), "the memorization rule", absent=None)
+    pipeline: RuleResourcesCfg | None = knob(dict(runtime=10), "the pipeline rule", absent=None)
+
+
+@dataclass(frozen=True)
+class DefaultResourcesCfg:
+    mem_mb: int = knob(2000, "memory per node in MB", **MEM_MB)
+    runtime: int = knob(30, "minutes", **RUNTIME)
+    gpus: int = knob(0, "GPUs per node", **GPUS)
+    partition: str = knob("", "SLURM partition; \"\": the profile's", **PARTITION)
+
+
+@dataclass(frozen=True)
+class LimitsCfg:
+    """The most a rule may ask, here or in a profile; more fails when the Snakefile is parsed."""
+    mem_mb: int = knob(128000, "memory per node in MB", **MEM_MB)
+    runtime: int = knob(2880, "minutes", **RUNTIME)
+    gpus: int = knob(8, "GPUs per node", **GPUS)
+    nodes: int = knob(8, "nodes", **NODES)
+    threads: int = knob(64, "threads per node (a stage's threads x its processes per node)", minimum=1, maximum=4096)
+
+
+@dataclass(frozen=True)
+class LaunchCfg:
+    port: int = knob(29500, "rendezvous port of a multi-node run (torchrun --master-port)", minimum=1024, maximum=65535)
+
+
+@dataclass(frozen=True)
+class ResourcesCfg:
+    """Cluster asks per Snakemake rule (pdd/build/cluster.py); no stage reads it."""
+    default: DefaultResourcesCfg = knob(help="what every rule asks unless resources.rules says otherwise")
+    rules: RulesCfg = knob(help="per rule, over the default; clip, vae and unet also take nodes and "
+                                "processes_per_node, export slices")
+    limits: LimitsCfg = knob(help="the most a rule may ask, here or in a profile (set-resources, set-threads, "
+                                  "default-resources)")
+    launch: LaunchCfg = knob(help="how a multi-node run meets")
+
+
+# ---- the whole file ---------------------------------------------------------------------
+def _whole(*sections) -> type:
+    """params.yaml: the seed, then one key per section class (its name without Cfg, its docstring as help)."""
+    fields = [("seed", int, knob(20261122, "the seed of every named random generator of the build",
+                                 minimum=0, maximum=4294967295))]
+    fields += [(_def_name(c), c, knob(help=c.__doc__.strip().rstrip(".")))
+               for c in sections]
+    cls = dataclasses.make_dataclass("ParamsCfg", fields, frozen=True, namespace={
+        "__doc__": "params.yaml: every section a stage reads, the seed, and the resources no stage reads."})
+    cls.__module__ = __name__
+    return cls
+
+
+ParamsCfg = _whole(SnapshotCfg, AuditCfg, ExportCfg, TokenizerCfg, ClipCfg, VaeCfg, LatentsCfg, UnetCfg, SampleCfg,
+                   MemorizationCfg, ComputeCfg, ResourcesCfg)
+
+
+STAGE_FREE = ("seed", "resources")   # read by no stage as a section of its own
+SECTIONS: dict[str, type] = {name: typ for name, typ in typing.get_type_hints(ParamsCfg).items() if name not in STAGE_FREE}
 
 
 # ---- building -------------------------------------------------------------------------
-def build(cls, data, where: str):
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _optional_of(typ):
+    """X for `X | None`, else None."""
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        return args[0] if len(args) == 1 else None
+    return None
+
+
+def build(cls, data, where: str, source="params.yaml"):
     """Turn a validated mapping into cls (nested dataclasses, tuples for lists)."""
+    inner = _optional_of(cls)
+    if inner is not None:
+        return None if data is None else build(inner, data, where, source)
     if dataclasses.is_dataclass(cls):
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in data:
-                kwargs[f.name] = build(hints[f.name], data[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING:
-                raise PddError(f"params.yaml: {where}.{f.name}: missing required key")
+                kwargs[f.name] = build(hints[f.name], data[f.name], f"{where}.{f.name}", source)
+            elif f.default is MISSING:
+                raise PddError(f"{source}: {where}.{f.name}: missing required key")
         return cls(**kwargs)
-    origin = typing.get_origin(cls)
-    if origin is tuple:
-        args = typing.get_args(cls)
-        item = args[0]
-        return tuple(build(item, v, where) for v in data)
+    if typing.get_origin(cls) is tuple:
+        item = typing.get_args(cls)[0]
+        return tuple(build(item, v, where, source) for v in data)
     if cls is float:
         return float(data)
     return data
@@ -236,84 +453,354 @@ def as_dict(cfg) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
-def section(params: dict, name: str):
-    return build(SECTIONS[name], params[name], name)
+def section(params: dict, name: str, source="params.yaml"):
+    return build(SECTIONS[name], params[name], name, source)
 
 
-# ---- cross-field checks: all of them, in one place ---------------------------------------
-def _fail(key: str, why: str):
-    raise PddError(f"params.yaml: {key}: {why}")
+# ---- what the declarations say: committed defaults, the schema, the docs table ----------
+def _dataclass_of(typ):
+    typ = _optional_of(typ) or typ
+    return typ if dataclasses.is_dataclass(typ) else None
 
 
-def check_train(t: TrainCfg, where: str) -> None:
+def declared(cls=ParamsCfg) -> dict:
+    """The params a class declares, as plain YAML data: what params.yaml must hold."""
+    out = {}
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        default, sub = f.metadata["default"], _dataclass_of(hints[f.name])
+        if sub is not None:
+            value = declared(sub)
+            if default is not MISSING:
+                deep_update(value, copy.deepcopy(default))
+            if value or f.metadata["required"]:
+                out[f.name] = value
+        elif default is not MISSING:
+            out[f.name] = copy.deepcopy(default)
+    return out
+
+
+def _leaf_schema(typ, meta_bounds: dict, items: dict) -> dict:
+    bounds = {_WORDS[k]: v for k, v in meta_bounds.items()}
+    if typing.get_origin(typ) is tuple:
+        args = typing.get_args(typ)
+        fixed = {} if args[-1] is Ellipsis else {"minItems": len(args), "maxItems": len(args)}
+        return {"type": "array", **fixed, **bounds, "items": _leaf_schema(args[0], items, {})}
+    if "enum" in bounds:                 # a choice: the enum alone (its message lists the choices)
+        return bounds
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string"}[typ]
+    return {"type": kind, **bounds}
+
+
+def _uses(cls, counts: dict) -> dict:
+    for f in dataclasses.fields(cls):
+        sub = _dataclass_of(_hints(cls)[f.name])
+        if sub is not None:
+            counts[sub] = counts.get(sub, 0) + 1
+            if counts[sub] == 1:
+                _uses(sub, counts)
+    return counts
+
+
+def _object_schema(cls, shared: dict, defs: dict) -> dict:
+    hints = _hints(cls)
+    props, required = {}, []
+    for f in dataclasses.fields(cls):
+        typ = _optional_of(hints[f.name]) or hints[f.name]
+        if f.metadata["required"]:
+            required.append(f.name)
+        if dataclasses.is_dataclass(typ):
+            if typ in shared:
+                if _def_name(typ) not in defs:
+                    defs[_def_name(typ)] = None     # placeholder: keeps the order of first use
+                    defs[_def_name(typ)] = _object_schema(typ, shared, defs)
+                node = {"$ref": f"#/$defs/{_def_name(typ)}"}
+            else:
+                node = _object_schema(typ, shared, defs)
+        else:
+            node = _leaf_schema(typ, f.metadata["bounds"], f.metadata["items"])
+        if f.metadata["help"]:
+            node = {"description": f.metadata["help"], **node}
+        props[f.name] = node
+    out = {"type": "object", "additionalProperties": False}
+    if required:
+        out["required"] = required
+    out["properties"] = props
+    return out
+
+
+def schema() -> dict:
+    """The JSON schema of params.yaml, from the declarations (a class used more than once is a $def)."""
+    shared = {c for c, n in _uses(ParamsCfg, {}).items() if n > 1}
+    defs: dict = {}
+    top = _object_schema(ParamsCfg, shared, defs)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **top, "$defs": defs}
+
+
+SCHEMA_HEADER = """\
+# JSON Schema of params.yaml, GENERATED from the declarations in pdd/core/config.py: do not edit, run
+# `python -m pdd.core.config --write` (tests/test_param_declarations.py fails when it drifts).
+# Used by `pdd` (pdd/core/params.py) at load time and by Snakemake (`validate(config, ...)` in the
+# Snakefile): one schema, two readers. docs/params.md is the same declarations as a table.
+"""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def schema_text() -> str:
+    return SCHEMA_HEADER + yaml.dump(schema(), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True,
+                                     default_flow_style=None)
+
+
+def _type_name(typ) -> str:
+    inner = _optional_of(typ)
+    if inner is not None:
+        return _type_name(inner)
+    if typing.get_origin(typ) is tuple:
+        args = typing.get_args(typ)
+        if args[-1] is Ellipsis:
+            return f"list of {_type_name(args[0])}"
+        return f"[{', '.join(_type_name(a) for a in args)}]"
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(typ, "section")
+
+
+def _bounds_text(bounds: dict, items: dict) -> str:
+    words = {"minimum": ">= {}", "maximum": "<= {}", "exclusive_minimum": "> {}", "exclusive_maximum": "< {}",
+             "pattern": "matches `{}`", "min_length": "at least {} characters", "max_length": "at most {} characters",
+             "min_items": "at least {} item(s)", "max_items": "at most {} item(s)"}
+    out = []
+    for k, v in bounds.items():
+        if k == "enum":
+            out.append("one of " + ", ".join(f"`{x}`" for x in v))
+        elif k == "unique":
+            out.append("no repeats")
+        else:
+            out.append(words[k].format(v))
+    if items:
+        out.append("each " + _bounds_text(items, {}))
+    return ", ".join(out)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _rows(cls, prefix: str, defaults: dict) -> list[str]:
+    rows = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        key, typ = f"{prefix}{f.name}", hints[f.name]
+        sub = _dataclass_of(typ)
+        here = defaults.get(f.name, MISSING) if isinstance(defaults, dict) else MISSING
+        if sub is not None:
+            rows += _rows(sub, f"{key}.", here if here is not MISSING else {})
+            continue
+        default = "" if here is MISSING else f"`{json.dumps(here, ensure_ascii=False)}`"
+        if not f.metadata["required"]:
+            absent = "" if f.default is None else f"`{json.dumps(f.default)}`"
+            default += f" (optional{'; absent: ' + absent if absent else ''})"
+        rows.append(f"| `{key}` | {_type_name(typ)} | {_cell(default.strip())} | "
+                    f"{_cell(_bounds_text(f.metadata['bounds'], f.metadata['items']))} | {_cell(f.metadata['help'])} |")
+    return rows
+
+
+DOCS_HEADER = """\
+# params.yaml, key by key
+
+GENERATED from the declarations in `pdd/core/config.py` (`python -m pdd.core.config --write`; do not edit:
+`tests/test_param_declarations.py` fails when this table, `workflow/schemas/params.schema.yaml` or the values
+in `params.yaml` drift from them). Every key is required unless marked optional; the default is the value
+committed in `params.yaml`. The rules that span several keys (an exported resolution, channels that divide,
+resources within their limits, ...) are `check` in the same module and run before any stage starts.
+
+| key | type | default | bounds | help |
+|---|---|---|---|---|
+"""
+
+
+def docs_text() -> str:
+    return DOCS_HEADER + "\n".join(_rows(ParamsCfg, "", declared())) + "\n"
+
+
+GENERATED = {"workflow/schemas/params.schema.yaml": schema_text, "docs/params.md": docs_text}
+
+
+def _drift(committed, want, key: str = ""):
+    """Key paths where a committed params tree differs from the declared one, with why."""
+    if isinstance(committed, dict) and isinstance(want, dict):
+        for k in list(committed) + [k for k in want if k not in committed]:
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in want:
+                yield sub, "has no declaration in pdd/core/config.py"
+            elif k not in committed:
+                yield sub, f"declared with default {json.dumps(want[k])} but missing"
+            else:
+                yield from _drift(committed[k], want[k], sub)
+    elif committed != want or type(committed) is not type(want):
+        yield key, f"{json.dumps(committed)} is not the declared default {json.dumps(want)} (pdd/core/config.py)"
+
+
+def check_generated(root: str | Path = params_mod.REPO_ROOT) -> list[str]:
+    """What drifted from the declarations, one line each: a generated file that differs from what
+    `write_generated` would write, a params.yaml value that is not its declared default, a key without
+    a declaration. Empty when all agree."""
+    root = Path(root)
+    problems = [f"{rel}: differs from the declarations in pdd/core/config.py (run `python -m pdd.core.config "
+                f"--write`)" for rel, make in GENERATED.items()
+                if not (root / rel).is_file() or (root / rel).read_text(encoding="utf-8") != make()]
+    with open(root / "params.yaml", encoding="utf-8") as fh:
+        committed = yaml.load(fh, Loader=params_mod.StrictLoader)
+    problems += [f"params.yaml: {key}: {why}" for key, why in _drift(committed, declared())]
+    return problems
+
+
+def write_generated(root: str | Path = params_mod.REPO_ROOT) -> list[str]:
+    """Write the schema and the docs table from the declarations; returns the files that changed."""
+    changed = []
+    for rel, make in GENERATED.items():
+        path, text = Path(root) / rel, make()
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            changed.append(rel)
+    return changed
+
+
+# ---- cross-field rules: all of them, in one place ---------------------------------------
+def _failer(source):
+    def fail(key: str, why: str):
+        raise PddError(f"{source}: {key}: {why}")
+    return fail
+
+
+def check_train(t: TrainCfg, where: str, source="params.yaml") -> None:
+    fail = _failer(source)
     if t.schedule.warmup_steps > t.steps:
-        _fail(f"{where}.schedule.warmup_steps", f"{t.schedule.warmup_steps} is more than {where}.steps={t.steps}")
+        fail(f"{where}.schedule.warmup_steps", f"{t.schedule.warmup_steps} is more than {where}.steps={t.steps}")
     if t.eval_every > t.steps:
-        _fail(f"{where}.eval_every", f"{t.eval_every} is more than {where}.steps={t.steps} (0 turns evaluation off)")
+        fail(f"{where}.eval_every", f"{t.eval_every} is more than {where}.steps={t.steps} (0 turns evaluation off)")
 
 
-def check(params: dict, only: tuple | None = None) -> dict:
-    """Build every known section and run the checks that span fields or sections; returns {name: cfg}.
-    With `only` (a stage's params sections), run just the checks of those sections: a stage is not
-    refused for a problem in a section it does not read."""
-    cfgs = {name: section(params, name) for name in SECTIONS if name in params}
+def _check_groups(prefix: str, channels, groups: int, source) -> None:
+    for c in channels:
+        if c % groups:
+            raise PddError(f"{source}: {prefix}.block_out_channels entry {c} is not a multiple of "
+                           f"{prefix}.norm_num_groups={groups}")
+
+
+def _check_vae(cfg: VaeCfg, source) -> None:
+    """Geometry: the latent at least 2 px, the resolution a multiple of the downsampling factor."""
+    f = 2 ** (len(cfg.block_out_channels) - 1)   # = pdd.train.vae.downsample_factor
+    if cfg.resolution // f < 2:
+        raise PddError(f"{source}: vae.block_out_channels has {len(cfg.block_out_channels)} blocks: too many down "
+                       f"blocks for vae.resolution={cfg.resolution} (the latent would be {cfg.resolution / f:g} px); "
+                       "use fewer blocks")
+    if cfg.resolution % f:
+        raise PddError(f"{source}: vae.resolution={cfg.resolution} is not divisible by the VAE's downsampling factor "
+                       f"{f} (2 ** (len(vae.block_out_channels) - 1)); pick a resolution that is a multiple of {f}")
+    _check_groups("vae", cfg.block_out_channels, cfg.norm_num_groups, source)
+
+
+def _check_unet(cfg: UnetCfg, source) -> None:
+    if len(cfg.attention) != len(cfg.block_out_channels):
+        raise PddError(f"{source}: unet.attention has {len(cfg.attention)} entries but unet.block_out_channels has "
+                       f"{len(cfg.block_out_channels)}; give one flag per block")
+    _check_groups("unet", cfg.block_out_channels, cfg.norm_num_groups, source)
+    if cfg.mode == "pixel-unconditional" and cfg.in_channels != 3:
+        raise PddError(f"{source}: unet.in_channels={cfg.in_channels}: the pixel-unconditional U-Net sees RGB (3)")
+
+
+def _check_clip(clip: ClipCfg, fail) -> None:
+    if clip.image_size % clip.vision.patch_size:
+        fail("clip.vision.patch_size", f"{clip.vision.patch_size} does not divide clip.image_size={clip.image_size}")
+    for tower in ("text", "vision"):
+        t = getattr(clip, tower)
+        if t.hidden_size % t.num_heads:
+            fail(f"clip.{tower}.hidden_size", f"{t.hidden_size} is not a multiple of clip.{tower}.num_heads={t.num_heads}")
+
+
+def check(params: dict, only: tuple | None = None, source="params.yaml") -> dict:
+    """Build every known section and run the rules that span fields or sections; returns {name: cfg}.
+    With `only` (a stage's params sections), run just the rules of those sections: a stage is not
+    refused for a problem in a section it does not read. `source`: the file the params came from, named
+    in the one-line error."""
+    fail = _failer(source)
+    cfgs = {name: section(params, name, source) for name in SECTIONS if name in params}
 
     def want(name):
         return cfgs.get(name) if (only is None or name in only) else None
 
-    ex, clip = cfgs.get("export"), want("clip")
+    ex, clip, vae, unet, sample = cfgs.get("export"), want("clip"), want("vae"), want("unet"), want("sample")
     if clip is not None:
-        check_train(clip.train, "clip.train")
-        if ex is not None and clip.image_size not in ex.resolutions:
-            _fail("clip.image_size", f"{clip.image_size} is not an exported resolution (export.resolutions is "
-                                     f"{list(ex.resolutions)})")
-        if clip.image_size % clip.vision.patch_size:
-            _fail("clip.vision.patch_size", f"{clip.vision.patch_size} does not divide clip.image_size={clip.image_size}")
-        for tower in ("text", "vision"):
-            t = getattr(clip, tower)
-            if t.hidden_size % t.num_heads:
-                _fail(f"clip.{tower}.hidden_size", f"{t.hidden_size} is not a multiple of clip.{tower}.num_heads={t.num_heads}")
-    vae, unet, sample = want("vae"), want("unet"), want("sample")
+        check_train(clip.train, "clip.train", source)
     if vae is not None:
-        check_train(vae.train, "vae.train")
-        from pdd.train.vae import check_config as check_vae
-
-        check_vae(vae)
-        if ex is not None and vae.resolution not in ex.resolutions:
-            _fail("vae.resolution", f"{vae.resolution} is not an exported resolution (export.resolutions is "
-                                    f"{list(ex.resolutions)})")
+        check_train(vae.train, "vae.train", source)
+        _check_vae(vae, source)
     both_vae, both_unet = cfgs.get("vae"), cfgs.get("unet")
     if (vae is not None or unet is not None) and both_vae is not None and both_unet is not None \
             and both_unet.mode == "latent-conditional" and both_unet.in_channels != both_vae.latent_channels:
-        _fail("unet.in_channels", f"{both_unet.in_channels} does not match vae.latent_channels={both_vae.latent_channels}: "
-                                  "the U-Net denoises the VAE's latents")
+        fail("unet.in_channels", f"{both_unet.in_channels} does not match vae.latent_channels={both_vae.latent_channels}: "
+                                 "the U-Net denoises the VAE's latents")
     if unet is not None:
-        check_train(unet.train, "unet.train")
-        from pdd.train.unet import check_config as check_unet
-
-        check_unet(unet, cfgs.get("vae"))
-        if unet.mode == "pixel-unconditional" and ex is not None and unet.resolution not in ex.resolutions:
-            _fail("unet.resolution", f"{unet.resolution} is not an exported resolution (export.resolutions is "
-                                     f"{list(ex.resolutions)})")
+        check_train(unet.train, "unet.train", source)
+        _check_unet(unet, source)
+    # the one place that says a size must be exported (the stages check only what is on disk)
+    sized = [("clip.image_size", clip and clip.image_size), ("vae.resolution", vae and vae.resolution),
+             ("unet.resolution", unet and unet.mode == "pixel-unconditional" and unet.resolution)]
+    for key, size in sized:
+        if size and ex is not None and size not in ex.resolutions:
+            fail(key, f"{size} is not an exported resolution (export.resolutions is {list(ex.resolutions)})")
+    if clip is not None:
+        _check_clip(clip, fail)
     compute = want("compute")
     if compute is not None and compute.attention == "xformers" and compute.deterministic:
-        _fail("compute.attention", "xformers is not deterministic; set compute.deterministic: false to use it, "
-                                   "or keep attention: sdpa")
+        fail("compute.attention", "xformers is not deterministic; set compute.deterministic: false to use it, "
+                                  "or keep attention: sdpa")
     if only is None and "resources" in params:   # no stage reads resources: checked for the whole file only
-        from pdd.build import cluster
-
-        cluster.check_params(params)
+        check_resources(params, source)
     if sample is not None:
         if sample.guidance_scale < 1:
-            _fail("sample.guidance_scale", f"{sample.guidance_scale} is below 1 (1 means no guidance)")
+            fail("sample.guidance_scale", f"{sample.guidance_scale} is below 1 (1 means no guidance)")
         if not sample.prompts:
-            _fail("sample.prompts", "give at least one prompt")
+            fail("sample.prompts", "give at least one prompt")
     return cfgs
+
+
+RULE_LIMITED = ("mem_mb", "runtime", "gpus", "nodes")   # resources.limits.threads: cluster.check_params (the registry's threads)
+
+
+def rule_asks(res: ResourcesCfg, rule: str, key: str) -> tuple[int | str, str]:
+    """(value, the key that sets it) of what rule asks: resources.rules.<rule>.<key> over resources.default
+    (nodes and processes_per_node: 1 unless the rule sets them)."""
+    entry = getattr(res.rules, rule)
+    value = getattr(entry, key, None) if entry is not None else None
+    if value is not None:
+        return value, f"resources.rules.{rule}.{key}"
+    return getattr(res.default, key, 1), f"resources.default.{key}"
+
+
+def check_resources(params: dict, source="params.yaml") -> ResourcesCfg:
+    """The rules of `resources:` that need only params (the schema bounds each number): each rule within
+    resources.limits, GPUs enough for the processes. Raises PddError naming the key."""
+    res = build(ResourcesCfg, params["resources"], "resources", source)
+    fail = _failer(source)
+    for rule in (f.name for f in dataclasses.fields(RulesCfg)):
+        for key in RULE_LIMITED:
+            (value, where), limit = rule_asks(res, rule, key), getattr(res.limits, key)
+            if value > limit:
+                fail(where, f"{value} is more than resources.limits.{key}={limit}")
+        gpus, ppn = rule_asks(res, rule, "gpus")[0], rule_asks(res, rule, "processes_per_node")[0]
+        if gpus and ppn > gpus:
+            fail(f"resources.rules.{rule}.processes_per_node", f"{ppn} processes per node but {gpus} GPUs per node "
+                                                               "(one process per GPU)")
+    return res
 
 
 def patch(cfg, update: dict):
     """cfg with nested values replaced: patch(clip, {"train": {"steps": 20}}) (for tests and benches)."""
-    hints = typing.get_type_hints(type(cfg))
+    hints = _hints(type(cfg))
     changes = {}
     for k, v in update.items():
         cur = getattr(cfg, k)
@@ -326,21 +813,40 @@ def patch(cfg, update: dict):
 
 def load(path="params.yaml", update: dict | None = None) -> dict:
     """Typed configs of a params file, optionally deep-updated first (tests, benches)."""
-    import copy
-
-    from pdd.core import params as params_mod
-
     raw = params_mod.load(path)
     if update:
-        raw = _deep_update(copy.deepcopy(raw), update)
+        raw = deep_update(copy.deepcopy(raw), update)
         params_mod.validate(raw, path)
-    return check(raw)
+    return check(raw, source=path)
 
 
-def _deep_update(base: dict, update: dict) -> dict:
+def deep_update(base: dict, update: dict) -> dict:
+    """base with update merged in, nested mappings key by key (base is changed and returned)."""
     for k, v in update.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _deep_update(base[k], v)
+            deep_update(base[k], v)
         else:
             base[k] = v
     return base
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pdd.core.config",
+                                     description="Regenerate (--write) or verify (--check) the params schema and "
+                                                 "docs/params.md from the declarations, and params.yaml's values.")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="write workflow/schemas/params.schema.yaml and docs/params.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 naming what drifted")
+    parser.add_argument("--root", default=str(params_mod.REPO_ROOT), help="repository root (default: this checkout)")
+    args = parser.parse_args(argv)
+    if args.write:
+        changed = write_generated(args.root)
+        print(f"wrote {', '.join(changed)}" if changed else "up to date")
+    problems = check_generated(args.root)
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

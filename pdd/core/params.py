@@ -1,7 +1,8 @@
 """Load and validate params.yaml: the single source of every knob and of the seed.
 
 The schema lives in workflow/schemas/params.schema.yaml and is also what the
-Snakefile validates its config against, so both engines and `pdd` agree on it.
+Snakefile validates its config against, so both engines and `pdd` agree on it. It is
+generated from the declarations in pdd/core/config.py (`python -m pdd.core.config --write`).
 """
 from __future__ import annotations
 

@@ -77,13 +77,12 @@ def check_inputs(export_dir, cfg) -> dict:
     checks of the params themselves are in pdd/core/config.py)."""
     index = shards.read_index(export_dir)
     if cfg.image_size not in index["resolutions"]:
-        raise PddError(f"params.yaml: clip.image_size={cfg.image_size} is not an exported resolution "
-                       f"(export.resolutions is {index['resolutions']})")
+        raise PddError(f"{export_dir}: the export has no {cfg.image_size} px images for clip.image_size (it has "
+                       f"{index['resolutions']}); rebuild it (`dvc repro export`)")
     n_train = index["counts"].get("train", 0)
     if n_train == 0:
         raise PddError(f"{export_dir}: the export has no train rows; nothing to train CLIP on")
-    if n_train < cfg.train.batch_size:
-        raise PddError(f"params.yaml: clip.train.batch_size={cfg.train.batch_size} is larger than the {n_train} train rows")
+    loop.check_config(cfg.train, n_train, "clip.train")
     captions = shards.read_split(export_dir, "train", columns=["caption"]).column("caption").to_pylist()
     if not any((c or "").strip() for c in captions):
         raise PddError(f"{export_dir}: all {len(captions)} train captions are empty; nothing to train CLIP on")

@@ -72,6 +72,15 @@ def _write(path: Path, schema: pa.Schema, columns: dict) -> None:
     tmp.replace(path)
 
 
+def check_inputs(export_dir, resolution: int) -> dict:
+    """The export's index, if it has images at the resolution the VAE was trained at."""
+    index = shards.read_index(export_dir)
+    if resolution not in index["resolutions"]:
+        raise PddError(f"{export_dir}: the VAE was trained at {resolution} px but the export has no such images (it "
+                       f"has {index['resolutions']}); rebuild the export or the VAE")
+    return index
+
+
 def build(export_dir, vae_dir, clip_dir, tokenizer_dir, out_dir, cfg, resolution: int) -> dict:
     """Encode the export with the trained VAE and the text with the frozen text encoder; returns index.json."""
     from diffusers import AutoencoderKL
@@ -82,9 +91,7 @@ def build(export_dir, vae_dir, clip_dir, tokenizer_dir, out_dir, cfg, resolution
     vae = use_attention(AutoencoderKL.from_pretrained(vae_dir, local_files_only=True).eval())
     tokenizer = CLIPTokenizerFast.from_pretrained(tokenizer_dir, local_files_only=True)
     text_encoder = text_encoder_from_clip(clip_dir)
-    index = shards.read_index(export_dir)
-    if resolution not in index["resolutions"]:
-        raise PddError(f"latents: the export has no {resolution} px images (export.resolutions is {index['resolutions']})")
+    index = check_inputs(export_dir, resolution)
     col = shards.image_column(resolution)
     captions: dict[str, int] = {"": 0}
     counts, names, stats = {}, {}, None

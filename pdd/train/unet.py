@@ -89,23 +89,6 @@ def build_unet(cfg, sample_size: int, in_channels: int, cross_attention_dim: int
                        norm_num_groups=cfg.norm_num_groups))
 
 
-def check_config(cfg, vae_cfg=None) -> None:
-    if cfg.mode not in (LATENT, PIXEL):
-        raise PddError(f"params.yaml: unet.mode={cfg.mode!r} is not one of {LATENT}, {PIXEL}")
-    if len(cfg.attention) != len(cfg.block_out_channels):
-        raise PddError(f"params.yaml: unet.attention has {len(cfg.attention)} entries but unet.block_out_channels has "
-                       f"{len(cfg.block_out_channels)}; give one flag per block")
-    for c in cfg.block_out_channels:
-        if c % cfg.norm_num_groups:
-            raise PddError(f"params.yaml: unet.block_out_channels entry {c} is not a multiple of "
-                           f"unet.norm_num_groups={cfg.norm_num_groups}")
-    if cfg.mode == LATENT and vae_cfg is not None and cfg.in_channels != vae_cfg.latent_channels:
-        raise PddError(f"params.yaml: unet.in_channels={cfg.in_channels} does not match vae.latent_channels="
-                       f"{vae_cfg.latent_channels}: the U-Net denoises the VAE's latents")
-    if cfg.mode == PIXEL and cfg.in_channels != 3:
-        raise PddError(f"params.yaml: unet.in_channels={cfg.in_channels}: the pixel-unconditional U-Net sees RGB (3)")
-
-
 def loss_weights(scheduler, t: torch.Tensor, cfg) -> torch.Tensor | None:
     if not cfg.noise.snr_gamma:
         return None
@@ -135,21 +118,19 @@ def diffusion_loss(model, x0, cond, scheduler, cfg, noise, t) -> torch.Tensor:
 
 
 def check_inputs(cfg, vae_cfg, *, latents_dir=None, export_dir=None) -> dict:
-    check_config(cfg, vae_cfg)
+    """What is on disk, before anything is trained (the rules of the params themselves are
+    pdd/core/config.py's check, run before the stage starts)."""
     if cfg.mode == LATENT:
         index = latents.read_index(latents_dir)
         if index["latent_shape"][0] != cfg.in_channels:
-            raise PddError(f"params.yaml: unet.in_channels={cfg.in_channels} does not match the cached latents' "
-                           f"{index['latent_shape'][0]} channels ({latents_dir}); rebuild latents or fix unet.in_channels")
-        n = index["counts"]["train"]
+            raise PddError(f"{latents_dir}: the cached latents have {index['latent_shape'][0]} channels but "
+                           f"unet.in_channels={cfg.in_channels}; rebuild latents or fix unet.in_channels")
     else:
         index = shards.read_index(export_dir)
         if cfg.resolution not in index["resolutions"]:
-            raise PddError(f"params.yaml: unet.resolution={cfg.resolution} is not an exported resolution "
-                           f"(export.resolutions is {index['resolutions']})")
-        n = index["counts"]["train"]
-    if n < cfg.train.batch_size:
-        raise PddError(f"params.yaml: unet.train.batch_size={cfg.train.batch_size} is larger than the {n} train rows")
+            raise PddError(f"{export_dir}: the export has no {cfg.resolution} px images for unet.resolution (it "
+                           f"has {index['resolutions']}); rebuild it (`dvc repro export`)")
+    loop.check_config(cfg.train, index["counts"]["train"], "unet.train")
     return index
 
 

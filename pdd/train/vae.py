@@ -37,31 +37,14 @@ def latent_size(cfg) -> int:
     return cfg.resolution // downsample_factor(cfg)
 
 
-def check_config(cfg) -> None:
-    """Geometry errors, each naming the params keys, before anything is trained."""
-    f = downsample_factor(cfg)
-    if cfg.resolution // f < 2:
-        raise PddError(f"params.yaml: vae.block_out_channels has {len(cfg.block_out_channels)} blocks: too many down "
-                       f"blocks for vae.resolution={cfg.resolution} (the latent would be {cfg.resolution / f:g} px); "
-                       "use fewer blocks")
-    if cfg.resolution % f:
-        raise PddError(f"params.yaml: vae.resolution={cfg.resolution} is not divisible by the VAE's downsampling factor "
-                       f"{f} (2 ** (len(vae.block_out_channels) - 1)); pick a resolution that is a multiple of {f}")
-    for c in cfg.block_out_channels:
-        if c % cfg.norm_num_groups:
-            raise PddError(f"params.yaml: vae.block_out_channels entry {c} is not a multiple of "
-                           f"vae.norm_num_groups={cfg.norm_num_groups}")
-
-
 def check_inputs(export_dir, cfg) -> dict:
-    check_config(cfg)
+    """What is on disk, before anything is trained (the rules of the params themselves are
+    pdd/core/config.py's check, run before the stage starts)."""
     index = shards.read_index(export_dir)
     if cfg.resolution not in index["resolutions"]:
-        raise PddError(f"params.yaml: vae.resolution={cfg.resolution} is not an exported resolution "
-                       f"(export.resolutions is {index['resolutions']})")
-    n_train = index["counts"].get("train", 0)
-    if n_train < cfg.train.batch_size:
-        raise PddError(f"params.yaml: vae.train.batch_size={cfg.train.batch_size} is larger than the {n_train} train rows")
+        raise PddError(f"{export_dir}: the export has no {cfg.resolution} px images for vae.resolution (it has "
+                       f"{index['resolutions']}); rebuild it (`dvc repro export`)")
+    loop.check_config(cfg.train, index["counts"].get("train", 0), "vae.train")
     return index
 
 
