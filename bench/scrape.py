@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pdd.source.commons.client import CommonsClient, ScrapeConfig, Scraper  # noqa: E402
+from pdd.source.commons.http import CommonsClient  # noqa: E402
 from pdd.source.commons.mirror import Catalogue, MirrorServer  # noqa: E402
+from pdd.source.commons.walk import ScrapeConfig, Scraper  # noqa: E402
 from pdd.source.store import Store  # noqa: E402
 
 GOAL = 0.05  # API requests per accepted file with SDC on (tests/test_scrape_efficiency.py checks the count)

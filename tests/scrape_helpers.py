@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from pdd.core.hashing import canonical_json, hash_file
-from pdd.source.commons.client import CommonsClient, ScrapeConfig, Scraper
+from pdd.source.commons.http import CommonsClient
+from pdd.source.commons.walk import ScrapeConfig, Scraper
 from pdd.source.store import Store
 
 EMAIL = "pdd-tests@pd-diffusion.org"

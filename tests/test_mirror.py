@@ -10,7 +10,7 @@ import requests
 
 from conftest import FIXTURES, REPO, engine_env
 from scrape_helpers import EMAIL, SYNTH_ROOT, pdd_cmd
-from pdd.source.commons.client import user_agent
+from pdd.source.commons.http import user_agent
 from pdd.source.commons.mirror import Catalogue, MirrorServer
 
 # The recorded-shape Commons fixture lives in ../shared (reference material, never copied in): skip without it.

@@ -16,7 +16,7 @@ from conftest import FIXTURES, engine_env
 from scrape_helpers import EMAIL, FIXTURE_ROOT, SYNTH_ROOT, client, digest, pdd_cmd, scrape
 from pdd import cli
 from pdd.core.errors import PddError
-from pdd.source.commons.client import CommonsClient, user_agent, validate_email
+from pdd.source.commons.http import CommonsClient, user_agent, validate_email
 from pdd.source.commons.mirror import Catalogue, MirrorServer
 from pdd.rights.commons import decide
 from pdd.source.store import Store, loads_json

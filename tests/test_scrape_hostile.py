@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pdd.core.errors import PddError
-from pdd.source.commons.client import CommonsClient, ScrapeConfig, Scraper
+from pdd.source.commons.http import CommonsClient, client_from_args
+from pdd.source.commons.walk import ScrapeConfig, Scraper
 from pdd.source.store import Store
 from scrape_helpers import EMAIL
 
@@ -139,11 +140,9 @@ def test_huge_retry_after_is_capped_and_announced(server):
 def test_cli_caps_retry_after_at_the_backoff_cap():
     import argparse
 
-    from pdd.source.commons import cli as scrape_cli
-
     args = argparse.Namespace(api="http://127.0.0.1:9/w/api.php", email=EMAIL, timeout=5.0, max_retries=1, backoff=0.1,
                               backoff_cap=7.0, media_host=None)
-    assert scrape_cli._client(args).retry_after_cap == 7.0
+    assert client_from_args(args).retry_after_cap == 7.0
 
 
 def test_continuations_alternating_across_batches_stop(server, tmp_path):

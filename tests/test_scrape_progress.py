@@ -1,7 +1,8 @@
 """`pdd scrape` shows its progress with tqdm, like the training stages (issue 9, Commons efficiency)."""
 import io
 
-from pdd.source.commons.client import CommonsClient, Progress, ScrapeReport
+from pdd.source.commons.http import CommonsClient
+from pdd.source.commons.walk import Progress, ScrapeReport
 from scrape_helpers import EMAIL
 
 

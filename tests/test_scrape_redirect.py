@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pdd.source.commons.client import CommonsClient, MediaRejected
+from pdd.source.commons.http import CommonsClient, MediaRejected
 from scrape_helpers import EMAIL
 
 

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pdd.source.commons.client import CommonsClient, MediaRejected, media_url_problem
+from pdd.source.commons.http import CommonsClient, MediaRejected, media_url_problem
 from scrape_helpers import EMAIL
 
 HOSTS = {"127.0.0.1", "upload.wikimedia.org"}

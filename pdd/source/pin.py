@@ -10,8 +10,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pdd.core.hashing import canonical_json, hash_file, write_json
+from pdd import snapshot
 from pdd.core.errors import PddError
+from pdd.core.hashing import canonical_json, hash_file, sha256_bytes, write_json
 from pdd.snapshot import DEFAULT_DIR, SCHEMA, SNAPSHOT_FORMAT, WRITE_OPTIONS, content_hash, read_meta, snapshot_name
 from pdd.exclusions import apply as apply_exclusions
 from pdd.source.store import Store
@@ -222,15 +223,11 @@ class _ImagesInOrder:
     The rows written must be a subsequence of the file's rows in its order (true after exclusions)."""
 
     def __init__(self, path: Path):
-        from pdd import snapshot
-
         self._batches = snapshot.iter_batches(path, batch_rows=WRITE_OPTIONS["row_group_size"], columns=["sha256", "image"])
         self._pending: list[dict] = []
         self._path = path
 
     def __call__(self, sha256: str) -> bytes:
-        from pdd.core.hashing import sha256_bytes
-
         while True:
             if not self._pending:
                 self._pending = next(self._batches, None)
@@ -258,8 +255,6 @@ def pin_from(source: str | Path, name: str, out_dir: str | Path = DEFAULT_DIR, e
     when there are any; NAME.json the same as `derived_from` {name, content_hash, excluded_ids} and
     `excluded`. Same SOURCE and exclusions: same bytes. A name already used for other content, in
     OUT_DIR or in STORE's snapshots (when given), is refused; the store is not written to."""
-    from pdd import snapshot
-
     name = snapshot_name(name)
     out_dir = _snapshots_dir(out_dir)
     source = Path(source)

@@ -21,7 +21,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -107,7 +107,7 @@ CREATE OR REPLACE VIEW current_revisions AS
 """
 
 
-# ==== scrape state (issue 3; used by stages/scrape/state.py) =====================================
+# ==== scrape state (issue 3; used by pdd/source/commons/state.py) ================================
 # Resume state of `pdd scrape`: runs, the category walk (frontier, visited set, continuation
 # tokens) and per-file status. No PRIMARY KEY/UNIQUE here on purpose: rows are updated in place
 # inside one transaction per batch, which DuckDB's eager unique-index checks would refuse.
@@ -185,6 +185,24 @@ class Label:
 
     def as_dict(self) -> dict:
         return {"field": self.field, "lang": self.lang, "text": self.text, "licence": self.licence, "source": self.source}
+
+
+class Recorded(NamedTuple):
+    """What storing one observation did: its revision, and whether that revision is new."""
+    revision_id: int
+    created: bool
+
+
+class _Newest(NamedTuple):
+    """The newest revision of a file while a batch is recorded; REVISION is a _Slot until its id is drawn."""
+    revision: int | _Slot
+    rev_no: int
+    fingerprint: str
+
+
+class _Slot(NamedTuple):
+    """A revision new in this batch: its place among the batch's new revisions."""
+    index: int
 
 
 @dataclass
@@ -290,12 +308,12 @@ class Store:
         rows = self.query("SELECT * FROM current_revisions WHERE file_id = ?", [file_id])
         return rows[0] if rows else None
 
-    def record(self, rec: FileRecord) -> tuple[int, bool]:
+    def record(self, rec: FileRecord) -> Recorded:
         """Store one observation in its own transaction. Returns (revision_id, created): a new revision
         is written only when bytes, licence, provenance, labels or status differ from the newest one."""
         return self.record_batch([rec])[0]
 
-    def record_batch(self, recs: list[FileRecord], after=None) -> list[tuple[int, bool]]:
+    def record_batch(self, recs: list[FileRecord], after=None) -> list[Recorded]:
         """Store many observations in ONE transaction (one commit per batch). ``after(con, results)``
         runs inside the same transaction (the scraper writes its resume state there), so a batch and
         its continuation token are committed together or not at all."""
@@ -305,7 +323,7 @@ class Store:
                 after(con, results)
         return results
 
-    def _record_many(self, con, recs: list[FileRecord]) -> list[tuple[int, bool]]:
+    def _record_many(self, con, recs: list[FileRecord]) -> list[Recorded]:
         """record() for every observation of a batch, inside a transaction the caller holds, with the same
         result as storing them one after another (a file seen twice in a batch gets its second revision
         only if it differs from the first), in a handful of statements for the whole batch: a statement
@@ -328,24 +346,25 @@ class Store:
         }), conflict="ON CONFLICT DO NOTHING")
         # the newest revision of every file in the batch (= current_revisions, for these files only)
         with _registered(con, "_pdd_batch_ids", pa.table({"file_id": ids})):
-            newest = {row[0]: row[1:] for row in con.execute(
+            newest = {file_id: _Newest(rid, rev_no, fp) for file_id, rid, rev_no, fp in con.execute(
                 "SELECT file_id, revision_id, rev_no, fingerprint FROM revisions "
                 "WHERE file_id IN (SELECT file_id FROM _pdd_batch_ids) "
                 "QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY rev_no DESC) = 1").fetchall()}
-        # pending: (revision, created) per record; a revision new in this batch is ("new", slot) until its id is drawn
-        new_revs, new_labels, pending = [], [], []
+        # pending: (revision, created) per record; a revision new in this batch is a _Slot until its id is drawn
+        new_revs, new_labels = [], []
+        pending: list[tuple[int | _Slot, bool]] = []
         for rec in recs:
             values, labels, fingerprint = self._revision_values(rec)
             prev = newest.get(rec.file_id)
-            if prev and prev[2] == fingerprint:
-                pending.append((prev[0], False))
+            if prev and prev.fingerprint == fingerprint:
+                pending.append((prev.revision, False))
                 continue
-            slot = len(new_revs)               # its revision_id is drawn below, in this order
-            rev_no = (prev[1] + 1) if prev else 1
+            slot = _Slot(len(new_revs))        # its revision_id is drawn below, in this order
+            rev_no = (prev.rev_no + 1) if prev else 1
             new_revs.append({"file_id": rec.file_id, "rev_no": rev_no, **values, "fingerprint": fingerprint})
             new_labels.append(labels)
-            newest[rec.file_id] = (("new", slot), rev_no, fingerprint)
-            pending.append((("new", slot), True))
+            newest[rec.file_id] = _Newest(slot, rev_no, fingerprint)
+            pending.append((slot, True))
         rev_ids: list[int] = []
         if new_revs:
             rev_ids = [r[0] for r in con.execute(
@@ -356,7 +375,7 @@ class Store:
             rows = [{"revision_id": rid, **lb} for rid, labels in zip(rev_ids, new_labels) for lb in labels]
             if rows:
                 self._insert(con, "labels", pa.table({c: _arrow_column(c, [r[c] for r in rows]) for c in rows[0]}))
-        return [(rev_ids[ref[1]] if isinstance(ref, tuple) else ref, created) for ref, created in pending]
+        return [Recorded(rev_ids[ref.index] if isinstance(ref, _Slot) else ref, created) for ref, created in pending]
 
     def _revision_values(self, rec: FileRecord) -> tuple[dict, list[dict], str]:
         """A revision's columns, its labels (sorted) and the fingerprint of both; writes the blob."""

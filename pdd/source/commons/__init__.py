@@ -1,1 +1,2 @@
-"""Wikimedia Commons: polite resumable client, resume state, label tool, offline mirror."""
+"""Wikimedia Commons: the client and its etiquette (http), API responses to records and rights evidence
+(records), the category walk (walk) and its resume state (state), the label tool, the offline mirror."""

@@ -1,14 +1,13 @@
-"""`pdd label`: the seed's labelling tool.
+"""`pdd label`: which file to caption next (the command itself is in pdd/source/commons/cli.py).
 
-Pick a random accepted Commons file that has no caption, print its Commons page, wait for Enter
-(while you add a caption there), then re-fetch its metadata: a new revision when something changed.
+The seed's labelling tool picks a random accepted Commons file that has no caption; you add one on its
+Commons page, and the file is re-fetched (pdd/source/commons/records.py: refetch).
 """
 from __future__ import annotations
 
 import random
 
-from pdd.core.errors import PddError
-from pdd.source.store import Store, loads_json
+from pdd.source.store import Store
 
 
 def pick(store: Store, seed: int | None = None) -> dict | None:
@@ -18,36 +17,3 @@ def pick(store: Store, seed: int | None = None) -> dict | None:
     if not rows:
         return None
     return random.Random(seed).choice(rows)
-
-
-def cmd_label(args) -> int:
-    from pdd.source.commons.cli import _client
-    from pdd.source.commons.client import refetch
-
-    client = _client(args)
-    with Store(args.db) as store:
-        if args.file is not None:
-            row = store.latest_revision(f"commons:{args.file}")
-            if row is None:
-                raise PddError(f"commons:{args.file} is not in {args.db}; scrape it first")
-        else:
-            row = pick(store, args.seed)
-            if row is None:
-                print("every accepted Commons file already has a caption")
-                return 0
-        prov = loads_json(row.get("provenance"))
-        pageid = int(row["file_id"].split(":", 1)[1])
-        page = prov.get("descriptionurl") or f"https://commons.wikimedia.org/w/index.php?curid={pageid}"
-        print(f"{row['title']}  (pageid {pageid})")
-        print(f"add a caption (and a description) on its Commons page:\n  {page}")
-        try:
-            input("press Enter when you have saved your edit... ")
-        except EOFError:
-            pass
-        revision_id, created, rec = refetch(store, client, pageid, args.thumb_width, not args.no_sdc)
-        captions = [lb for lb in rec.labels if lb.field == "caption"]
-    if created:
-        print(f"stored revision {revision_id} of commons:{pageid} ({rec.status}; {len(captions)} caption(s))")
-    else:
-        print(f"nothing changed on Commons for commons:{pageid} (no caption yet?); no new revision")
-    return 0

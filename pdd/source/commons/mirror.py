@@ -34,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
+from PIL import Image
+
 from pdd.core.errors import PddError
 
 API_PATH = "/w/api.php"
@@ -212,8 +214,6 @@ def _synthetic_kind(i: int) -> str:
 
 
 def _synthetic_image(pageid: int, fmt: str) -> bytes:
-    from PIL import Image
-
     rnd = random.Random(pageid)
     w, h = 16 + rnd.randrange(3) * 8, 16 + rnd.randrange(2) * 8
     img = Image.new("RGB", (w, h), tuple(rnd.randrange(256) for _ in range(3)))
@@ -246,8 +246,6 @@ def _synthetic_info_factory(cat: Catalogue, f: MFile, kind: str, seed: int) -> C
         else:
             fmt = "PNG" if kind == "png" else "JPEG"
             data = _synthetic_image(f.pageid, fmt)
-            from PIL import Image
-
             w, h = Image.open(io.BytesIO(data)).size
             mime, mediatype = ("image/png" if fmt == "PNG" else "image/jpeg"), "BITMAP"
             thumb_rel, tw, th = rel, w, h  # smaller than any thumb width: thumburl == url (T25834)
@@ -697,8 +695,6 @@ class MirrorServer:
 
 def parse_fault(text: str) -> tuple[str, str, list[int], int]:
     """`KIND:ON:N[,N...][:RETRY_AFTER]` (as `pdd mirror serve --fault` takes it) -> inject()'s arguments."""
-    from pdd.core.errors import PddError
-
     parts = str(text).split(":")
     try:
         if len(parts) not in (3, 4):

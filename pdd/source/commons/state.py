@@ -1,4 +1,4 @@
-"""Resume state of `pdd scrape`, kept in the store's DuckDB (tables scrape_* in stages/store.py).
+"""Resume state of `pdd scrape`, kept in the store's DuckDB (tables scrape_* in pdd/source/store.py).
 
 A *run* is one walk of a configuration (API, root categories, depth, thumb width, SDC). A run that
 did not finish is resumed by the same command; a finished one is followed by a new run, which
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pdd.core.hashing import canonical_json, hash_json
 from pdd.source.store import Store
@@ -31,6 +32,21 @@ class CategoryState:
     files_cont: dict | None
     files_done: bool
     batches: int
+
+
+class FileStatus(NamedTuple):
+    """One row of scrape_files: how a file was handled in this run."""
+    pageid: int
+    title: str | None
+    status: str                # accepted, rejected or unchanged
+    reason: str | None
+    revision_id: int | None    # None: unchanged (no revision recorded)
+    meta_hash: str             # records.meta_hash of its imageinfo, SDC and thumb width
+
+
+class PreviousObservation(NamedTuple):
+    meta_hash: str
+    status: str
 
 
 def _loads(text: str | None) -> dict | None:
@@ -71,10 +87,10 @@ class ScrapeState:
         rows = self.con.execute(
             "SELECT seq, title, depth, subcats_cont, subcats_done, files_cont, files_done, batches FROM scrape_categories "
             "WHERE run_id = ? AND NOT (subcats_done AND files_done) ORDER BY seq LIMIT ?", [self.run_id, len(skip) + 1]).fetchall()
-        row = next((r for r in rows if r[1] not in skip), None)
-        if row is None:
-            return None
-        return CategoryState(row[0], row[1], row[2], _loads(row[3]), row[4], _loads(row[5]), row[6], row[7])
+        for seq, title, depth, subcats_cont, subcats_done, files_cont, files_done, batches in rows:
+            if title not in skip:
+                return CategoryState(seq, title, depth, _loads(subcats_cont), subcats_done, _loads(files_cont), files_done, batches)
+        return None
 
     def queue_subcats(self, cat: CategoryState, titles: list[str]) -> list[str]:
         """Queue the unseen subcategories of CAT (read in the same listing as its files), atomically."""
@@ -115,25 +131,25 @@ class ScrapeState:
     def file_done(self, pageid: int) -> bool:
         return pageid in self.done_files
 
-    def write_files(self, con, rows: list[tuple]) -> None:
-        """rows: (pageid, title, status, reason, revision_id, meta_hash), inside the batch transaction."""
+    def write_files(self, con, rows: list[FileStatus]) -> None:
+        """The rows of scrape_files for ROWS, inside the batch transaction."""
         if rows:
             con.executemany(
                 "INSERT INTO scrape_files (run_id, pageid, title, status, reason, revision_id, meta_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [[self.run_id, *r] for r in rows])
 
-    def files_committed(self, rows: list[tuple]) -> None:
-        self.done_files.update(r[0] for r in rows)
+    def files_committed(self, rows: list[FileStatus]) -> None:
+        self.done_files.update(r.pageid for r in rows)
 
-    def previous_meta(self, pageids: list[int]) -> dict[int, tuple[str, str]]:
-        """pageid -> (meta_hash, status) of the newest earlier observation of each file (any run)."""
+    def previous_meta(self, pageids: list[int]) -> dict[int, PreviousObservation]:
+        """pageid -> the newest earlier observation of each file (any run)."""
         if not pageids:
             return {}
         rows = self.con.execute(
             "SELECT pageid, meta_hash, status FROM scrape_files WHERE pageid IN (SELECT unnest(?)) AND run_id <> ? "
             "AND status <> 'unchanged' QUALIFY row_number() OVER (PARTITION BY pageid ORDER BY run_id DESC, seen_at DESC) = 1",
             [pageids, self.run_id]).fetchall()
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {pageid: PreviousObservation(mh, status) for pageid, mh, status in rows}
 
     def finish(self) -> None:
         self.con.execute("UPDATE scrape_runs SET finished_at = current_timestamp WHERE run_id = ?", [self.run_id])
