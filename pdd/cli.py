@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,21 +109,20 @@ def cmd_snapshot_pin(args) -> int:
     from pdd import snapshot  # lazy: start-up
     from pdd.source import pin  # lazy: start-up
 
-    excluded = exclusions.read(args.exclusions)
     if args.from_snapshot:  # the takedown path: no store needed, the committed snapshot minus the exclusions
         source = snapshot.resolve(args.from_snapshot, args.out_dir)
         if Path(args.db).exists():  # a store that knows the name binds it too
             with _store_ro(args) as store:
-                info = pin.pin_from(source, args.name, args.out_dir, excluded, store)
+                info = pin.pin_from(source, args.name, args.out_dir, exclusions.read(args.exclusions), store)
         else:
-            info = pin.pin_from(source, args.name, args.out_dir, excluded)
+            info = pin.pin_from(source, args.name, args.out_dir, exclusions.read(args.exclusions))
         dropped = info["derived_from"]["excluded_ids"]
         print(f"pinned {info['name']} from {source}: {info['n_rows']} files ({len(dropped)} left out now"
               + (f": {', '.join(dropped[:5])}" + (" ..." if len(dropped) > 5 else "") if dropped else "")
               + f"), content hash {info['content_hash']} -> {args.out_dir}/{info['parquet']}")
         return 0
     with _store(args) as store:
-        info = pin.pin(store, args.name, args.out_dir, excluded)
+        info = pin.pin(store, args.name, args.out_dir, exclusions.read(args.exclusions))
     print(f"pinned {info['name']}: {info['n_rows']} files, content hash {info['content_hash']} -> "
           f"{args.out_dir}/{info['parquet']}" + (f" ({info['excluded']} excluded)" if info.get("excluded") else ""))
     return 0
@@ -278,9 +279,6 @@ def cmd_verify(args) -> int:
 
 def cmd_launch(args) -> int:
     """The command that runs a stage on NODES x PROCESSES (what its Snakemake rule runs): print or run it."""
-    import shlex
-    import subprocess
-
     from pdd.build import cluster  # lazy: start-up (cluster loads params' jsonschema)
     from pdd.core import params as params_mod  # lazy: start-up
 

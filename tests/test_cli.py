@@ -209,3 +209,14 @@ def test_generate_output_checked_before_loading(tmp_path, capsys):
                      (tmp_path / "no/such/dir/a.png", "not a writable file path")):
         rc, _, err = run(capsys, "generate", "--model", tmp_path / "m", "--prompt", "x", "-o", out)
         assert rc == 2 and err.count("\n") == 1 and why in err, err
+
+
+def test_generate_on_a_folder_missing_a_component(tiny_pipelines, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_pipelines / "text", broken)
+    shutil.rmtree(broken / "vae")
+    one_line(pdd("generate", "--model", broken, "--prompt", "x", "-o", tmp_path / "d.png"),
+             "the component 'vae' (AutoencoderKL) is missing")
+    assert not (tmp_path / "d.png").exists()
