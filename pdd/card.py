@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -17,6 +16,7 @@ from pdd import exclusions, snapshot
 from pdd.core.hashing import hash_path, write_json
 from pdd.core import shards
 from pdd.data.export import pick_labels
+from pdd.core.version import package_versions
 
 LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "tokenizers", "safetensors")
 REBUILD = ["git clone <this repository> && cd pd-diffusion",
@@ -86,16 +86,6 @@ def attribution_tsv(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _versions() -> dict:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def _count(values) -> dict:
     out: dict = {}
     for v in values:
@@ -132,7 +122,7 @@ def provenance(params: dict, deps: dict, pipeline_class: str) -> dict:
                    if k in params},
         "quality": sample_metrics.get("quality", {}),
         "memorization": _memorization(deps.get("memorization")),
-        "libraries": _versions(),
+        "libraries": package_versions(LIBRARIES),
         "safety_checker": None,
         "rebuild": REBUILD,
     }

@@ -21,6 +21,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+import yaml
+
 from pdd import snapshot
 from pdd.core.errors import PddError
 
@@ -70,8 +73,6 @@ def _is_revision(root: Path | None, rev: str) -> str | None:
 
 def snapshot_path_in_params(text) -> str | None:
     """snapshot.path of a params.yaml text (str or bytes), or None when it names none."""
-    import yaml
-
     try:
         rel = ((yaml.safe_load(text) or {}).get("snapshot") or {}).get("path")
     except (yaml.YAMLError, AttributeError):
@@ -100,6 +101,8 @@ def snapshot_at_revision(rev: str, root: Path, dest_dir: Path) -> tuple[Path, st
             dest.write_bytes(blob.stdout)
             return dest, "git"
     try:
+        # lazy: 300 ms (python -X importtime), only for a revision whose snapshot is not in git; every
+        # `pdd snapshot show/blame/diff` would pay it otherwise
         import dvc.api
         from dvc.exceptions import DvcException
     except ImportError:  # pragma: no cover - dvc is a dependency
@@ -152,8 +155,6 @@ def _sql_path(path: Path) -> str:
 
 
 def connect(memory_limit: str = MEMORY_LIMIT, tmp_dir: str | Path | None = None):
-    import duckdb
-
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("SET preserve_insertion_order = false")
@@ -181,8 +182,6 @@ def diff_paths(a: Path, b: Path, con=None) -> dict:
     One pass over each file: a FULL OUTER JOIN on file_id of the two narrow projections; rows with
     no partner are the two anti-joins (added, removed), and a row is changed when any column IS
     DISTINCT FROM its partner's (what an EXCEPT of the two sides finds, column by column)."""
-    import duckdb
-
     con = con or connect()
     differs = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in COMPARED)
     flags = ", ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in COMPARED)
@@ -213,8 +212,6 @@ def diff_paths_except(a: Path, b: Path, con=None) -> dict:
     new_rows = B EXCEPT A and old_rows = A EXCEPT B (over the narrow projection) hold both versions
     of every row that is not unchanged; anti-joins between those two small sets give the added and
     removed ids, and their join on file_id the changed rows, column by column."""
-    import duckdb
-
     con = con or connect()
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE new_rows AS {_projection(b)} EXCEPT {_projection(a)}")

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from pdd.core.errors import PddError
+from pdd.core.hashing import write_atomic
 
 DEFAULT_PATH = Path("data/exclusions.tsv")
 HEADER = ("file_id", "reason", "date")
@@ -47,8 +48,6 @@ def excluded_ids(path: str | Path = DEFAULT_PATH) -> set[str]:
 
 
 def write(path: str | Path, entries: dict[str, dict]) -> None:
-    from pdd.core.hashing import write_atomic
-
     lines = ["\t".join(HEADER)]
     for fid in sorted(entries, key=lambda s: s.encode("utf-8")):
         lines.append("\t".join((fid, entries[fid]["reason"], entries[fid]["date"])))

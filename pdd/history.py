@@ -11,18 +11,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from pdd import snapshot
+import duckdb
+
+from pdd import diff as pdiff
+from pdd import exclusions, snapshot
 from pdd.core.errors import PddError
+from pdd.source.store import Store
 
 
 def _store_ro(db: str | Path | None):
     """The store opened read-only, or None when there is none (or it is busy: the info is optional)."""
     if not db or not Path(db).exists():
         return None
-    from pdd.source.store import Store
-
     try:
         return Store(db, read_only=True)
     except PddError:
@@ -30,8 +33,6 @@ def _store_ro(db: str | Path | None):
 
 
 def _q(store, sql: str, params: list) -> list[dict]:
-    import duckdb
-
     try:
         return store.query(sql, params)
     except duckdb.Error:  # an older store without that table
@@ -48,8 +49,6 @@ def _git_date(path: Path) -> str | None:
 
 def info(path: str | Path, db: str | Path | None = None) -> dict:
     """Everything `pdd snapshot show` prints about one snapshot file."""
-    import duckdb
-
     path = Path(path)
     pf = snapshot.open_snapshot(path)
     meta = snapshot.read_meta(path)
@@ -254,8 +253,6 @@ def _commits(root: Path, rev_range: str) -> list[dict]:
 
 def row_in(path: Path, file_id: str) -> tuple[dict | None, dict]:
     """(FILE_ID's row without image bytes, or None; the snapshot's pdd metadata)."""
-    import duckdb
-
     snapshot.open_snapshot(path)
     meta = snapshot.read_meta(path)
     src = "read_parquet('" + str(path).replace("'", "''") + "')"
@@ -266,10 +263,6 @@ def row_in(path: Path, file_id: str) -> tuple[dict | None, dict]:
 
 
 def _exclusions_at(root: Path, commit: str, rel: str) -> dict:
-    import tempfile
-
-    from pdd import exclusions
-
     found = _cat_batch(root, [f"{commit}:{rel}"])[0]
     if found is None or found[1] != "blob":
         return {}
@@ -291,10 +284,6 @@ def blame_git(file_id: str, rev_range: str = "HEAD", repo: str | Path | None = N
     Why: the licence decision of the row (reason and evidence) when it entered or its licence changed;
     for leaving, the exclusion list at that commit (EXCLUSIONS_REL), else the STORE's newer revision
     that is not accepted (when a store is given), else that the snapshot there no longer has it."""
-    import tempfile
-
-    from pdd import diff as pdiff
-
     root = pdiff._repo_root(repo)
     if root is None:
         raise PddError(f"{repo or '.'}: not inside a git repository (pdd snapshot blame --git reads its history)")
@@ -360,8 +349,6 @@ def _decision(row: dict) -> str:
 
 
 def _git_event(file_id: str, prev, state, c: dict, root: Path, exclusions_rel: str, store) -> dict | None:
-    from pdd import diff as pdiff
-
     was, now = prev is not None and prev[0] == "row", state[0] == "row"
     meta = state[2] or {}
     event = {"commit": c["commit"], "date": c["date"], "subject": c["subject"], "snapshot": meta.get("pdd.snapshot"),

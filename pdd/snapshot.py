@@ -16,6 +16,7 @@ settings, no timestamps) and the same hash.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -179,8 +180,6 @@ def pin_record_problems(path: str | Path, digest: str, n_rows: int, name: str | 
     """How the snapshot file differs from the records made when it was pinned: NAME.json beside it (when
     it exists) and the store's snapshots row for its name (when a store is given and knows the name).
     A record that lacks a field it should have counts as a mismatch."""
-    import json
-
     path = Path(path)
     records: list[tuple[str, dict]] = []
     problems: list[str] = []

@@ -30,11 +30,14 @@ declares `resources` among its params, so changing it reruns nothing in DVC.
 from __future__ import annotations
 
 import ast
+import copy
 import re
 import shlex
 import sys
 
+from pdd.build import dag
 from pdd.core import config
+from pdd.core import params as params_mod
 from pdd.core.errors import PddError
 
 # set in params only: the launch command and the job's task layout are built from them
@@ -58,8 +61,6 @@ def processes(params: dict, rule: str) -> int:
 
 
 def _stage_threads(params: dict, rule: str) -> int:
-    from pdd.build import dag
-
     value = dag.stage(rule).threads
     return int(dag.resolve(value, params)) if isinstance(value, str) else int(value)
 
@@ -94,8 +95,6 @@ def slices(params: dict, rule: str) -> int:
 
 def slice_dirs(params: dict, rule: str) -> list[str]:
     """The slice outputs the rule gathers (none when it runs as one job): <out>-slices/0 .. N-1."""
-    from pdd.build import dag
-
     n = slices(params, rule)
     out = dag.resolve(next(iter(dag.stage(rule).outs.values())), params)
     return [] if n == 1 else [f"{out}-slices/{i}" for i in range(n)]
@@ -103,8 +102,6 @@ def slice_dirs(params: dict, rule: str) -> list[str]:
 
 def gather_command(params: dict, rule: str) -> str:
     """One job: the stage's own command (as in dvc.yaml); N slices: the same command gathering them."""
-    from pdd.build import dag
-
     n = slices(params, rule)
     return dag.stage(rule).cmd + ("" if n == 1 else f" --gather {n}")
 
@@ -130,8 +127,6 @@ def launch_command(module: str, nodes: int = 1, processes_per_node: int = 1, *, 
 
 def command(params: dict, rule: str, args: str = "") -> str:
     """The launch command of a rule, from params (what its Snakemake rule runs, before the log redirect)."""
-    from pdd.build import dag
-
     s = settings(params, rule)
     return launch_command(dag.stage(rule).module, s["nodes"], s["processes_per_node"],
                           port=params["resources"]["launch"]["port"], cpus_per_node=threads(params, rule),
@@ -140,10 +135,6 @@ def command(params: dict, rule: str, args: str = "") -> str:
 
 def with_layout(params: dict, rule: str, nodes: int | None = None, processes_per_node: int | None = None) -> dict:
     """A copy of params with resources.rules.<rule>.nodes / processes_per_node replaced (`pdd launch`)."""
-    import copy
-
-    from pdd.build import dag
-
     out = copy.deepcopy(params)
     entry = out["resources"]["rules"].setdefault(rule, {})
     for key, value in (("nodes", nodes), ("processes_per_node", processes_per_node)):
@@ -160,8 +151,6 @@ def check_params(params: dict, source: str = "params.yaml") -> None:
     """Every rule of `resources:` (the schema bounds each number): those of params alone (each rule within
     the limits, GPUs enough for the processes: config.check_resources) and the one that needs the registry,
     each rule's threads within resources.limits.threads. Raises PddError naming the key."""
-    from pdd.build import dag
-
     config.check_resources(params, source)
     limit = params["resources"]["limits"]["threads"]
     for stage in dag.PIPELINE:
@@ -196,6 +185,8 @@ def _asked(key: str, value) -> tuple[str, int] | None:
     if value is None:
         return None
     if key in ("mem_mb", "mem", "runtime") and isinstance(value, str):
+        # lazy: 75 ms (python -X importtime), needed only for a profile's string ask while the Snakefile is
+        # parsed (snakemake loaded already); `pdd launch` and `pdd --help` go without it
         from snakemake.resources import Resource
 
         value = Resource("mem" if key != "runtime" else "runtime", value).value
@@ -219,8 +210,6 @@ def _asked(key: str, value) -> tuple[str, int] | None:
 def profile_problems(params: dict, resource_settings) -> list[str]:
     """What a profile or the command line asks beyond params (Snakemake's workflow.resource_settings:
     set-resources, set-threads, default-resources), as one-line messages naming rule, key and values."""
-    from pdd.build import dag
-
     limits = params["resources"]["limits"]
     rules = [s.name for s in dag.PIPELINE] + ["all"]
     own = {s.name: resources(params, s.name) for s in dag.PIPELINE}
@@ -272,8 +261,6 @@ def profile_problems(params: dict, resource_settings) -> list[str]:
 def check_or_exit(config: dict, resource_settings, source: str = "params.yaml") -> None:
     """For the Snakefile, while it is parsed: params (schema and resources) and the profile's asks.
     The first problem is one line on stderr and exit status 2, before any job is submitted."""
-    from pdd.core import params as params_mod
-
     try:
         params_mod.validate(config, source)
         check_params(config, source)

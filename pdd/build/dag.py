@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from pdd.build.codedeps import module_closure
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -188,8 +190,6 @@ def _smk_expr(value) -> str:
 
 
 def render_dvc_yaml() -> str:
-    import yaml
-
     stages = {}
     for s in PIPELINE:
         entry = {

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from importlib import metadata
 from pathlib import Path
 
 from pdd.build.codedeps import module_closure, ran_files
 from pdd.core.determinism import nondeterminism_notes
 from pdd.core.hashing import hash_path, write_json
+from pdd.core.version import package_versions
 
 MANIFEST_SUFFIX = ".manifest.json"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,13 +25,7 @@ LIBRARIES = (
 
 
 def library_versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {"python": platform.python_version(), **package_versions(LIBRARIES)}
 
 
 def code_revision(code_files: list[str]) -> str:

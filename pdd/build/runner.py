@@ -28,13 +28,17 @@ import importlib
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pdd.build import dag
+from pdd.build.manifest import manifest_path, write_manifest
 from pdd.core import config as config_mod
 from pdd.core import params as params_mod
 from pdd.core.determinism import apply as apply_compute, stage_record
 from pdd.core.errors import PddError
+from pdd.core.hashing import write_atomic, write_json
 
 LOCK_DIR = Path(".pdd/locks")
 CHECKPOINT_DIR = Path("models/.checkpoints")
@@ -72,16 +76,8 @@ class Context:
         return self.cfgs.get(self.stage.name) or self.cfgs[self.stage.params[0]]
 
 
-def manifest_path(out_dir: str | Path) -> Path:
-    from pdd.build.manifest import manifest_path as mp
-
-    return mp(out_dir)
-
-
 def _resolve_path(value: str, params: dict) -> Path:
-    from pdd.build.dag import resolve
-
-    return Path(resolve(value, params))
+    return Path(dag.resolve(value, params))
 
 
 def _lock(name: str):
@@ -127,8 +123,6 @@ def _swap_in(tmp: Path, final: Path) -> None:
 
 
 def _write_bytes(path: Path, data) -> None:
-    from pdd.core.hashing import write_atomic
-
     write_atomic(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
@@ -143,10 +137,6 @@ def parse_args(stage, module, argv):
 
 def execute(name: str, argv: list[str] | None = None) -> Outcome:
     """Run stage NAME in the current folder; raises PddError on bad input or failure."""
-    from pdd.build import dag
-    from pdd.core.hashing import write_json
-    from pdd.build.manifest import write_manifest
-
     stage = dag.stage(name)
     module = importlib.import_module(stage.module)
     args = parse_args(stage, module, argv)
@@ -224,8 +214,6 @@ def slice_arg(text: str) -> tuple[int, int]:
 def _execute_follower(module, ctx: Context) -> Outcome:
     """A process of rank > 0: the same checks and compute, into private temporary folders that are removed;
     rank 0 places the outputs (the lock, the swap and the manifest are its alone)."""
-    import tempfile
-
     if hasattr(module, "check"):
         module.check(ctx)
     for k in ctx.final_outs:

@@ -23,6 +23,7 @@ Bookkeeping, not a build input (pdd/build/codedeps.py: pdd.build.* modules that 
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -92,8 +93,6 @@ def lock_hashes(lock_file: Path) -> dict:
 
 
 def manifest_hash(out: Path) -> str | None:
-    import json
-
     path = out.with_name(out.name + ".manifest.json")
     try:
         return json.loads(path.read_text(encoding="utf-8"))["output"]["sha256"]
