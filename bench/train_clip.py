@@ -44,7 +44,7 @@ WARMUP = 5
 
 def stage_rate(root: Path, cfg) -> float:
     m = clip.train_clip(root / "export", root / "tok", root / "out", cfg, 1, ckpt_dir=root / "ck", progress=True)
-    r = m["_result"]
+    r = m.result
     timed = r.step_seconds[WARMUP:]
     return len(timed) * r.items_per_step / sum(timed)
 

@@ -75,7 +75,7 @@ def make_inputs(root: Path, cfgs, n_train: int) -> None:
 def stage_rate(root: Path, cfg, vae_cfg) -> float:
     m = unet.train_unet(cfg, 1, out_dir=root / "unet-out", ckpt_dir=root / "ck", latents_dir=root / "latents",
                         export_dir=root / "export", vae_cfg=vae_cfg, progress=False)
-    r = m["_result"]
+    r = m.result
     timed = r.step_seconds[WARMUP:]
     return len(timed) * r.items_per_step / sum(timed)
 

@@ -55,7 +55,7 @@ def configs(params: Path, steps: int):
 # ---- training -------------------------------------------------------------------------
 def stage_rate(root: Path, cfg) -> float:
     m = vae.train_vae(root / "export", root / "vae-out", cfg, 1, ckpt_dir=root / "ck", progress=False)
-    r = m["_result"]
+    r = m.result
     timed = r.step_seconds[WARMUP:]
     return len(timed) * r.items_per_step / sum(timed)
 
