@@ -8,9 +8,10 @@ safety_checker=None and requires_safety_checker=False: there is no pretrained sa
 Sampling: one torch.Generator per image, seeded from (seed, 'sample', prompt index, image index), so adding
 a prompt changes no other image; batched sampling (`generate_batched`) seeds image j from (seed, tag, j).
 
-What the sample, memorization and pipeline stages and `pdd sample --model` share lives here: the pipeline
-from the stage outputs (`build_pipe`), the prompts (`train_prompts`, `val_prompts`), our CLIP for scoring
-images (`load_clip`), and the sample stage's quality samples (`quality_report`).
+What the sample, memorization and pipeline stages and the CLI's inference command share lives here: the
+pipeline from the stage outputs (`build_pipe`) or from its folder (`load_folder`), the prompts
+(`train_prompts`, `val_prompts`, `prompt_warning`), our CLIP for scoring images (`load_clip`), and the sample
+stage's files (`write_samples`) and quality samples (`quality_report`).
 """
 from __future__ import annotations
 
