@@ -85,7 +85,7 @@ def child(a) -> int:
         flops = flops_per_image(cfg)
     m = vae.train_vae(a.export, out / "vae", cfg, 1, ckpt_dir=out / "ck", progress=False,
                       **({"streaming": a.mode == "streaming"} if a.mode else {}))
-    r = m["_result"]
+    r, m = m.result, m.metrics
     timed = r.step_seconds[WARMUP:]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if not dist.is_initialized() or dist.get_rank() == 0:

@@ -13,40 +13,29 @@ both loops achieve.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common  # the set-up: offline, the repository on sys.path (first)
+import torch
 
-import torch  # noqa: E402
+from pdd.core import config, determinism
+from pdd.core.determinism import seed_everything
+from pdd.train import clip, synthetic
+from pdd.train import tokenizer as tk
 
-from pdd.core import determinism  # noqa: E402
-from pdd.core.determinism import seed_everything  # noqa: E402
-from pdd.train import clip, synthetic  # noqa: E402
-from pdd.train import tokenizer as tk  # noqa: E402
-
-from pdd.core import config  # noqa: E402
-
-CFGS = config.load(Path(__file__).resolve().parents[1] / "params.yaml")
+CFGS = config.load(_common.ROOT / "params.yaml")
 determinism.apply(CFGS["compute"])   # params.yaml compute: the stage's kernels, for both sides
 CFG = config.patch(CFGS["clip"], {
     "image_size": 32, "text": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 2, "num_heads": 4},
     "vision": {"hidden_size": 128, "intermediate_size": 512, "num_layers": 2, "num_heads": 4, "patch_size": 4},
     "projection_dim": 128, "train": {"batch_size": 32, "steps": 20, "eval_every": 0, "checkpoint_every": 0, "threads": 2,
                                      "schedule": {"kind": "cosine", "warmup_steps": 5, "min_lr_ratio": 0.0}}})
-WARMUP = 5
 
 
 def stage_rate(root: Path, cfg) -> float:
-    m = clip.train_clip(root / "export", root / "tok", root / "out", cfg, 1, ckpt_dir=root / "ck", progress=True)
-    r = m["_result"]
-    timed = r.step_seconds[WARMUP:]
-    return len(timed) * r.items_per_step / sum(timed)
+    return _common.stage_rate(clip.train_clip(root / "export", root / "tok", root / "out", cfg, 1,
+                                              ckpt_dir=root / "ck", progress=True))
 
 
 def bare_setup(root: Path, cfg):
@@ -61,29 +50,11 @@ def bare_setup(root: Path, cfg):
 
 
 def bare_rate(model, batch, cfg) -> float:
-    o = cfg.train.optimizer
-    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
-    times = []
-    for _ in range(cfg.train.steps):
-        t0 = time.perf_counter()
-        loss = model(**batch, return_loss=True).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
-    timed = times[WARMUP:]
-    return len(timed) * cfg.train.batch_size / sum(timed)
+    return _common.bare_rate(model, cfg, lambda: model(**batch, return_loss=True).loss, cfg.train.batch_size)
 
 
 def flops_per_image(model, batch) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        model(**batch, return_loss=True).loss.backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / len(batch["input_ids"])
+    return _common.flops_per_item(model, lambda: model(**batch, return_loss=True).loss, len(batch["input_ids"]))
 
 
 def main(argv=None) -> int:
@@ -103,16 +74,10 @@ def main(argv=None) -> int:
         for _ in range(a.rounds):
             stage.append(stage_rate(root, cfg))
             bare.append(bare_rate(model, batch, cfg))
-    s, b = max(stage), max(bare)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: CLIP {n_params / 1e6:.2f} M params, {cfg.image_size} px, patch {cfg.vision.patch_size}, "
           f"batch {cfg.train.batch_size}, {torch.get_num_threads()} threads, device cpu")
-    print(f"train FLOPs per image (fwd+bwd): {fpi / 1e6:.1f} MFLOP")
-    print(f"stage loop: {s:8.1f} images/s  ({s * fpi / 1e9:.2f} GFLOP/s)   rounds {[round(x, 1) for x in stage]}")
-    print(f"bare loop:  {b:8.1f} images/s  ({b * fpi / 1e9:.2f} GFLOP/s)   rounds {[round(x, 1) for x in bare]}")
-    ratio = s / b
-    print(f"ratio stage/bare: {ratio:.3f} (goal >= 0.95){'' if ratio >= 0.95 else '  BELOW GOAL'}")
-    print(f"median-based ratio: {statistics.median(stage) / statistics.median(bare):.3f}")
+    _common.print_train(stage, bare, fpi)
     return 0
 
 

@@ -25,36 +25,20 @@ pipeline object. For reference it also times one batched call with every prompt 
 """
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _common  # the set-up: offline, the repository on sys.path (first)
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from pdd.core import config  # noqa: E402
-from pdd.core import determinism  # noqa: E402
-from pdd.core.determinism import seed_everything  # noqa: E402
-from pdd.train import clip, latents, pipeline, synthetic, unet, vae  # noqa: E402
-from pdd.train import tokenizer as tk  # noqa: E402
-
-WARMUP = 5
-
-
-def configs(params: Path, steps: int):
-    cfgs = config.load(params)
-    determinism.apply(cfgs["compute"])   # params.yaml compute: the stages' kernels, for both sides
-    u = config.patch(cfgs["unet"], {"train": {"steps": steps, "eval_every": 0, "checkpoint_every": 0,
-                                              "schedule": {"warmup_steps": min(WARMUP, steps)}}})
-    return u, cfgs
+from pdd.core.determinism import seed_everything
+from pdd.train import clip, latents, pipeline, synthetic, unet, vae
+from pdd.train import tokenizer as tk
 
 
 def make_inputs(root: Path, cfgs, n_train: int) -> None:
@@ -73,11 +57,9 @@ def make_inputs(root: Path, cfgs, n_train: int) -> None:
 
 # ---- training -------------------------------------------------------------------------
 def stage_rate(root: Path, cfg, vae_cfg) -> float:
-    m = unet.train_unet(cfg, 1, out_dir=root / "unet-out", ckpt_dir=root / "ck", latents_dir=root / "latents",
-                        export_dir=root / "export", vae_cfg=vae_cfg, progress=False)
-    r = m["_result"]
-    timed = r.step_seconds[WARMUP:]
-    return len(timed) * r.items_per_step / sum(timed)
+    return _common.stage_rate(unet.train_unet(cfg, 1, out_dir=root / "unet-out", ckpt_dir=root / "ck",
+                                              latents_dir=root / "latents", export_dir=root / "export",
+                                              vae_cfg=vae_cfg, progress=False))
 
 
 def bare_setup(root: Path, cfg):
@@ -96,8 +78,6 @@ class Bare:
     """The bare objective, written out (no project code): noise, v/epsilon target, min-SNR weights."""
 
     def __init__(self, cfg):
-        from diffusers import DDPMScheduler
-
         n = cfg.noise
         self.cfg = cfg
         self.sched = DDPMScheduler(num_train_timesteps=n.timesteps, beta_schedule=n.beta_schedule,
@@ -126,38 +106,17 @@ class Bare:
 
 
 def bare_rate(model, x0, text_idx, states, cfg) -> float:
-    o = cfg.train.optimizer
-    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
     ema = None
     if cfg.train.ema.decay > 0:
-        from diffusers.training_utils import EMAModel
-
         ema = EMAModel(model.parameters(), decay=cfg.train.ema.decay, use_ema_warmup=cfg.train.ema.warmup)
     obj = Bare(cfg)
-    times = []
-    for _ in range(cfg.train.steps):
-        t0 = time.perf_counter()
-        loss = obj.loss(model, x0, text_idx, states)
-        loss.backward()
-        if cfg.train.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(model.parameters())
-        times.append(time.perf_counter() - t0)
-    timed = times[WARMUP:]
-    return len(timed) * len(x0) / sum(timed)
+    return _common.bare_rate(model, cfg, lambda: obj.loss(model, x0, text_idx, states), len(x0),
+                             after_step=(lambda: ema.step(model.parameters())) if ema is not None else None)
 
 
 def flops_per_image(model, x0, text_idx, states, cfg) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        Bare(cfg).loss(model, x0, text_idx, states).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / len(x0)
+    obj = Bare(cfg)
+    return _common.flops_per_item(model, lambda: obj.loss(model, x0, text_idx, states), len(x0))
 
 
 # ---- sampling -------------------------------------------------------------------------
@@ -184,22 +143,15 @@ def sample_rates(root: Path, scfg, prompts: list[str], steps: int, rounds: int):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=20, help="optimizer steps per round (the first 5 are not timed)")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--rows", type=int, default=256, help="train rows of the synthetic export")
-    p.add_argument("--sample-images", type=int, default=0,
-                   help="images per sampling round (default: sample.prompts x images_per_prompt)")
-    p.add_argument("--sample-steps", type=int, default=0, help="denoising steps (default: sample.steps)")
-    p.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    a = p.parse_args(argv)
-    if not a.params.is_file():
-        print(f"train_unet bench: {a.params} not found", file=sys.stderr)
+    a = _common.parse(
+        __doc__, "train_unet", argv,
+        (("--rows",), dict(type=int, default=256, help="train rows of the synthetic export")),
+        (("--sample-images",), dict(type=int, default=0,
+                                    help="images per sampling round (default: sample.prompts x images_per_prompt)")),
+        (("--sample-steps",), dict(type=int, default=0, help="denoising steps (default: sample.steps)")))
+    if a is None:
         return 2
-    if a.steps <= WARMUP:
-        print(f"train_unet bench: --steps must be more than the {WARMUP} warm-up steps", file=sys.stderr)
-        return 2
-    cfg, cfgs = configs(a.params, a.steps)
+    cfg, cfgs = _common.stage_configs(a.params, "unet", a.steps)
     if cfg.mode != unet.LATENT:
         print(f"train_unet bench: unet.mode is {cfg.mode!r}; this bench measures {unet.LATENT}", file=sys.stderr)
         return 2
@@ -221,23 +173,16 @@ def main(argv=None) -> int:
         torch.set_num_threads(scfg.threads)
         s_stage, s_bare, s_batched = sample_rates(root, scfg, prompts, sample_steps, a.rounds)
 
-    s, b = max(stage), max(bare)
     n_params = sum(q.numel() for q in model.parameters())
     print(f"model: UNet2DConditionModel {n_params / 1e6:.2f} M params, latent {list(x0.shape[1:])}, "
           f"blocks {list(cfg.block_out_channels)}, text states {list(states.shape[1:])}, {cfg.noise.prediction_type}, "
           f"min-SNR {cfg.noise.snr_gamma:g}, EMA {cfg.train.ema.decay:g}, batch {cfg.train.batch_size}, "
           f"{torch.get_num_threads()} threads, device cpu")
-    print(f"train FLOPs per image (fwd+bwd): {fpi / 1e6:.1f} MFLOP")
-    print(f"stage loop: {s:8.1f} images/s  ({s * fpi / 1e9:.2f} GFLOP/s)   rounds {[round(v, 1) for v in stage]}")
-    print(f"bare loop:  {b:8.1f} images/s  ({b * fpi / 1e9:.2f} GFLOP/s)   rounds {[round(v, 1) for v in bare]}")
-    ratio = s / b
-    print(f"train ratio stage/bare: {ratio:.3f} (goal >= 0.95){'' if ratio >= 0.95 else '  BELOW GOAL'}")
-    print(f"median-based ratio: {statistics.median(stage) / statistics.median(bare):.3f}")
+    _common.print_train(stage, bare, fpi)
     gs, ss, sb, sbt = scfg.guidance_scale, max(s_stage), max(s_bare), max(s_batched)
-    print(f"sampling ({n_img} images, {sample_steps} steps, {scfg.scheduler}, guidance {gs:g}):")
-    print(f"  pipeline.generate:        {ss:8.3f} images/s   rounds {[round(v, 3) for v in s_stage]}")
-    print(f"  bare pipe(prompt) each:   {sb:8.3f} images/s   rounds {[round(v, 3) for v in s_bare]}")
-    print(f"  one batched pipe(prompts): {sbt:7.3f} images/s   rounds {[round(v, 3) for v in s_batched]}")
+    _common.print_rates(f"sampling ({n_img} images, {sample_steps} steps, {scfg.scheduler}, guidance {gs:g}):",
+                        [("pipeline.generate", s_stage, 3), ("bare pipe(prompt) each", s_bare, 3),
+                         ("one batched pipe(prompts)", s_batched, 3)])
     print(f"sampling ratio generate/bare: {ss / sb:.3f}; generate/batched: {ss / sbt:.3f}")
     return 0
 

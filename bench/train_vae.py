@@ -21,43 +21,23 @@ same size over the same number of images, same VAE weights, under no_grad.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _common  # the set-up: offline, the repository on sys.path (first)
+import torch
+from diffusers import AutoencoderKL
 
-import torch  # noqa: E402
-
-from pdd.core import config  # noqa: E402
-from pdd.core import determinism  # noqa: E402
-from pdd.core.determinism import seed_everything  # noqa: E402
-from pdd.train import clip, imaging, latents, synthetic, vae  # noqa: E402
-from pdd.train import tokenizer as tk  # noqa: E402
-
-WARMUP = 5
-
-
-def configs(params: Path, steps: int):
-    cfgs = config.load(params)
-    determinism.apply(cfgs["compute"])   # params.yaml compute: the stages' kernels, for both sides
-    v = config.patch(cfgs["vae"], {"train": {"steps": steps, "eval_every": 0, "checkpoint_every": 0,
-                                             "schedule": {"warmup_steps": min(WARMUP, steps)}}})
-    return v, cfgs["latents"], cfgs["clip"], cfgs["tokenizer"]
+from pdd.core.determinism import seed_everything
+from pdd.train import clip, imaging, latents, synthetic, vae
+from pdd.train import tokenizer as tk
 
 
 # ---- training -------------------------------------------------------------------------
 def stage_rate(root: Path, cfg) -> float:
-    m = vae.train_vae(root / "export", root / "vae-out", cfg, 1, ckpt_dir=root / "ck", progress=False)
-    r = m["_result"]
-    timed = r.step_seconds[WARMUP:]
-    return len(timed) * r.items_per_step / sum(timed)
+    return _common.stage_rate(vae.train_vae(root / "export", root / "vae-out", cfg, 1, ckpt_dir=root / "ck",
+                                            progress=False))
 
 
 def bare_setup(root: Path, cfg):
@@ -76,31 +56,13 @@ def bare_loss(model, x, cfg, g):
 
 
 def bare_rate(model, x, cfg) -> float:
-    o = cfg.train.optimizer
-    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
     g = torch.Generator().manual_seed(1)
-    times = []
-    for _ in range(cfg.train.steps):
-        t0 = time.perf_counter()
-        loss = bare_loss(model, x, cfg, g)
-        loss.backward()
-        if cfg.train.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
-    timed = times[WARMUP:]
-    return len(timed) * len(x) / sum(timed)
+    return _common.bare_rate(model, cfg, lambda: bare_loss(model, x, cfg, g), len(x))
 
 
 def flops_per_image(model, x, cfg) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        bare_loss(model, x, cfg, torch.Generator().manual_seed(0)).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / len(x)
+    g = torch.Generator().manual_seed(0)
+    return _common.flops_per_item(model, lambda: bare_loss(model, x, cfg, g), len(x))
 
 
 # ---- encoding -------------------------------------------------------------------------
@@ -116,8 +78,6 @@ class EncodeTimer:
     """Wraps AutoencoderKL.encode (the class method) to add up the seconds spent inside it."""
 
     def __init__(self):
-        from diffusers import AutoencoderKL
-
         self.cls, self.orig, self.seconds, self.images = AutoencoderKL, AutoencoderKL.encode, 0.0, 0
 
     def __enter__(self):
@@ -160,19 +120,12 @@ def bare_encode_rate(model, images_u8, batch_size: int) -> float:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=20, help="optimizer steps per round (the first 5 are not timed)")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--encode-rows", type=int, default=512, help="train rows of the synthetic export (all are encoded)")
-    p.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    a = p.parse_args(argv)
-    if not a.params.is_file():
-        print(f"train_vae bench: {a.params} not found", file=sys.stderr)
+    a = _common.parse(__doc__, "train_vae", argv, (("--encode-rows",), dict(
+        type=int, default=512, help="train rows of the synthetic export (all are encoded)")))
+    if a is None:
         return 2
-    if a.steps <= WARMUP:
-        print(f"train_vae bench: --steps must be more than the {WARMUP} warm-up steps", file=sys.stderr)
-        return 2
-    cfg, lat_cfg, clip_cfg, tok_cfg = configs(a.params, a.steps)
+    cfg, cfgs = _common.stage_configs(a.params, "vae", a.steps)
+    lat_cfg, clip_cfg, tok_cfg = cfgs["latents"], cfgs["clip"], cfgs["tokenizer"]
     torch.set_num_threads(cfg.train.threads)
     n_val = 8
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,8 +142,6 @@ def main(argv=None) -> int:
         # encode: the stage's VAE (the last round's output) on both sides
         text_parts(root, clip_cfg, tok_cfg)
         torch.set_num_threads(lat_cfg.threads)
-        from diffusers import AutoencoderKL
-
         enc_model = AutoencoderKL.from_pretrained(root / "vae-out", local_files_only=True)
         all_u8 = torch.cat([vae.load_images(root / "export", s, cfg.resolution) for s in ("train", "val")])
         enc_stage, enc_inside, enc_bare = [], [], []
@@ -200,23 +151,16 @@ def main(argv=None) -> int:
             enc_inside.append(i)
             enc_bare.append(bare_encode_rate(enc_model, all_u8, lat_cfg.batch_size))
 
-    s, b = max(stage), max(bare)
     n_params = sum(q.numel() for q in model.parameters())
     print(f"model: AutoencoderKL {n_params / 1e6:.2f} M params, {cfg.resolution} px, "
           f"blocks {list(cfg.block_out_channels)}, "
           f"latent {cfg.latent_channels}x{vae.latent_size(cfg)}x{vae.latent_size(cfg)}, batch {cfg.train.batch_size}, "
           f"{torch.get_num_threads()} threads, device cpu")
-    print(f"train FLOPs per image (fwd+bwd): {fpi / 1e6:.1f} MFLOP")
-    print(f"stage loop: {s:8.1f} images/s  ({s * fpi / 1e9:.2f} GFLOP/s)   rounds {[round(v, 1) for v in stage]}")
-    print(f"bare loop:  {b:8.1f} images/s  ({b * fpi / 1e9:.2f} GFLOP/s)   rounds {[round(v, 1) for v in bare]}")
-    ratio = s / b
-    print(f"train ratio stage/bare: {ratio:.3f} (goal >= 0.95){'' if ratio >= 0.95 else '  BELOW GOAL'}")
-    print(f"median-based ratio: {statistics.median(stage) / statistics.median(bare):.3f}")
+    _common.print_train(stage, bare, fpi)
     es, ei, eb = max(enc_stage), max(enc_inside), max(enc_bare)
-    print(f"encode ({len(all_u8)} images, batch {lat_cfg.batch_size}):")
-    print(f"  latents.build, whole:      {es:8.1f} images/s   rounds {[round(v, 1) for v in enc_stage]}")
-    print(f"  latents.build, in encode:  {ei:8.1f} images/s   rounds {[round(v, 1) for v in enc_inside]}")
-    print(f"  bare vae.encode loop:      {eb:8.1f} images/s   rounds {[round(v, 1) for v in enc_bare]}")
+    _common.print_rates(f"encode ({len(all_u8)} images, batch {lat_cfg.batch_size}):",
+                        [("latents.build, whole", enc_stage, 1), ("latents.build, in encode", enc_inside, 1),
+                         ("bare vae.encode loop", enc_bare, 1)])
     print(f"encode ratio stage/bare: whole build {es / eb:.3f}, encode calls only {ei / eb:.3f}")
     return 0
 

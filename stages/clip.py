@@ -19,13 +19,12 @@ def check(ctx):
 
 
 def compute(ctx):
-    m = clip.train_clip(ctx.deps["export"], ctx.deps["tokenizer"], ctx.outs["clip"], ctx.cfg, ctx.seed,
+    t = clip.train_clip(ctx.deps["export"], ctx.deps["tokenizer"], ctx.outs["clip"], ctx.cfg, ctx.seed,
                         ckpt_dir=ctx.checkpoints, resume=ctx.args.resume)
-    rate, resumed, _ = m.pop("_items_per_s"), m.pop("_resumed_from"), m.pop("_result")
-    loss_tsv, val_tsv = m.pop("_plots")
+    m, resumed = t.metrics, t.resumed_from
     return Outcome(
-        metrics=m, plots={"loss": loss_tsv, "val": val_tsv}, nondeterminism=clip.NONDETERMINISM,
-        summary=f"clip: {m['steps']} steps{f' (resumed at {resumed})' if resumed else ''}, {rate:.1f} images/s, "
+        metrics=m, plots=t.plots, nondeterminism=clip.NONDETERMINISM,
+        summary=f"clip: {m['steps']} steps{f' (resumed at {resumed})' if resumed else ''}, {t.items_per_s:.1f} images/s, "
                 f"val i2t R@1 {m.get('i2t_r1', float('nan')):.3f} (chance {m.get('chance_r1', float('nan')):.3f})")
 
 

@@ -1,13 +1,13 @@
 """Stage `latents`: the export encoded once by the trained VAE (posterior mean), the latent scaling factor
 from the data, and the frozen CLIP text encoder's hidden states per caption (pdd/train/latents.py documents
 the format). Writes data/latents (with vae/: the VAE carrying the scaling factor) and metrics/latents.json."""
+import json
+
 from pdd.build.runner import Outcome, run
 from pdd.train import latents
 
 
 def resolution(ctx) -> int:
-    import json
-
     return json.loads((ctx.deps["vae"] / "config.json").read_text())["sample_size"]
 
 

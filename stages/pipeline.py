@@ -4,11 +4,11 @@ card (README.md, Hub front matter) and provenance.json (pdd/card.py). Cheap: ref
 nothing."""
 from pdd import card
 from pdd.build.runner import Outcome, run
-from stages.sample import build_pipe
+from pdd.train import pipeline
 
 
 def compute(ctx):
-    pipe = build_pipe(ctx)
+    pipe = pipeline.build_pipe(ctx.deps, ctx.cfg.scheduler)
     out = ctx.outs["pipeline"]
     pipe.save_pretrained(out, safe_serialization=True)
     info = card.write(out, ctx.params, ctx.deps, type(pipe).__name__)

@@ -15,14 +15,13 @@ def check(ctx):
 
 
 def compute(ctx):
-    m = unet.train_unet(ctx.cfg, ctx.seed, out_dir=ctx.outs["unet"], ckpt_dir=ctx.checkpoints,
+    t = unet.train_unet(ctx.cfg, ctx.seed, out_dir=ctx.outs["unet"], ckpt_dir=ctx.checkpoints,
                         latents_dir=ctx.deps["latents"], export_dir=ctx.deps["export"], vae_cfg=ctx.cfgs["vae"],
                         resume=ctx.args.resume)
-    rate, resumed, _ = m.pop("_items_per_s"), m.pop("_resumed_from"), m.pop("_result")
-    loss_tsv, val_tsv = m.pop("_plots")
-    return Outcome(metrics=m, plots={"loss": loss_tsv, "val": val_tsv}, nondeterminism=unet.NONDETERMINISM,
+    m, resumed = t.metrics, t.resumed_from
+    return Outcome(metrics=m, plots=t.plots, nondeterminism=unet.NONDETERMINISM,
                    summary=f"unet ({m['mode']}): {m['steps']} steps{f' (resumed at {resumed})' if resumed else ''}, "
-                           f"{rate:.1f} per s, train loss {m['train_loss']:.4f}, val loss {m.get('val_loss', float('nan')):.4f}")
+                           f"{t.items_per_s:.1f} per s, train loss {m['train_loss']:.4f}, val loss {m.get('val_loss', float('nan')):.4f}")
 
 
 if __name__ == "__main__":

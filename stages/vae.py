@@ -17,14 +17,11 @@ def check(ctx):
 
 
 def compute(ctx):
-    m = vae.train_vae(ctx.deps["export"], ctx.outs["vae"], ctx.cfg, ctx.seed, ckpt_dir=ctx.checkpoints,
+    t = vae.train_vae(ctx.deps["export"], ctx.outs["vae"], ctx.cfg, ctx.seed, ckpt_dir=ctx.checkpoints,
                       resume=ctx.args.resume)
-    rate, resumed, _ = m.pop("_items_per_s"), m.pop("_resumed_from"), m.pop("_result")
-    loss_tsv, val_tsv = m.pop("_plots")
-    grid = m.pop("_grid")
-    plots = {"loss": loss_tsv, "val": val_tsv, **({"grid": grid} if grid else {})}
-    return Outcome(metrics=m, plots=plots, nondeterminism=vae.NONDETERMINISM,
-                   summary=f"vae: {m['steps']} steps{f' (resumed at {resumed})' if resumed else ''}, {rate:.1f} images/s, "
+    m, resumed = t.metrics, t.resumed_from
+    return Outcome(metrics=m, plots=t.plots, nondeterminism=vae.NONDETERMINISM,
+                   summary=f"vae: {m['steps']} steps{f' (resumed at {resumed})' if resumed else ''}, {t.items_per_s:.1f} images/s, "
                            f"val PSNR {m.get('val_psnr', float('nan')):.2f} dB (mean colour "
                            f"{m.get('baseline_mean_colour_psnr', float('nan')):.2f}, resize "
                            f"{m.get('baseline_resize_psnr', float('nan')):.2f})")

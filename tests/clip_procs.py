@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     except PddError as exc:
         print(f"clip_procs: error: {exc}", file=sys.stderr)
         return 2
-    r = m["_result"]
+    r = m.result
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_rank() == 0:

@@ -48,9 +48,9 @@ def test_synthetic_recall_far_above_chance(shapes, tmp_path):
     from PIL import Image
     from transformers import CLIPModel, CLIPProcessor
 
-    m = clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "clip", SYN_CLIP, 1, ckpt_dir=tmp_path / "ck",
+    t = clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "clip", SYN_CLIP, 1, ckpt_dir=tmp_path / "ck",
                         progress=False)
-    loss_tsv, val_tsv = m["_plots"]
+    m, loss_tsv, val_tsv = t.metrics, t.plots["loss"], t.plots["val"]
     (tmp_path / "clip_loss.tsv").write_text(loss_tsv)
     (tmp_path / "clip_val.tsv").write_text(val_tsv)
     assert m["chance_r1"] == pytest.approx(1 / 72, abs=1e-6) and m["chance_r5"] == pytest.approx(5 / 72, abs=1e-6)
@@ -241,5 +241,5 @@ def test_mixed_precision_and_accumulation_run(shapes, tmp_path):
     cfg = config.patch(SYN_CLIP, {"train": {"steps": 4, "grad_accum": 2, "batch_size": 16, "mixed_precision": "bf16",
                                             "eval_every": 4}})
     m = clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "clip", cfg, 1, ckpt_dir=tmp_path / "ck",
-                        progress=False)
+                        progress=False).metrics
     assert m["steps"] == 4 and np.isfinite(m["train_loss"]) and np.isfinite(m["val_loss"])

@@ -113,13 +113,14 @@ def test_analyse_flags_exact_copies_only():
     def embed(x):   # a stand-in embedding: the pixels at 8 px
         return memorization.pixel_features(x, 8)
 
-    rep = memorization.analyse(samples, train, val, clip_embed=embed, threshold=0.99, pixel_size=4)
-    per = rep.pop("_per_sample")
-    assert per["flagged"].tolist() == [True, True, False, False, False]
-    assert per["clip_idx"][:2].tolist() == [4, 9] and per["pixel_idx"][:2].tolist() == [4, 9]
+    found = memorization.analyse(samples, train, val, clip_embed=embed, threshold=0.99, pixel_size=4)
+    rep, per = found.report, found.per_sample
+    assert "_per_sample" not in rep and not any(k.startswith("_") for k in rep)
+    assert per.flagged.tolist() == [True, True, False, False, False]
+    assert per.clip_idx[:2].tolist() == [4, 9] and per.pixel_idx[:2].tolist() == [4, 9]
     assert rep["flagged"] == 2 and rep["clip"]["val_at_or_above_threshold"] == 0
     assert rep["clip"]["samples_above_val_max"] >= 2   # the copies at least
-    assert memorization.shown_order(per["clip"], per["flagged"], 3)[:2] in ([0, 1], [1, 0])
+    assert memorization.shown_order(per.clip, per.flagged, 3)[:2] in ([0, 1], [1, 0])
 
 
 def test_threshold_param_is_checked(tmp_path):

@@ -13,13 +13,16 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pdd import snapshot
 from pdd.core import images, shards
+from pdd.core.config import as_dict
 from pdd.core.errors import PddError
+from pdd.core.hashing import hash_file, hash_json, write_json
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -85,13 +88,9 @@ def check_audit(audit_dir: str | Path, snapshot_path: str | Path) -> dict:
     snapshot's pinned content hash AND the sha256 of this very Parquet file. A failed audit leaves the
     previous (passing) report in place, and a tampered file can keep its declared content hash, so the
     declared hash alone let a snapshot the audit had just rejected through."""
-    import json as _json
-
-    from pdd.core.hashing import hash_file
-
     path = Path(audit_dir) / "report.json"
     try:
-        report = _json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise PddError(f"{path}: no audit report; run the audit first (`dvc repro audit`)") from None
     if not isinstance(report, dict):
@@ -196,18 +195,11 @@ def shard_name(split: str, k: int) -> str:
 
 def slice_key(snapshot_path, cfg, seed: int, parts: int) -> str:
     """What a slice was made from: the snapshot file's bytes, the export params, the seed and the slice count."""
-    from pdd.core.config import as_dict
-    from pdd.core.hashing import hash_file, hash_json
-
     return hash_json({"snapshot_sha256": hash_file(snapshot_path), "export": as_dict(cfg), "seed": seed, "parts": parts})
 
 
 def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int, part: int, parts: int) -> dict:
     """Slice `part` of `parts`: its shards, under their final names, and slice.json saying what they were made from."""
-    import shutil
-
-    from pdd.core.hashing import write_json
-
     if not 0 <= part < parts:
         raise PddError(f"export: slice {part}/{parts} does not exist (slices are numbered 0 to {parts - 1})")
     resolutions = sorted(cfg.resolutions)
@@ -237,8 +229,6 @@ def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int,
 def gather(slice_dirs: list[Path], out_dir: str | Path, snapshot_path, cfg, seed: int) -> dict:
     """Assemble the export from its slices (copies their shards, writes index.json); refuses slices made
     from another snapshot, params or slice count, and a missing or doubled shard."""
-    import shutil
-
     parts = len(slice_dirs)
     key = slice_key(snapshot_path, cfg, seed, parts)
     shard_list = plan(snapshot_path, cfg, seed)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizerFast
 
+from pdd.core.config import as_dict
 from pdd.core.determinism import seed_everything
 from pdd.core.hashing import hash_json, hash_path
 from pdd.core import shards
@@ -61,8 +63,6 @@ def load_split(export_dir, split: str, resolution: int, tokenizer) -> Split:
 
 
 def load_tokenizer(tokenizer_dir):
-    from transformers import CLIPImageProcessorPil, CLIPTokenizerFast
-
     tok_dir = Path(tokenizer_dir)
     if not (tok_dir / "tokenizer_config.json").is_file():
         raise PddError(f"{tok_dir}: no tokenizer; build it first (`dvc repro tokenizer`)")
@@ -91,8 +91,6 @@ def check_inputs(export_dir, cfg) -> dict:
 
 # ---- model ----------------------------------------------------------------------------
 def build_config(cfg, tokenizer):
-    from transformers import CLIPConfig
-
     t, v = cfg.text, cfg.vision
     text = dict(vocab_size=len(tokenizer), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
                 num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads,
@@ -108,8 +106,6 @@ def build_config(cfg, tokenizer):
 
 
 def build_model(cfg, tokenizer):
-    from transformers import CLIPModel
-
     return CLIPModel(build_config(cfg, tokenizer))
 
 
@@ -136,6 +132,8 @@ def global_contrastive_loss(m, batch, accelerator=None) -> torch.Tensor:
     its own rows against all of them; the data-parallel gradient average then equals the 1-process loss."""
     if accelerator is None or accelerator.num_processes == 1:
         return m(**batch, return_loss=True).loss
+    # here, not at the top: torch.distributed.nn does not import on torch builds without distributed
+    # support (torch.distributed.is_available() False), and only several processes need it
     from torch.distributed.nn.functional import all_gather
 
     out = m(**batch)
@@ -216,11 +214,9 @@ def train_source(export_dir, cfg, tokenizer, pixels, **force):
 
 
 def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = False,
-               progress: bool = True, **force) -> dict:
-    """Train and save CLIP into out_dir (model + processor); returns the final metrics, the loop's
-    Result under "_result" and the plots (loss, val TSV text) under "_plots"."""
-    from transformers import CLIPProcessor
-
+               progress: bool = True, **force) -> loop.Trained:
+    """Train and save CLIP into out_dir (model + processor); returns the final metrics, the plots (loss, val
+    TSV text), the loop's Result and the model."""
     check_inputs(export_dir, cfg)
     tokenizer, processor = load_tokenizer(tokenizer_dir)
     torch.set_num_threads(cfg.train.threads)
@@ -235,8 +231,6 @@ def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, 
 
     task = loop.Task("clip", model, source, loss,
                      evaluate=(lambda m, rt: evaluate(m, val, pixels, cfg.train.batch_size)) if len(val) > 1 else None)
-    from pdd.core.config import as_dict
-
     fingerprint = hash_json({"cfg": as_dict(cfg), "seed": seed, "export": hash_path(export_dir),
                              "tokenizer": hash_path(tokenizer_dir)})
     result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress)
@@ -247,9 +241,6 @@ def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, 
     processor.size = {"shortest_edge": cfg.image_size}
     processor.crop_size = {"height": cfg.image_size, "width": cfg.image_size}
     CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(out_dir)
-    final = dict(result.val_history[-1]) if result.val_history else {}
-    final.pop("step", None)
-    return {"steps": result.steps, "train_loss": result.train_history[-1][1], "train_rows": source.n,
-            "val_rows": len(val), "parameters": sum(p.numel() for p in model.parameters()), **final,
-            "_items_per_s": result.items_per_s, "_resumed_from": result.resumed_from, "_result": result,
-            "_plots": loop.history_tsv(result)}
+    return loop.trained(result, model, {"steps": result.steps, "train_loss": result.train_history[-1][1],
+                                        "train_rows": source.n, "val_rows": len(val),
+                                        "parameters": sum(p.numel() for p in model.parameters())})

@@ -9,6 +9,7 @@ import io
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 
 def to_model(images_u8: torch.Tensor) -> torch.Tensor:
@@ -65,8 +66,6 @@ def resize_baseline(images_u8: torch.Tensor, size: int) -> torch.Tensor:
 
 def grid(rows: list[torch.Tensor], pad: int = 2, scale: int = 1):
     """A PIL image: each entry of rows is a uint8 batch [N,R,R,3] shown as one row (white gaps)."""
-    from PIL import Image
-
     n = max(len(r) for r in rows)
     r = rows[0].shape[1]
     h, w = len(rows) * (r + pad) + pad, n * (r + pad) + pad

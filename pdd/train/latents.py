@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from diffusers import AutoencoderKL
+from transformers import CLIPModel, CLIPTextModel, CLIPTokenizerFast
 
 from pdd.core.determinism import use_attention
 from pdd.core.hashing import write_json
@@ -42,8 +44,6 @@ TEXT_SCHEMA = pa.schema([("caption", pa.string()), ("states", pa.binary())])
 
 def text_encoder_from_clip(clip_dir):
     """Our CLIP's text tower as a stand-alone CLIPTextModel (what the pipeline folder ships)."""
-    from transformers import CLIPModel, CLIPTextModel
-
     clip = CLIPModel.from_pretrained(clip_dir, local_files_only=True)
     te = CLIPTextModel(clip.config.text_config)
     te.load_state_dict(clip.text_model.state_dict())   # transformers 5: CLIPModel.text_model is a CLIPTextModel
@@ -83,9 +83,6 @@ def check_inputs(export_dir, resolution: int) -> dict:
 
 def build(export_dir, vae_dir, clip_dir, tokenizer_dir, out_dir, cfg, resolution: int) -> dict:
     """Encode the export with the trained VAE and the text with the frozen text encoder; returns index.json."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTokenizerFast
-
     torch.set_num_threads(cfg.threads)
     out_dir = Path(out_dir)
     vae = use_attention(AutoencoderKL.from_pretrained(vae_dir, local_files_only=True).eval())

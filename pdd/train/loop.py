@@ -45,7 +45,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import DataLoaderConfiguration
 from torch.utils.data import BatchSampler, DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from pdd.core.determinism import derive_seed, torch_generator
 from pdd.core.hashing import write_atomic
@@ -227,16 +231,10 @@ def check_config(cfg, n_train: int, where: str) -> None:
 
 
 def make_accelerator(cfg):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-
     # One process may train several models in turn (a bench, the tests) with different precisions or
     # accumulation: start each from a fresh accelerator state. The process group (PartialState) is kept.
     AcceleratorState._reset_state()
     GradientState._reset_state()
-
-    from accelerate.utils import DataLoaderConfiguration
-
     # without a GPU, say cpu=True so that several processes (torchrun / accelerate launch) use gloo.
     # split_batches: train.batch_size is the global batch of one micro-step, split across the processes,
     # so 1 and N processes see the same examples per step (N must divide it).
@@ -248,8 +246,6 @@ def make_accelerator(cfg):
 def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = False, fingerprint: str = "",
           progress: bool = True, accelerator=None) -> Result:
     """Train task.model for cfg.steps optimizer steps (cfg: a config.TrainCfg)."""
-    from tqdm.auto import tqdm
-
     check_config(cfg, task.data.n, task.name)
     ckpt_dir = Path(ckpt_dir)
     accelerator = accelerator or make_accelerator(cfg)
@@ -283,6 +279,8 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
     accelerator.register_for_checkpointing(scheduler)
     ema = None
     if cfg.ema.decay > 0:
+        # here, not at the top: diffusers.training_utils takes ~2.5 s to import where no other diffusers
+        # module is loaded (the clip stage, the loop's own tests), and only EMA runs need it
         from diffusers.training_utils import EMAModel
 
         ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema.decay,
@@ -414,10 +412,28 @@ def history_tsv(result: Result) -> tuple[str, str]:
     return "\n".join(lines) + "\n", "\n".join(rows) + "\n"
 
 
-def png_bytes(image) -> bytes:
-    """A PIL image as PNG bytes with no metadata chunks (stable bytes)."""
-    import io
+@dataclass(frozen=True)
+class Trained:
+    """What a model's train function returns; its stage maps it to an Outcome."""
+    metrics: dict                                               # the stage's metrics file, in its key order
+    plots: dict                                                 # plot name -> TSV text or PNG bytes
+    result: Result                                              # the loop's run (histories, timing, EMA)
+    model: torch.nn.Module                                      # the trained model, on the CPU, as saved
 
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False, compress_level=9)
-    return buf.getvalue()
+    @property
+    def items_per_s(self) -> float:
+        return self.result.items_per_s
+
+    @property
+    def resumed_from(self) -> int:
+        return self.result.resumed_from
+
+
+def trained(result: Result, model: torch.nn.Module, head: dict, **plots) -> Trained:
+    """The metrics `head` followed by the last evaluation's values (without its step); the plots "loss"
+    and "val" (history_tsv) followed by `plots`."""
+    final = dict(result.val_history[-1]) if result.val_history else {}
+    final.pop("step", None)
+    loss_tsv, val_tsv = history_tsv(result)
+    return Trained(metrics={**head, **final}, plots={"loss": loss_tsv, "val": val_tsv, **plots}, result=result,
+                   model=model)

@@ -15,8 +15,16 @@ at text rendered into images or at style.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from pdd.core import shards
+from pdd.train import imaging, pipeline, quality
+from pdd.train.vae import load_images
 
 QUANTILES = (0.0, 0.5, 0.9, 0.99, 1.0)
 
@@ -59,9 +67,32 @@ def distribution(sims: torch.Tensor) -> dict:
     return out
 
 
-def analyse(samples_u8, train_u8, val_u8, *, clip_embed, threshold: float, pixel_size: int) -> dict:
+@dataclass(frozen=True)
+class PerSample:
+    """Each sample's nearest training image (index) and similarity in both spaces, and its flag."""
+    clip: torch.Tensor
+    clip_idx: torch.Tensor
+    pixel: torch.Tensor
+    pixel_idx: torch.Tensor
+    flagged: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Analysis:
+    report: dict                # JSON data: counts, distributions, the threshold, how many are flagged
+    per_sample: PerSample
+
+
+@dataclass(frozen=True)
+class Copies:
+    """What find_copies returns besides the files it wrote."""
+    metrics: dict               # the memorization stage's metrics file
+    pairs: bytes                # the PNG of the shown samples above their nearest training images
+
+
+def analyse(samples_u8, train_u8, val_u8, *, clip_embed, threshold: float, pixel_size: int) -> Analysis:
     """Nearest-train similarities of samples and of val in both spaces; `clip_embed(u8) -> unit vectors`.
-    Returns the report (JSON data) and the per-sample arrays under "_per_sample"."""
+    Returns the report and the per-sample arrays."""
     ft, fs, fv = clip_embed(train_u8), clip_embed(samples_u8), clip_embed(val_u8)
     pt, ps, pv = (pixel_features(x, pixel_size) for x in (train_u8, samples_u8, val_u8))
     cs, ci = nearest(fs, ft)
@@ -81,8 +112,7 @@ def analyse(samples_u8, train_u8, val_u8, *, clip_embed, threshold: float, pixel
         rep[name] = entry
     flagged = cs >= threshold
     rep["flagged"] = int(flagged.sum())
-    rep["_per_sample"] = {"clip": cs, "clip_idx": ci, "pixel": ps_sim, "pixel_idx": ps_idx, "flagged": flagged}
-    return rep
+    return Analysis(rep, PerSample(clip=cs, clip_idx=ci, pixel=ps_sim, pixel_idx=ps_idx, flagged=flagged))
 
 
 def shown_order(clip_sims: torch.Tensor, flagged: torch.Tensor, show: int) -> list[int]:
@@ -94,8 +124,6 @@ def shown_order(clip_sims: torch.Tensor, flagged: torch.Tensor, show: int) -> li
 def pairs_image(samples_u8: torch.Tensor, train_u8: torch.Tensor, picks: list[int], nearest_idx: torch.Tensor,
                 size: int, scale: int = 2):
     """A PIL image: the picked samples in the top row, each one's nearest training image below it."""
-    from pdd.train import imaging
-
     def fit(x):
         if x.shape[1] == size:
             return x
@@ -108,3 +136,46 @@ def pairs_image(samples_u8: torch.Tensor, train_u8: torch.Tensor, picks: list[in
     top = fit(samples_u8[picks])
     bottom = fit(train_u8[nearest_idx[picks]])
     return imaging.grid([top, bottom], scale=scale)
+
+
+def find_copies(pipe, cfg, *, seed: int, steps: int, guidance_scale: float, export_dir, clip_dir, out_dir) -> Copies:
+    """The memorization stage: cfg.n_samples images from `pipe` (training captions spread evenly, one
+    generator each: tag 'memorization'), their nearest training images in our CLIP's space (clip_dir) and in
+    pixel space, beside val's. Writes out_dir/samples/NNNN.png and out_dir/neighbours.tsv."""
+    pipe.set_progress_bar_config(disable=True)
+    n = cfg.n_samples
+    prompts = pipeline.train_prompts(export_dir, n) if pipeline.is_conditional(pipe) else [""] * n
+    samples_u8 = pipeline.generate_batched(pipe, prompts, seed=seed, tag="memorization", steps=steps,
+                                           guidance_scale=guidance_scale)
+    res = samples_u8.shape[1]
+    resolutions = shards.read_index(export_dir)["resolutions"]
+    data_res = res if res in resolutions else max(resolutions)
+    train_u8 = load_images(export_dir, "train", data_res)
+    val_u8 = load_images(export_dir, "val", data_res)
+    train_ids = shards.read_split(export_dir, "train", columns=["file_id"]).column("file_id").to_pylist()
+    clip_model, processor = pipeline.load_clip(clip_dir)
+
+    def embed(x):
+        return quality.clip_features(clip_model, processor, x) if len(x) else torch.zeros((0, 1))
+
+    found = analyse(samples_u8, train_u8, val_u8, clip_embed=embed, threshold=cfg.threshold, pixel_size=cfg.pixel_size)
+    rep, per = found.report, found.per_sample
+
+    out = Path(out_dir)
+    (out / "samples").mkdir()
+    lines = ["sample\tprompt\tclip_nearest_train\tclip_similarity\tpixel_nearest_train\tpixel_similarity\tflagged"]
+    flagged_list = []
+    for j, img in enumerate(samples_u8):
+        name = f"samples/{j:04d}.png"
+        (out / name).write_bytes(imaging.png_bytes(Image.fromarray(img.numpy())))
+        ci, pi = int(per.clip_idx[j]), int(per.pixel_idx[j])
+        c, p, f = float(per.clip[j]), float(per.pixel[j]), bool(per.flagged[j])
+        lines.append(f"{name}\t{' '.join(prompts[j].split())}\t{train_ids[ci]}\t{c:.6f}\t{train_ids[pi]}\t{p:.6f}\t{int(f)}")
+        if f:
+            flagged_list.append({"sample": name, "prompt": prompts[j], "nearest_train": train_ids[ci],
+                                 "clip_similarity": round(c, 6), "pixel_similarity": round(p, 6)})
+    (out / "neighbours.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rep["flagged_samples"] = sorted(flagged_list, key=lambda r: (-r["clip_similarity"], r["sample"]))
+    picks = shown_order(per.clip, per.flagged, cfg.show)
+    rep["shown"] = [f"samples/{j:04d}.png" for j in picks]
+    return Copies(metrics=rep, pairs=imaging.png_bytes(pairs_image(samples_u8, train_u8, picks, per.clip_idx, res)))

@@ -6,7 +6,12 @@ safety_checker=None and requires_safety_checker=False: there is no pretrained sa
 `pixel-unconditional` -> DDPMPipeline(U-Net, scheduler).
 
 Sampling: one torch.Generator per image, seeded from (seed, 'sample', prompt index, image index), so adding
-a prompt changes no other image.
+a prompt changes no other image; batched sampling (`generate_batched`) seeds image j from (seed, tag, j).
+
+What the sample, memorization and pipeline stages and the CLI's inference command share lives here: the
+pipeline from the stage outputs (`build_pipe`) or from its folder (`load_folder`), the prompts
+(`train_prompts`, `val_prompts`, `prompt_warning`), our CLIP for scoring images (`load_clip`), and the sample
+stage's files (`write_samples`) and quality samples (`quality_report`).
 """
 from __future__ import annotations
 
@@ -14,17 +19,25 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline,
+                       DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel, UNet2DModel)
+from diffusers.utils import logging as dlogging
+from transformers import CLIPModel, CLIPProcessor, CLIPTokenizerFast
+from transformers.utils import logging as tlogging
 
+from pdd.core import shards
 from pdd.core.determinism import derive_seed, use_attention
 from pdd.core.errors import PddError
+from pdd.train import imaging, quality
+from pdd.train.latents import text_encoder_from_clip
+from pdd.train.vae import load_images
 
 SCHEDULERS = ("dpm++", "ddim", "ddpm")
 
 
 def _scheduler(train_scheduler_dir, kind: str):
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
     cfg = DDPMScheduler.load_config(train_scheduler_dir)
     # trailing spacing ignores steps_offset; 1 is what StableDiffusionPipeline expects (else it warns)
     cfg = {**cfg, "steps_offset": 1}
@@ -42,20 +55,30 @@ def assemble(mode: str, *, unet_dir, scheduler: str = "dpm++", latents_dir=None,
     unet_dir = Path(unet_dir)
     sched = _scheduler(unet_dir / "scheduler", scheduler)
     if mode == "pixel-unconditional":
-        from diffusers import DDPMPipeline, UNet2DModel
-
         return DDPMPipeline(unet=use_attention(UNet2DModel.from_pretrained(unet_dir / "unet")), scheduler=sched)
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTokenizerFast
-
-    from pdd.train.latents import text_encoder_from_clip
-
     return StableDiffusionPipeline(
         vae=use_attention(AutoencoderKL.from_pretrained(Path(latents_dir) / "vae")),
         text_encoder=text_encoder_from_clip(clip_dir),
         tokenizer=CLIPTokenizerFast.from_pretrained(tokenizer_dir, local_files_only=True),
         unet=use_attention(UNet2DConditionModel.from_pretrained(unet_dir / "unet")), scheduler=sched,
         safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
+
+
+def mode_of(unet_dir) -> str:
+    """The mode a unet stage output was trained in, from its saved U-Net class."""
+    cls = json.loads((Path(unet_dir) / "unet" / "config.json").read_text())["_class_name"]
+    return "latent-conditional" if cls == "UNet2DConditionModel" else "pixel-unconditional"
+
+
+def build_pipe(deps, scheduler: str):
+    """The pipeline from a stage's inputs `deps` (name -> folder: unet, latents, clip, tokenizer)."""
+    return assemble(mode_of(deps["unet"]), unet_dir=deps["unet"], scheduler=scheduler, latents_dir=deps["latents"],
+                    clip_dir=deps["clip"], tokenizer_dir=deps["tokenizer"])
+
+
+def is_conditional(pipe) -> bool:
+    """Text-conditional (it has a tokenizer), else unconditional."""
+    return hasattr(pipe, "tokenizer")
 
 
 def check_folder(path) -> dict:
@@ -83,7 +106,7 @@ def generate(pipe, prompts: list[str] | None, *, seed: int, steps: int, guidance
         raise PddError(f"guidance scale {guidance_scale} is below 1; use 1 (no guidance) or more")
     pipe.set_progress_bar_config(disable=not progress)
     out = []
-    conditional = hasattr(pipe, "tokenizer")
+    conditional = is_conditional(pipe)
     for i, prompt in enumerate(prompts if conditional else [None] * len(prompts or [None])):
         for k in range(per_prompt):
             g = torch.Generator().manual_seed(derive_seed(seed, "sample", str(i), str(k)))
@@ -99,7 +122,7 @@ def generate_batched(pipe, prompts: list[str], *, seed: int, tag: str, steps: in
                      batch: int = 16) -> torch.Tensor:
     """uint8 [N, H, W, 3] images, one per prompt (ignored by unconditional pipelines), in batches; image j
     draws from its own generator seeded from (seed, tag, j), so N and the batch size change no image."""
-    conditional = hasattr(pipe, "tokenizer")
+    conditional = is_conditional(pipe)
     out = []
     for s in range(0, len(prompts), batch):
         gens = [torch.Generator().manual_seed(derive_seed(seed, tag, str(j))) for j in range(s, min(len(prompts), s + batch))]
@@ -112,14 +135,60 @@ def generate_batched(pipe, prompts: list[str], *, seed: int, tag: str, steps: in
     return torch.stack(out)
 
 
+def write_samples(shown, out_dir, cfg) -> bytes:
+    """The sample stage's folder from generate()'s images: one PNG per prompt and image and prompts.json
+    (cfg: the sample config); returns the grid PNG (one column per prompt, one row per image index)."""
+    out_dir = Path(out_dir)
+    listing = []
+    for i, k, prompt, image in shown:
+        name = f"{i:02d}-{k}.png"
+        (out_dir / name).write_bytes(imaging.png_bytes(image))
+        listing.append({"file": name, "prompt": prompt, "prompt_index": i, "image_index": k})
+    (out_dir / "prompts.json").write_text(json.dumps({"steps": cfg.steps, "guidance_scale": cfg.guidance_scale,
+                                                      "scheduler": cfg.scheduler, "images": listing}, indent=2) + "\n")
+    u8 = {(i, k): torch.from_numpy(np.asarray(img.convert("RGB"))) for i, k, _, img in shown}
+    rows = [torch.stack([u8[(i, k)] for i in range(len(cfg.prompts))]) for k in range(cfg.images_per_prompt)]
+    return imaging.png_bytes(imaging.grid(rows, scale=2))
+
+
+def train_prompts(export_dir, n: int) -> list[str]:
+    """n training captions spread evenly over the train split (cycled when there are fewer than n)."""
+    caps = shards.read_split(export_dir, "train", columns=["caption"]).column("caption").to_pylist()
+    return [caps[(j * len(caps)) // n] if n <= len(caps) else caps[j % len(caps)] for j in range(n)]
+
+
+def val_prompts(latents_dir, n: int) -> list[str]:
+    """n val captions (cycled), as the latents stage cached them."""
+    caps = pq.read_table(Path(latents_dir) / "val-00000.parquet", columns=["caption"]).column("caption").to_pylist()
+    return [caps[j % len(caps)] for j in range(n)]
+
+
+def load_clip(clip_dir):
+    """Our CLIP (in eval mode) and its processor, from a clip stage output, for scoring images."""
+    return (CLIPModel.from_pretrained(clip_dir, local_files_only=True).eval(),
+            CLIPProcessor.from_pretrained(clip_dir, local_files_only=True))
+
+
+def quality_report(pipe, cfg, *, seed: int, resolution: int, export_dir, latents_dir, clip_dir) -> dict:
+    """The sample stage's quality metrics (pdd/train/quality.py): cfg.quality.n_samples images (cfg: the
+    sample config) generated in batches (tag 'quality') from val captions (cfg.quality.prompts_from_val) or
+    cfg.prompts, scored against the val split beside the floor and the ceiling."""
+    val = load_images(export_dir, "val", resolution)
+    train = load_images(export_dir, "train", resolution)
+    n = cfg.quality.n_samples
+    if is_conditional(pipe) and cfg.quality.prompts_from_val:
+        prompts = val_prompts(latents_dir, n)
+    else:
+        prompts = [cfg.prompts[j % len(cfg.prompts)] for j in range(n)]
+    samples = generate_batched(pipe, prompts, seed=seed, tag="quality", steps=cfg.steps,
+                               guidance_scale=cfg.guidance_scale)
+    clip_model, processor = load_clip(clip_dir)
+    return quality.report(samples, val, train, seed, clip_model, processor)
+
+
 def load_folder(path):
     """A pipeline folder loaded with stock diffusers (one-line errors for a missing or broken folder)."""
     check_folder(path)
-    from diffusers import DiffusionPipeline
-    from diffusers.utils import logging as dlogging
-
-    from transformers.utils import logging as tlogging
-
     dlogging.set_verbosity_error()   # our own warnings below say what matters, once
     tlogging.set_verbosity_error()
     try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pdd.train.clip import _features, normalizer
+
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -90,8 +92,6 @@ def frechet(fa: torch.Tensor, fb: torch.Tensor) -> float:
 
 @torch.no_grad()
 def clip_features(clip_model, processor, images_u8: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    from pdd.train.clip import _features, normalizer
-
     size = clip_model.config.vision_config.image_size
     pixels = normalizer(processor.image_processor if hasattr(processor, "image_processor") else processor)
     out = []

@@ -18,6 +18,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+from transformers import CLIPImageProcessorPil, CLIPTokenizerFast
 
 from pdd.core import shards
 from pdd.core.errors import PddError
@@ -59,9 +63,6 @@ def check_params(cfg) -> None:
 
 def backend(vocab: dict | None = None, merges: list | None = None):
     """A `tokenizers` Tokenizer with CLIP's normaliser, pre-tokeniser and BPE settings."""
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
-    from tokenizers.models import BPE
-
     tok = Tokenizer(BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix=EOW,
                         fuse_unk=False, unk_token=EOS))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
@@ -92,10 +93,6 @@ def learn_merges(captions: list[str], cfg) -> list[tuple[str, str]]:
     symbol replaced by a single private-use character; every symbol is then in the (sorted)
     initial alphabet, ids are fixed, and training is a pure function of the captions.
     """
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers.models import BPE
-    from tokenizers.trainers import BpeTrainer
-
     clip = backend()
     words = []
     for caption in captions:
@@ -163,8 +160,6 @@ def load_train(export_dir: str | Path, resolution: int | None = None):
 
 def train_tokenizer(export_dir: str | Path, out_dir: str | Path, cfg) -> dict:
     """Train and save tokenizer + image processor config into out_dir; returns a summary."""
-    from transformers import CLIPImageProcessorPil, CLIPTokenizerFast
-
     check_params(cfg)
     captions, images, resolution = load_train(export_dir)
     merges = learn_merges([c for c in captions if c and c.strip()], cfg)

@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel, UNet2DModel
+from diffusers.training_utils import compute_snr
 
+from pdd.core.config import as_dict
 from pdd.core.determinism import seed_everything, use_attention
 from pdd.core.hashing import hash_json, hash_path
 from pdd.core import shards
@@ -35,8 +38,6 @@ LATENT, PIXEL = "latent-conditional", "pixel-unconditional"
 
 
 def noise_scheduler(cfg):
-    from diffusers import DDPMScheduler
-
     n = cfg.noise
     return DDPMScheduler(num_train_timesteps=n.timesteps, beta_schedule=n.beta_schedule,
                          prediction_type=n.prediction_type, rescale_betas_zero_snr=n.zero_terminal_snr,
@@ -47,8 +48,6 @@ def noise_scheduler(cfg):
 
 def sampling_scheduler(cfg, kind: str):
     """The scheduler the pipeline ships with, configured from the training schedule."""
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
     train = noise_scheduler(cfg)
     if kind == "dpm++":
         return DPMSolverMultistepScheduler.from_config(train.config, algorithm_type="dpmsolver++", solver_order=2,
@@ -72,16 +71,12 @@ def _blocks(cfg, conditional: bool):
 
 def build_unet(cfg, sample_size: int, in_channels: int, cross_attention_dim: int | None):
     if cfg.mode == LATENT:
-        from diffusers import UNet2DConditionModel
-
         down, up = _blocks(cfg, True)
         return use_attention(UNet2DConditionModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
                                     down_block_types=down, up_block_types=up,
                                     block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
                                     cross_attention_dim=cross_attention_dim, attention_head_dim=cfg.attention_head_dim,
                                     norm_num_groups=cfg.norm_num_groups))
-    from diffusers import UNet2DModel
-
     down, up = _blocks(cfg, False)
     return use_attention(UNet2DModel(sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
                        down_block_types=down, up_block_types=up, block_out_channels=tuple(cfg.block_out_channels),
@@ -92,8 +87,6 @@ def build_unet(cfg, sample_size: int, in_channels: int, cross_attention_dim: int
 def loss_weights(scheduler, t: torch.Tensor, cfg) -> torch.Tensor | None:
     if not cfg.noise.snr_gamma:
         return None
-    from diffusers.training_utils import compute_snr
-
     snr = compute_snr(scheduler, t)
     clipped = torch.minimum(snr, torch.full_like(snr, cfg.noise.snr_gamma))
     if cfg.noise.prediction_type == "v_prediction":
@@ -135,11 +128,9 @@ def check_inputs(cfg, vae_cfg, *, latents_dir=None, export_dir=None) -> dict:
 
 
 def train_unet(cfg, seed: int, *, out_dir, ckpt_dir, latents_dir=None, export_dir=None, vae_cfg=None,
-               resume: bool = False, progress: bool = True, **force) -> dict:
+               resume: bool = False, progress: bool = True, **force) -> loop.Trained:
     """Train the U-Net and save it (save_pretrained) into out_dir/unet, and the training noise scheduler's
-    config into out_dir/scheduler; returns metrics, the loop's Result under "_result" and plots under "_plots"."""
-    from pdd.core.config import as_dict
-
+    config into out_dir/scheduler; returns the metrics, the plots (loss, val TSV), the loop's Result and the U-Net."""
     index = check_inputs(cfg, vae_cfg, latents_dir=latents_dir, export_dir=export_dir)
     torch.set_num_threads(cfg.train.threads)
     seed_everything(seed)
@@ -197,9 +188,5 @@ def train_unet(cfg, seed: int, *, out_dir, ckpt_dir, latents_dir=None, export_di
     out_dir = Path(out_dir)
     unet.save_pretrained(out_dir / "unet", safe_serialization=True)
     scheduler.save_pretrained(out_dir / "scheduler")
-    final = dict(result.val_history[-1]) if result.val_history else {}
-    final.pop("step", None)
-    return {"mode": cfg.mode, "steps": result.steps, "train_loss": result.train_history[-1][1], "train_rows": source.n,
-            "parameters": sum(p.numel() for p in unet.parameters()), **final,
-            "_items_per_s": result.items_per_s, "_resumed_from": result.resumed_from, "_result": result,
-            "_plots": loop.history_tsv(result)}
+    return loop.trained(result, unet, {"mode": cfg.mode, "steps": result.steps, "train_loss": result.train_history[-1][1],
+                                       "train_rows": source.n, "parameters": sum(p.numel() for p in unet.parameters())})

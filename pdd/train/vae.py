@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL
 
+from pdd.core.config import as_dict
 from pdd.core.determinism import seed_everything, use_attention
 from pdd.core.hashing import hash_json, hash_path
 from pdd.core import shards
@@ -49,8 +51,6 @@ def check_inputs(export_dir, cfg) -> dict:
 
 
 def build_vae(cfg, scaling_factor: float = 1.0):
-    from diffusers import AutoencoderKL
-
     n = len(cfg.block_out_channels)
     return use_attention(AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
                          up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=tuple(cfg.block_out_channels),
@@ -153,11 +153,9 @@ def preview(vae, val_u8: torch.Tensor, n: int):
 
 
 def train_vae(export_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = False, progress: bool = True,
-              **force) -> dict:
-    """Train and save the VAE into out_dir (AutoencoderKL.save_pretrained); returns metrics with the loop's
-    Result under "_result", the plots (loss, val TSV) under "_plots" and the preview PNG under "_grid"."""
-    from pdd.core.config import as_dict
-
+              **force) -> loop.Trained:
+    """Train and save the VAE into out_dir (AutoencoderKL.save_pretrained); returns the metrics, the plots
+    (loss and val TSV, and the preview PNG as "grid" when val has images), the loop's Result and the VAE."""
     check_inputs(export_dir, cfg)
     torch.set_num_threads(cfg.train.threads)
     seed_everything(seed)
@@ -179,11 +177,9 @@ def train_vae(export_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = F
     result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress)
     vae = result.model.vae.to("cpu")
     vae.save_pretrained(Path(out_dir), safe_serialization=True)
-    final = dict(result.val_history[-1]) if result.val_history else {}
-    final.pop("step", None)
-    return {"steps": result.steps, "train_loss": result.train_history[-1][1], "train_rows": source.n,
-            "val_rows": len(val), "parameters": sum(p.numel() for p in vae.parameters()),
-            "latent_shape": [cfg.latent_channels, latent_size(cfg), latent_size(cfg)], **final,
-            "_items_per_s": result.items_per_s, "_resumed_from": result.resumed_from, "_result": result,
-            "_plots": loop.history_tsv(result),
-            "_grid": imaging.png_bytes(result.preview) if result.preview is not None else None}
+    grid = {"grid": imaging.png_bytes(result.preview)} if result.preview is not None else {}
+    return loop.trained(result, vae, {"steps": result.steps, "train_loss": result.train_history[-1][1],
+                                      "train_rows": source.n, "val_rows": len(val),
+                                      "parameters": sum(p.numel() for p in vae.parameters()),
+                                      "latent_shape": [cfg.latent_channels, latent_size(cfg), latent_size(cfg)]},
+                        **grid)

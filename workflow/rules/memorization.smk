@@ -20,7 +20,6 @@ rule memorization:
             'pdd/train/quality.py',
             'pdd/train/vae.py',
             'stages/memorization.py',
-            'stages/sample.py',
         ],
     output:
         memorization=directory('models/memorization'),

@@ -28,7 +28,6 @@ rule pipeline:
             'pdd/train/quality.py',
             'pdd/train/vae.py',
             'stages/pipeline.py',
-            'stages/sample.py',
         ],
     output:
         pipeline=directory('models/pipeline'),
