@@ -37,5 +37,6 @@ def compute(ctx):
                            f"FD-CLIP {q.get('fd_clip', float('nan')):.3f} (floor {q.get('fd_clip_floor_train', float('nan')):.3f}, "
                            f"ceiling {q.get('fd_clip_ceiling_noise', float('nan')):.3f})")
 
+
 if __name__ == "__main__":
     raise SystemExit(run("sample"))

@@ -6,7 +6,6 @@ from pdd.train import tokenizer
 
 
 def check(ctx):
-    tokenizer.check_params(ctx.cfg)
     tokenizer.load_train(ctx.deps["export"])
 
 

@@ -103,7 +103,7 @@ def run_stage(tmp_path, monkeypatch, capsys, export_kw=None, cfg=None):
 
 def test_vocab_smaller_than_special_tokens(tmp_path, monkeypatch, capsys):
     err = run_stage(tmp_path, monkeypatch, capsys, cfg={"vocab_size": 1})
-    assert "tokenizer.vocab_size=1" in err and "special tokens" in err and "514" in err
+    assert "tokenizer.vocab_size: 1 is too small" in err and "special tokens" in err and "514" in err
 
 
 def test_empty_caption_set(tmp_path, monkeypatch, capsys):
@@ -124,7 +124,16 @@ def test_schema_rejects_unknown_key(tmp_path, monkeypatch, capsys):
     assert "tokenizer.vocab: unknown key" in capsys.readouterr().err
 
 
-def test_check_params_direct():
-    with pytest.raises(PddError, match="at least 514"):
-        tk.check_params(config.replace(CFG, vocab_size=513))
-    tk.check_params(config.replace(CFG, vocab_size=514))
+def test_vocab_and_length_floors_are_checked_with_the_params():
+    """The tokenizer's floors are rules of config.check (run before any stage), and its floor is the
+    tokenizer's own base vocabulary."""
+    assert config.TOKENIZER_BASE_VOCAB == tk.BASE_VOCAB
+    params = tiny_params()
+    params["tokenizer"]["vocab_size"] = 513
+    with pytest.raises(PddError, match=r"tokenizer.vocab_size: 513 is too small.*at least 514"):
+        config.check(params)
+    params["tokenizer"]["vocab_size"] = 514
+    config.check(params)
+    params["tokenizer"]["max_length"] = 2
+    with pytest.raises(PddError, match="tokenizer.max_length: 2 leaves no room"):
+        config.check(params)

@@ -163,6 +163,9 @@ class ExportCfg:
     threads: int = knob(2, "decode/resize worker threads", **THREADS)
 
 
+TOKENIZER_BASE_VOCAB = 2 + 2 * 256     # the special tokens and the byte-level BPE's 512 symbols (pdd/train/tokenizer.py)
+
+
 @dataclass(frozen=True)
 class TokenizerCfg:
     """The byte-level BPE tokenizer."""
@@ -733,6 +736,14 @@ def check(params: dict, only: tuple | None = None, source="params.yaml") -> dict
         return cfgs.get(name) if (only is None or name in only) else None
 
     ex, clip, vae, unet, sample = cfgs.get("export"), want("clip"), want("vae"), want("unet"), want("sample")
+    tok = want("tokenizer")
+    if tok is not None and tok.vocab_size < TOKENIZER_BASE_VOCAB:
+        fail("tokenizer.vocab_size", f"{tok.vocab_size} is too small: the 2 special tokens (<|startoftext|>, "
+                                     f"<|endoftext|>) and the 512 byte symbols need {TOKENIZER_BASE_VOCAB}; raise it "
+                                     f"to at least {TOKENIZER_BASE_VOCAB}")
+    if tok is not None and tok.max_length < 3:
+        fail("tokenizer.max_length", f"{tok.max_length} leaves no room for text between <|startoftext|> and "
+                                     "<|endoftext|>; use at least 3")
     if clip is not None:
         check_train(clip.train, "clip.train", source)
     if vae is not None:

@@ -51,16 +51,6 @@ def bytes_to_unicode() -> list[str]:
 BASE_VOCAB = len(SPECIAL_TOKENS) + 2 * 256
 
 
-def check_params(cfg) -> None:
-    if cfg.vocab_size < BASE_VOCAB:
-        raise PddError(
-            f"params.yaml: tokenizer.vocab_size={cfg.vocab_size} is too small: the {len(SPECIAL_TOKENS)} special tokens "
-            f"({', '.join(SPECIAL_TOKENS)}) and the 512 byte symbols need {BASE_VOCAB}; raise it to at least {BASE_VOCAB}")
-    if cfg.max_length < 3:
-        raise PddError(f"params.yaml: tokenizer.max_length={cfg.max_length} leaves no room for text between "
-                       f"{BOS} and {EOS}; use at least 3")
-
-
 def backend(vocab: dict | None = None, merges: list | None = None):
     """A `tokenizers` Tokenizer with CLIP's normaliser, pre-tokeniser and BPE settings."""
     tok = Tokenizer(BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix=EOW,
@@ -160,7 +150,6 @@ def load_train(export_dir: str | Path, resolution: int | None = None):
 
 def train_tokenizer(export_dir: str | Path, out_dir: str | Path, cfg) -> dict:
     """Train and save tokenizer + image processor config into out_dir; returns a summary."""
-    check_params(cfg)
     captions, images, resolution = load_train(export_dir)
     merges = learn_merges([c for c in captions if c and c.strip()], cfg)
     vocab, merges = build_vocab(merges)
