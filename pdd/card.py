@@ -14,6 +14,7 @@ import yaml
 
 from pdd import exclusions, snapshot
 from pdd.core.hashing import hash_path, write_json
+from pdd.core.ids import printable
 from pdd.core import shards
 from pdd.data.export import pick_labels
 from pdd.core.version import package_versions
@@ -137,6 +138,15 @@ def _memorization(path) -> dict:
     return {k: m[k] for k in keep if k in m}
 
 
+def _code(text) -> str:
+    """TEXT as a Markdown code span that it cannot break out of: control characters escaped
+    (pdd.core.ids.printable), fenced with more backticks than it holds. A plain id: `id`."""
+    text = printable(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def render_memorization(m: dict) -> str:
     if not m:
         return ""
@@ -145,7 +155,7 @@ def render_memorization(m: dict) -> str:
     def row(name, d):
         return (f"| {name} | {d.get('n', 0)} | {d.get('min', float('nan')):.3f} | {d.get('p50', float('nan')):.3f} | "
                 f"{d.get('p90', float('nan')):.3f} | {d.get('max', float('nan')):.3f} |")
-    flagged = "".join(f"\n- `{f['sample']}` ~ `{f['nearest_train']}` (CLIP {f['clip_similarity']:.3f}, pixels "
+    flagged = "".join(f"\n- {_code(f['sample'])} ~ {_code(f['nearest_train'])} (CLIP {f['clip_similarity']:.3f}, pixels "
                       f"{f['pixel_similarity']:.3f})" for f in m.get("flagged_samples", [])[:20])
     return (f"\n## Memorization check\n\n{m['n_samples']} samples (training captions as prompts), each one's nearest of the "
             f"{m['n_train']} training images, beside the same for the {m['n_val']} val images (never trained on: the "

@@ -35,6 +35,7 @@ import yaml
 from pdd import exclusions
 from pdd.build import dag
 from pdd.core.errors import PddError
+from pdd.core.ids import check_id, printable
 from pdd.core.version import __version__
 from pdd.source.commons import cli as commons_cli
 
@@ -118,7 +119,7 @@ def cmd_snapshot_pin(args) -> int:
             info = pin.pin_from(source, args.name, args.out_dir, exclusions.read(args.exclusions))
         dropped = info["derived_from"]["excluded_ids"]
         print(f"pinned {info['name']} from {source}: {info['n_rows']} files ({len(dropped)} left out now"
-              + (f": {', '.join(dropped[:5])}" + (" ..." if len(dropped) > 5 else "") if dropped else "")
+              + (f": {', '.join(printable(f) for f in dropped[:5])}" + (" ..." if len(dropped) > 5 else "") if dropped else "")
               + f"), content hash {info['content_hash']} -> {args.out_dir}/{info['parquet']}")
         return 0
     with _store(args) as store:
@@ -140,7 +141,7 @@ def cmd_snapshot_list(args) -> int:
         return 0
     for i in infos:
         print(f"{i['name']:30s} {i['content_hash'][:16]}  {str(i['created'] or '-')[:19]:19s} {i['rows']:8d} rows  "
-              f"excluded {i['excluded']}  " + ",".join(f"{k}={v}" for k, v in i["licences"].items()))
+              f"excluded {i['excluded']}  " + ",".join(f"{printable(k)}={v}" for k, v in i["licences"].items()))
     return 0
 
 
@@ -231,6 +232,7 @@ def _in_snapshots(file_id: str, snap_dir: str | Path) -> bool:
 
 def cmd_exclude(args) -> int:
     """The id must be a file the store knows or, in a clone without the store, a row of a snapshot in --out-dir."""
+    check_id(args.file_id, "pdd exclude: file id", "it cannot be written to the list safely")
     if Path(args.db).exists():
         with _store_ro(args) as store:
             known = bool(store.query("SELECT 1 FROM files WHERE file_id = ?", [args.file_id]))

@@ -26,6 +26,7 @@ import yaml
 
 from pdd import snapshot
 from pdd.core.errors import PddError
+from pdd.core.ids import printable
 
 # Which columns make up each field group of the summary (every metadata column is in one group).
 FIELD_GROUPS: dict[str, tuple[str, ...]] = {
@@ -303,10 +304,10 @@ def detail_line(ch: dict) -> str:
         text = f"{g} ({', '.join(cols)})"
         lic = ch["licence"]
         if g == "licence" and (lic["from"] != lic["to"] or lic["status_from"] != lic["status_to"]):
-            text += f" {_kind(lic['from'], lic['status_from'])} -> {_kind(lic['to'], lic['status_to'])}"
+            text += f" {printable(_kind(lic['from'], lic['status_from']))} -> {printable(_kind(lic['to'], lic['status_to']))}"
         parts.append(text)
     rev = ch["rev_no"]
-    head = f"~ {ch['file_id']}  " + (f"rev {rev['from']} -> {rev['to']}  " if rev["from"] != rev["to"] else "")
+    head = f"~ {printable(ch['file_id'])}  " + (f"rev {rev['from']} -> {rev['to']}  " if rev["from"] != rev["to"] else "")
     return head + "; ".join(parts)
 
 
@@ -317,7 +318,7 @@ def format_summary(d: dict) -> list[str]:
     if d["licence_transitions"]:
         out.append("licence transitions:")
         for t in d["licence_transitions"]:
-            out.append(f"  {t['from']} -> {t['to']}: {t['count']}" + ("   <-- RIGHTS REGRESSION" if t["regression"] else ""))
+            out.append(f"  {printable(t['from'])} -> {printable(t['to'])}: {t['count']}" + ("   <-- RIGHTS REGRESSION" if t["regression"] else ""))
     if d["rights_regression"]:
         n = sum(t["count"] for t in d["licence_transitions"] if t["regression"])
         out.append(f"!!! RIGHTS REGRESSION: {n} row(s) moved to a licence outside {d['allowed_licences']} "
@@ -330,7 +331,7 @@ def format_text(d: dict, stat: bool = False) -> list[str]:
             f"+++ {d['b']['spec']}  ({d['b']['origin']}, {d['b']['rows']} rows, {str(d['b']['content_hash'])[:12]})"]
     if stat:
         return head + format_summary(d)
-    body = [f"- {fid}" for fid in d["removed"]] + [f"+ {fid}" for fid in d["added"]] + [detail_line(ch) for ch in d["changed"]]
+    body = [f"- {printable(fid)}" for fid in d["removed"]] + [f"+ {printable(fid)}" for fid in d["added"]] + [detail_line(ch) for ch in d["changed"]]
     return head + body + format_summary(d)
 
 

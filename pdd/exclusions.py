@@ -14,32 +14,89 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import stat
+import sys
 from pathlib import Path
 
 from pdd.core.errors import PddError
+from pdd.core.ids import check_id, id_problem, printable
 from pdd.core.hashing import write_atomic
 
 DEFAULT_PATH = Path("data/exclusions.tsv")
 HEADER = ("file_id", "reason", "date")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date_problem(date: str) -> str | None:
+    if not _DATE.fullmatch(date):
+        return "expected YYYY-MM-DD"
+    try:
+        _dt.date.fromisoformat(date)
+    except ValueError:
+        return "not a calendar date"
+    return None
+
+
+def _text(path: Path) -> str:
+    """The list's text: a regular file, UTF-8 (a leading BOM dropped), line ends normalised to \\n."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise PddError(f"{path}: cannot read the exclusion list ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise PddError(f"{path}: is {kind}, not the exclusion list; pass --exclusions PATH to a TSV file")
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8-sig")
+    except OSError as exc:
+        raise PddError(f"{path}: cannot read the exclusion list ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise PddError(f"{path}:{line}: not UTF-8 (byte {data[exc.start]:#04x}); re-save the exclusion list as UTF-8") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def read(path: str | Path = DEFAULT_PATH) -> dict[str, dict]:
-    """{file_id: {"reason", "date"}}; a missing file is an empty list. Malformed lines are one-line errors."""
+    """{file_id: {"reason", "date"}}; a missing file is an empty list. Parsed strictly, so that no
+    takedown is lost to an editor: a BOM, CRLF line ends and whitespace around cells are harmless;
+    anything else that is not a header, blank line, `#` comment or `id<TAB>reason<TAB>YYYY-MM-DD`
+    line with a valid id is a one-line error naming the file and line."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return {}
     out: dict[str, dict] = {}
-    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
+    for no, line in enumerate(_text(path).split("\n"), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        cells = line.split("\t")
+        cells = [c.strip() for c in line.strip().split("\t")]
         if tuple(cells) == HEADER:
             continue
+        where = f"{path}:{no}"
         if len(cells) != 3 or not cells[0]:
-            raise PddError(f"{path}:{no}: expected 3 tab-separated cells (file_id, reason, date), got {len(cells)}")
-        out[cells[0]] = {"reason": cells[1], "date": cells[2]}
+            hint = "; the cells must be separated by tabs (an editor may have turned them into spaces)" \
+                if len(line.split()) >= 3 else ""
+            raise PddError(f"{where}: expected 3 tab-separated cells (file_id, reason, date), got {len(cells)}{hint}")
+        fid, reason, date = cells
+        check_id(fid, f"{where}: file_id", "fix that line (one entry per line)")
+        if id_problem(reason) or not reason:
+            raise PddError(f"{where}: reason {reason!r}: must be non-empty printable text; fix that line")
+        problem = _date_problem(date)
+        if problem:
+            raise PddError(f"{where}: date {date!r}: {problem}; fix that line")
+        out[fid] = {"reason": reason, "date": date}
     return out
+
+
+def warn_unmatched(entries: dict | set | None, matched, where: str) -> list[str]:
+    """Print one warning (stderr) naming the entries of the list that match no id in MATCHED (the ids
+    of WHERE): a typo'd takedown must not pass unseen. Returns them, sorted."""
+    unmatched = sorted(set(entries or ()) - set(matched))
+    if unmatched:
+        shown = ", ".join(printable(f) for f in unmatched[:10]) + (f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else "")
+        print(f"pdd: warning: {len(unmatched)} exclusion(s) match no file of {where}: {shown} "
+              "(already left out, or a mistyped id?)", file=sys.stderr)
+    return unmatched
 
 
 def excluded_ids(path: str | Path = DEFAULT_PATH) -> set[str]:
@@ -62,14 +119,16 @@ def add(path: str | Path, file_id: str, reason: str, date: str | None = None, st
     """Add FILE_ID to the list (checked against the store when one is given). Returns the entry.
     Excluding an id again with the same reason is a no-op; with another reason it updates the line."""
     reason = _clean(reason)
-    if not reason:
-        raise PddError("pdd exclude needs a non-empty --reason (why this file is taken down)")
+    if not reason or id_problem(reason):
+        raise PddError("pdd exclude needs a non-empty --reason of printable text (why this file is taken down)")
     if date is None:
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
         day = _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).date() if epoch else _dt.date.today()
         date = day.isoformat()
-    if not _DATE.fullmatch(date):
-        raise PddError(f"--date {date!r}: expected YYYY-MM-DD")
+    problem = _date_problem(date)
+    if problem:
+        raise PddError(f"--date {date!r}: {problem}")
+    check_id(file_id, "pdd exclude: file id", "it cannot be written to the list safely")
     if store is not None:
         known = store.query("SELECT 1 FROM files WHERE file_id = ?", [file_id])
         if not known:

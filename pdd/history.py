@@ -19,6 +19,7 @@ import duckdb
 from pdd import diff as pdiff
 from pdd import exclusions, snapshot
 from pdd.core.errors import PddError
+from pdd.core.ids import printable
 from pdd.source.store import Store
 
 
@@ -103,14 +104,14 @@ def format_info(i: dict) -> list[str]:
              f"  format        {i['format']}",
              f"  created       {i['created'] or 'unknown'}" + (f"  (from {i['created_from']})" if i["created_from"] else ""),
              f"  rows          {i['rows']}  ({i['bytes']} image bytes)",
-             "  licences      " + ", ".join(f"{k} {v}" for k, v in i["licences"].items()),
+             "  licences      " + ", ".join(f"{printable(k)} {v}" for k, v in i["licences"].items()),
              "  sources       " + ", ".join(f"{k} {v}" for k, v in i["sources"].items()),
              f"  excluded      {i['excluded']} (ids on data/exclusions.tsv left out when pinning)"]
     d = i.get("derived_from")
     if d:
         left = d["excluded_ids"]
         lines.append(f"  derived from  {d['name']} ({str(d['content_hash'])[:12]}) by `pdd snapshot pin --from`"
-                     + (f", leaving out {', '.join(left[:5])}" + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+                     + (f", leaving out {', '.join(printable(f) for f in left[:5])}" + (f" and {len(left) - 5} more" if len(left) > 5 else "")
                         if left else ""))
     for im in i["imports"]:
         lines.append(f"  from          {im['source_id']} ({im['kind']} {im['uri']}): {im['rows']} rows, fetched "
@@ -155,7 +156,7 @@ def blame(store, file_id: str, exclusions: dict | None = None) -> dict:
     revs = store.query("SELECT revision_id, rev_no, status, reason, licence_kind, sha256, title, fetched_at "
                        "FROM revisions WHERE file_id = ? ORDER BY rev_no", [file_id])
     if not revs:
-        raise PddError(f"{file_id}: not a file in the store {store.db_path}")
+        raise PddError(f"{printable(file_id)}: not a file in the store {store.db_path}")
     by_id = {r["revision_id"]: r for r in revs}
     snaps = store.query(
         "SELECT s.name, s.created_at, (SELECT any_value(sr.revision_id) FROM snapshot_rows sr JOIN revisions r USING (revision_id) "
@@ -193,15 +194,16 @@ def blame(store, file_id: str, exclusions: dict | None = None) -> dict:
 
 
 def format_blame(b: dict) -> list[str]:
-    lines = [f"file {b['file_id']}"]
+    lines = [f"file {printable(b['file_id'])}"]
     for r in b["revisions"]:
-        lines.append(f"  rev {r['rev_no']}  {r['status']:8s} {r['licence_kind'] or '-':8s} {r['fetched_at']}  {r['reason']}")
+        lines.append(f"  rev {r['rev_no']}  {r['status']:8s} {printable(r['licence_kind'] or '-'):8s} {r['fetched_at']}  "
+                     f"{printable(r['reason'])}")
     for e in b["events"]:
-        lines.append(f"  {e['event']:7s} {e['snapshot']}: {e['why']}")
+        lines.append(f"  {e['event']:7s} {e['snapshot']}: {printable(e['why'])}")
     if not b["events"]:
         lines.append("  in no pinned snapshot")
     if b["excluded"]:
-        lines.append(f"  on the exclusion list since {b['excluded']['date']}: {b['excluded']['reason']}")
+        lines.append(f"  on the exclusion list since {b['excluded']['date']}: {printable(b['excluded']['reason'])}")
     return lines
 
 
@@ -337,7 +339,7 @@ def blame_git(file_id: str, rev_range: str = "HEAD", repo: str | Path | None = N
                     events.append(event)
             prev = state
     if not seen:
-        raise PddError(f"{file_id}: in no build snapshot along --git {rev_range} ({len(commits)} revision(s), "
+        raise PddError(f"{printable(file_id)}: in no build snapshot along --git {rev_range} ({len(commits)} revision(s), "
                        f"{len(states)} snapshot version(s) read)")
     return {"file_id": file_id, "range": rev_range, "repo": root.as_posix(), "revisions": len(commits),
             "snapshot_versions": len(states), "events": events, "unavailable": unavailable,
@@ -362,7 +364,7 @@ def _git_event(file_id: str, prev, state, c: dict, root: Path, exclusions_rel: s
         fields = [k for k in pdiff.COMPARED if a[k] != b[k]]
         if not fields:
             return None
-        why = pdiff.detail_line(pdiff.change_record(file_id, fields, a, b))[len(f"~ {file_id}  "):]
+        why = pdiff.detail_line(pdiff.change_record(file_id, fields, a, b))[len(f"~ {printable(file_id)}  "):]
         licence = any(k in fields for k in pdiff.FIELD_GROUPS["licence"])
         return {**event, "event": "changed", "rev_no": b["rev_no"], "fields": fields,
                 "why": why + (f" (decision: {b['licence_reason']})" if licence else ""),
@@ -391,13 +393,13 @@ def _store_reason(store, file_id: str, rev_no: int) -> str | None:
 
 
 def format_blame_git(b: dict) -> list[str]:
-    lines = [f"file {b['file_id']}  (build snapshot along git {b['range']}, first parent: {b['revisions']} revision(s), "
+    lines = [f"file {printable(b['file_id'])}  (build snapshot along git {b['range']}, first parent: {b['revisions']} revision(s), "
              f"{b['snapshot_versions']} snapshot version(s))"]
     for e in b["events"]:
         where = f"{e['snapshot'] or '?'} ({str(e['content_hash'])[:12]})" if e["path"] else "no snapshot"
-        lines.append(f"  {e['event']:7s} {e['commit'][:12]} {e['date'][:10]} {e['subject'][:40]!r}  {where}: {e['why']}")
+        lines.append(f"  {e['event']:7s} {e['commit'][:12]} {e['date'][:10]} {e['subject'][:40]!r}  {where}: {printable(e['why'])}")
         if e.get("evidence"):
-            text = json.dumps(e["evidence"], sort_keys=True, ensure_ascii=False)
+            text = printable(json.dumps(e["evidence"], sort_keys=True, ensure_ascii=False))
             lines.append(f"          evidence {text[:150]}{'...' if len(text) > 150 else ''}")
     for u in b["unavailable"]:
         lines.append(f"  (skipped {u['commit'][:12]}: {u['why']})")

@@ -47,18 +47,15 @@ def row_problems(row: dict, allowed: list[str]) -> list[str]:
     return problems
 
 
-def excluded_problems(ids, exclusions_path: str | Path = exclusions.DEFAULT_PATH) -> dict[str, list[str]]:
-    """{file_id: [problem]} for ids of the snapshot that are on the exclusion list."""
-    return exclusions.check_snapshot_ids(ids, exclusions.read(exclusions_path))
-
-
 def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | Path = exclusions.DEFAULT_PATH) -> dict:
     """Check every row; raise PddError naming the failing rows, else return the report.
     A row whose id is on the exclusion list (data/exclusions.tsv) fails, with the takedown reason."""
     digest, integrity = snapshot.verify(path)
     rows = snapshot.read_rows(path)
     bad = {r["file_id"]: row_problems(r, allowed) for r in rows}
-    for fid, problems in excluded_problems((r["file_id"] for r in rows), exclusions_path).items():
+    excl = exclusions.read(exclusions_path)
+    exclusions.warn_unmatched(excl, (r["file_id"] for r in rows), Path(path).as_posix())
+    for fid, problems in exclusions.check_snapshot_ids((r["file_id"] for r in rows), excl).items():
         bad[fid] = bad.get(fid, []) + problems
     bad = {k: v for k, v in bad.items() if v}
     if bad or integrity:

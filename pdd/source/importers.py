@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pdd.core import images
 from pdd.core.errors import PddError
+from pdd.core.ids import check_id
 from pdd.core.hashing import sha256_bytes
 from pdd.rights.text import classify_licence_text
 from pdd.source.store import FileRecord, Label, Store, validate_source_id
@@ -153,6 +154,8 @@ def import_folder(store: Store, folder: str | Path, metadata_csv: str | Path, *,
     by_id: dict[str, list[dict]] = {}
     for row in rows:
         by_id.setdefault(row_external_id(row, file_column, id_column), []).append(row)
+    for external_id in by_id:  # before anything is stored: an id a takedown could not name is refused
+        check_id(external_id, f"{metadata_csv}: id", "fix that row's file/id cell; nothing was imported")
     done: set[str] = set()
     for row in rows:
         external_id = row_external_id(row, file_column, id_column)

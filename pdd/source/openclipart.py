@@ -23,6 +23,7 @@ from pathlib import Path
 from pdd.core.hashing import sha256_bytes
 from pdd.core import images
 from pdd.core.errors import PddError
+from pdd.core.ids import check_id
 from pdd.rights import openclipart as rights
 from pdd.source.store import FileRecord, Label, Store
 
@@ -178,6 +179,8 @@ def import_openclipart(store: Store, folder: str | Path, *, max_side: int = 64, 
     items, names = plan(folder)
     if not items:
         raise PddError(f"{folder}: no PNG files under png/")
+    for item in items:  # before anything is stored: an id a takedown could not name is refused
+        check_id(item.key, f"{folder}: PNG id (png/ID.png)", "rename that file; nothing was imported")
     store.ensure_source(SOURCE_ID, "openclipart", Path(folder).resolve().as_uri())
     report = ImportReport(names=names)
     workers = workers or min(8, os.cpu_count() or 1)

@@ -14,7 +14,7 @@ from pdd import snapshot
 from pdd.core.errors import PddError
 from pdd.core.hashing import canonical_json, hash_file, sha256_bytes, write_json
 from pdd.snapshot import DEFAULT_DIR, SCHEMA, SNAPSHOT_FORMAT, WRITE_OPTIONS, content_hash, read_meta, snapshot_name
-from pdd.exclusions import apply as apply_exclusions
+from pdd.exclusions import apply as apply_exclusions, warn_unmatched
 from pdd.source.store import Store
 
 
@@ -200,6 +200,7 @@ def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: 
     name = snapshot_name(name)
     out_dir = _snapshots_dir(out_dir)
     rows, excluded = apply_exclusions(collect_rows(store), exclusions)
+    warn_unmatched(exclusions, excluded, f"the store {store.db_path} (its accepted files)")
     if not rows:
         raise PddError("nothing to pin: the store has no accepted files (import or scrape first)")
     digest = content_hash(rows)
@@ -271,6 +272,7 @@ def pin_from(source: str | Path, name: str, out_dir: str | Path = DEFAULT_DIR, e
     if any(a >= b for a, b in zip(ids, ids[1:])):
         raise PddError(f"{source}: rows are not sorted by file_id with each id once; not a pinned snapshot")
     rows, excluded = apply_exclusions(rows, exclusions)
+    warn_unmatched(exclusions, excluded, str(source))
     if not rows:
         raise PddError(f"nothing to pin: every row of {source} is on the exclusion list")
     digest = content_hash(rows)

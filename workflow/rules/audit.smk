@@ -5,6 +5,7 @@ rule audit:
         exclusions='data/exclusions.tsv',
         code=[
             'pdd/core/hashing.py',
+            'pdd/core/ids.py',
             'pdd/exclusions.py',
             'pdd/rights/audit.py',
             'pdd/rights/commons.py',

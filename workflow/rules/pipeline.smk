@@ -14,6 +14,7 @@ rule pipeline:
             'pdd/card.py',
             'pdd/core/determinism.py',
             'pdd/core/hashing.py',
+            'pdd/core/ids.py',
             'pdd/core/images.py',
             'pdd/core/shards.py',
             'pdd/data/export.py',

@@ -14,6 +14,7 @@ from typing import Callable
 
 from pdd.core.errors import PddError
 from pdd.core.hashing import hash_json
+from pdd.core.ids import check_id
 from pdd.core.images import BadImage, inspect
 from pdd.rights.commons import decide, em_value, media_problem, strip_html
 from pdd.source.commons.http import CommonsClient, MediaRejected
@@ -139,7 +140,7 @@ def build_record(client: CommonsClient, page: dict, info: dict | None, sdc: dict
                  existing: Callable[[str], bytes | None] | None = None) -> FileRecord:
     """Decide one file and, when it is accepted, fetch its thumbnail (only then)."""
     pid, title = page["pageid"], page.get("title") or f"pageid {page['pageid']}"
-    base = dict(source_id=SOURCE_ID, external_id=str(pid), title=title)
+    base = dict(source_id=SOURCE_ID, external_id=check_id(str(pid), f"{client.api_url}: pageid", "not a Commons page id"), title=title)
     if page.get("imageinfo_malformed"):
         return FileRecord(**base, status="rejected", reason=f"rejected: malformed imageinfo in the API response ({page['imageinfo_malformed']})",
                           provenance={"api": client.api_url, "pageid": pid, "title": title})
