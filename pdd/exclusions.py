@@ -16,6 +16,7 @@ import os
 import re
 from pathlib import Path
 
+from pdd.core import files
 from pdd.core.errors import PddError
 from pdd.core.hashing import write_atomic
 
@@ -29,6 +30,7 @@ def read(path: str | Path = DEFAULT_PATH) -> dict[str, dict]:
     path = Path(path)
     if not path.exists():
         return {}
+    files.regular_file(path, "the exclusion list", "pass --exclusions PATH to the takedown list (a data/exclusions.tsv file)")
     out: dict[str, dict] = {}
     for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
