@@ -128,8 +128,11 @@ def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_ima
                 writer.write_table(pa.table(cols, schema=schema), row_group_size=group)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)  # a failed pin leaves nothing behind
+        if isinstance(exc, OSError):  # e.g. disk full: one line, not a traceback
+            raise PddError(f"{path}: cannot write snapshot {name!r} ({exc.strerror or exc}); nothing was written: "
+                           f"free space in {path.parent} and pin again") from None
         raise
     if replace:
         os.replace(tmp, path)
