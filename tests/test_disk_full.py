@@ -3,7 +3,6 @@ temp file is removed and the store is left as it was. The disk is made full by a
 ENOSPC, in a subprocess."""
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 import duckdb
 
 from conftest import REPO, pdd_cli
-from helpers_images import jpeg
+from test_nonregular_files import museum
 
 FULL = """import errno, sys
 import pyarrow.parquet as pq
@@ -32,11 +31,7 @@ def tables(db):
 
 
 def test_pin_on_a_full_disk_is_one_line_and_leaves_no_temp_file(tmp_path):
-    folder = tmp_path / "m"
-    folder.mkdir()
-    (folder / "a.jpg").write_bytes(jpeg())
-    with open(folder / "meta.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["file", "title", "license"], ["a.jpg", "A", "CC0"]])
+    folder = museum(tmp_path)
     db = tmp_path / "s.duckdb"
     assert pdd_cli(["import-folder", str(folder), "--metadata", str(folder / "meta.csv"), "--db", str(db)], cwd=tmp_path, timeout=60).returncode == 0
     before = tables(db)
