@@ -18,6 +18,7 @@ import stat
 import sys
 from pathlib import Path
 
+from pdd.core import files
 from pdd.core.errors import PddError
 from pdd.core.ids import check_id, id_problem, printable
 from pdd.core.hashing import write_atomic
@@ -65,6 +66,7 @@ def read(path: str | Path = DEFAULT_PATH) -> dict[str, dict]:
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return {}
+    files.regular_file(path, "the exclusion list", "pass --exclusions PATH to the takedown list (a data/exclusions.tsv file)")
     out: dict[str, dict] = {}
     for no, line in enumerate(_text(path).split("\n"), 1):
         if not line.strip() or line.lstrip().startswith("#"):

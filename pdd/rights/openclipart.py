@@ -5,7 +5,11 @@ Accepted only when the SVG parses safely, carries rdf:RDF metadata, and every li
 is on an exact allow-list of public-domain/CC0 URIs. An exact repeat of one allowed form (cc:license and
 cc:License@about with the same URI, or two cc:Work blocks that agree) is not a conflict; two different
 values (even "Public Domain" beside the PD URI), an empty value beside a PD URI, an empty licence, GPL,
-anything else, malformed XML and XML that declares entities are rejected. A licence-accepted file is then
+anything else, malformed XML and XML that declares entities are rejected. Every other statement of the
+licence block must agree too: a licence element's own text or other attributes are licence values (so
+"all rights reserved" beside the PD URI is a conflict), and any cc:requires or cc:prohibits, a cc:permits
+of anything but Reproduction/Distribution/DerivativeWorks, or any other statement inside cc:License is a
+restriction that rejects the file (kept as evidence `restrictions`, present only when there is one). A licence-accepted file is then
 rejected as a trademark when its path lies in a `logos` folder or its title, keywords, file name or
 description name a logo/trademark (word match on logo, logos, logotype(s), trademark(s), or ™, ®, (tm)).
 
@@ -45,6 +49,8 @@ _GPL = re.compile(r"(?i)(/licenses/[a-z-]*gpl|(?<![a-z])l?gpl(?![a-z])|gnu gener
 _TM_WORD = re.compile(r"(?i)(?<![^\W_])(logo(?:s|types?)?|trademarks?)(?![^\W_])")
 _TM_SYMBOL = re.compile(r"[\u2122\u00ae]|\((?:tm|TM|Tm)\)")
 TRADEMARK_DIRS = {"logos"}
+# what cc:permits may name beside a public-domain licence (the Commons deed's three permissions)
+PD_PERMITS = {f"{ns}{term}" for ns in CC_NS for term in ("Reproduction", "Distribution", "DerivativeWorks")}
 
 
 # ---- safe XML ---------------------------------------------------------------------------------
@@ -126,13 +132,39 @@ def _agent_name(el: ET.Element) -> str:
     return _text(el)
 
 
+def _direct_text(el: ET.Element) -> str:
+    """The element's own text (its text and its children's tails), not its children's."""
+    return " ".join(" ".join([el.text or "", *(c.tail or "" for c in el)]).split())
+
+
+def _statement_value(el: ET.Element) -> str:
+    return (el.get(f"{{{RDF_NS}}}resource") or el.get(f"{{{RDF_NS}}}about") or _text(el)).strip()
+
+
+def _own_statements(el: ET.Element, ns: str, lo: str, known: str) -> list[list[str]]:
+    """A licence element's attributes other than KNOWN, and its own text beside them, as licence values."""
+    out = [[f"{ns}{lo}@{k}", v.strip()] for k, v in sorted(el.attrib.items()) if k != f"{{{RDF_NS}}}{known}"]
+    text = _direct_text(el)
+    return out + ([[f"{ns}{lo}#text", text]] if text else [])
+
+
+def _restrictions(el: ET.Element, ns: str, lo: str, parent_is_licence: bool) -> list[list[str]]:
+    """[[source, value]] when EL restricts a public-domain licence: cc:requires, cc:prohibits, a cc:permits
+    beyond PD_PERMITS, or any other statement inside cc:License."""
+    if ns in CC_NS and lo in ("requires", "prohibits", "permits"):
+        value = _statement_value(el)
+        return [] if lo == "permits" and value in PD_PERMITS else [[f"{ns}{lo}", value]]
+    return [[f"{ns}{lo}", _statement_value(el)]] if parent_is_licence else []
+
+
 def read_rdf(svg_bytes: bytes) -> dict[str, Any]:
     """RDF / Dublin Core / Creative Commons metadata of an SVG. Never raises; `error` says why not.
 
     Keys: title, creator, description (str | None), keywords (list), licence_sources (list of
-    [source, value] in document order, "" kept for empty values), has_metadata, error."""
+    [source, value] in document order, "" kept for empty values), restrictions (list of [source, value]
+    in document order), has_metadata, error."""
     meta: dict[str, Any] = {"title": None, "creator": None, "description": None, "keywords": [],
-                            "licence_sources": [], "has_metadata": False, "error": None}
+                            "licence_sources": [], "restrictions": [], "has_metadata": False, "error": None}
     try:
         if len(svg_bytes) > MAX_SVG_BYTES:
             raise UnsafeXML(f"svg larger than {MAX_SVG_BYTES} bytes")
@@ -153,9 +185,13 @@ def read_rdf(svg_bytes: bytes) -> dict[str, Any]:
         meta["has_metadata"] = True
         sources: list[list[str]] = []
         works: list[ET.Element] = []
+        restrictions: list[list[str]] = []
         for rdf in rdfs:
+            licences = {id(el) for el in rdf.iter() if _split(el.tag)[0] in CC_NS and _split(el.tag)[1] == "License"}
+            parents = {id(child): id(el) for el in rdf.iter() for child in el}
             for el in rdf.iter():
                 ns, lo = _split(el.tag)
+                restrictions += _restrictions(el, ns, lo, parents.get(id(el)) in licences)
                 if ns in CC_NS and lo == "Work":
                     works.append(el)
                 if lo == "license" and (ns in CC_NS or ns in DCTERMS_NS or ns in DC_NS):
@@ -165,8 +201,10 @@ def read_rdf(svg_bytes: bytes) -> dict[str, Any]:
                         nested = [v for v in nested if v is not None]
                         value = nested[0] if nested else _text(el)
                     sources.append([f"{ns}license", value.strip()])
+                    sources += _own_statements(el, ns, lo, "resource")
                 elif ns in CC_NS and lo == "License":
                     sources.append([f"{ns}License@about", (el.get(f"{{{RDF_NS}}}about") or "").strip()])
+                    sources += _own_statements(el, ns, lo, "about")
                 elif lo == "rights" and (ns in DC_NS or ns in DCTERMS_NS):
                     # a URI or direct text is a licence statement; dc:rights/cc:Agent/dc:title is the holder
                     if el.get(f"{{{RDF_NS}}}resource") is not None:
@@ -185,7 +223,7 @@ def read_rdf(svg_bytes: bytes) -> dict[str, Any]:
                 items = [c for c in child.iter() if _is(c, {RDF_NS}, "li")]
                 words = [_text(li) for li in items] if items else [_text(child)]
                 meta["keywords"].extend(w for w in words if w)
-        meta["licence_sources"] = sources
+        meta["licence_sources"], meta["restrictions"] = sources, restrictions
     except Exception as exc:  # noqa: BLE001
         meta["error"] = f"rdf error: {type(exc).__name__}: {exc}"
     return meta
@@ -229,6 +267,10 @@ def _decide(ev: dict) -> LicenceDecision:
         if _GPL.search(lic):
             return LicenceDecision(False, "gpl", f"rejected: GPL licence in SVG RDF: {lic}", ev)
         return LicenceDecision(False, "unknown", f"rejected: licence {lic[:120]!r} in SVG RDF is not public domain or CC0", ev)
+    restrictions = ev.get("restrictions") or []
+    if restrictions:
+        shown = "; ".join(f"{re.split('[/#]', src)[-1]} {val[:80]!r}" for src, val in restrictions[:3])
+        return LicenceDecision(False, "restricted", f"rejected: the SVG RDF licence block restricts the public-domain licence: {shown}", ev)
     hits = trademark_hits(ev)
     if hits:
         field, value, matched = hits[0]
@@ -243,6 +285,8 @@ def decide(meta: dict, key: str, *, aliases: list[str] = (), svg: str | None = N
           "error": meta.get("error"), "has_metadata": bool(meta.get("has_metadata")),
           "licence_sources": [list(s) for s in meta.get("licence_sources") or []],
           "title": meta.get("title"), "keywords": list(meta.get("keywords") or []), "description": meta.get("description")}
+    if meta.get("restrictions"):  # only when there is one: the evidence of every other file stays as it was
+        ev["restrictions"] = [list(s) for s in meta["restrictions"]]
     return _decide(ev)
 
 
@@ -250,6 +294,8 @@ def redecide(evidence: dict) -> LicenceDecision | None:
     """Decide again from stored evidence (None if the evidence is not this decider's)."""
     if not isinstance(evidence, dict) or evidence.get("decider") != DECIDER:
         return None
-    if not isinstance(evidence.get("licence_sources"), list):
+    pairs = [evidence.get("licence_sources"), evidence.get("restrictions", [])]
+    if not all(isinstance(p, list) and all(isinstance(x, list) and len(x) == 2 and all(isinstance(y, str) for y in x) for x in p)
+               for p in pairs):
         return LicenceDecision(False, "unknown", "rejected: garbled openclipart evidence", evidence)
     return _decide(evidence)

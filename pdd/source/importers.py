@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pdd.core import images
+from pdd.core import files, images
 from pdd.core.errors import PddError
 from pdd.core.ids import check_id
 from pdd.core.hashing import sha256_bytes
@@ -40,7 +40,8 @@ def default_source_id(folder: Path) -> str:
 
 def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with files.open_regular(path, "the metadata CSV", "r", newline="", encoding="utf-8-sig",
+                                hint="pass --metadata PATH to the CSV beside the images") as fh:
             reader = csv.DictReader(fh)
             columns = reader.fieldnames or []
             # DictReader keeps only the last cell of a repeated column name: the others (e.g. a second
@@ -108,11 +109,13 @@ def decide_row(folder: Path, row: dict, *, source_id: str, file_column: str, id_
     path = _resolve_inside(folder, rel)
     if path is None:
         return FileRecord(status="rejected", reason=f"rejected: {rel!r} lies outside {folder}", licence=decision, **base)
-    if not path.is_file():
-        return FileRecord(status="rejected", reason=f"rejected: file {rel!r} not found", licence=decision, **base)
+    if not path.is_file():  # a FIFO, socket, device or folder is rejected like a corrupt image, never opened
+        kind = files.not_regular(path)
+        return FileRecord(status="rejected", reason=f"rejected: file {rel!r} " + (f"is {kind}, not a regular file" if kind else "not found"),
+                          licence=decision, **base)
     if path.stat().st_size > MAX_FILE_BYTES:
         return FileRecord(status="rejected", reason=f"rejected: file larger than {MAX_FILE_BYTES} bytes", licence=decision, **base)
-    data = path.read_bytes()
+    data = files.read_regular(path, f"image {rel!r}")
     try:
         info = images.inspect(data)
         if max_side:

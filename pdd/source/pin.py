@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pdd import snapshot
+from pdd.core import files
 from pdd.core.errors import PddError
 from pdd.core.hashing import canonical_json, hash_file, sha256_bytes, write_json
 from pdd.snapshot import DEFAULT_DIR, SCHEMA, SNAPSHOT_FORMAT, WRITE_OPTIONS, content_hash, read_meta, snapshot_name
@@ -127,8 +128,11 @@ def write_parquet(rows: list[dict], path: Path, name: str, digest: str, read_ima
                 writer.write_table(pa.table(cols, schema=schema), row_group_size=group)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)  # a failed pin leaves nothing behind
+        if isinstance(exc, OSError):  # e.g. disk full: one line, not a traceback
+            raise PddError(f"{path}: cannot write snapshot {name!r} ({exc.strerror or exc}); nothing was written: "
+                           f"free space in {path.parent} and pin again") from None
         raise
     if replace:
         os.replace(tmp, path)
@@ -258,7 +262,7 @@ def pin_from(source: str | Path, name: str, out_dir: str | Path = DEFAULT_DIR, e
     OUT_DIR or in STORE's snapshots (when given), is refused; the store is not written to."""
     name = snapshot_name(name)
     out_dir = _snapshots_dir(out_dir)
-    source = Path(source)
+    source = files.regular_file(source, "the snapshot to pin from", "pass --from NAME or the path of a pinned .parquet file")
     src_digest, problems = snapshot.verify(source)
     if problems:
         raise PddError(f"{source}: cannot pin from it: {len(problems)} problem(s): {'; '.join(problems[:3])}")

@@ -4,6 +4,7 @@ rule audit:
         snapshot=config["snapshot"]["path"],
         exclusions='data/exclusions.tsv',
         code=[
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/ids.py',
             'pdd/exclusions.py',

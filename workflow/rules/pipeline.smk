@@ -13,6 +13,7 @@ rule pipeline:
         code=[
             'pdd/card.py',
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/ids.py',
             'pdd/core/images.py',
