@@ -123,6 +123,7 @@ class Scraper:
         self.pending: list[QueuedResponse] = []         # FIFO of responses whose files are not all stored yet
         self.taken: set[int] = set()           # pageids queued in this process (a file in several categories: once)
         self.sdc: dict[int, dict | None] = {}  # pageid -> its MediaInfo entity (None: none given), fetched, not yet used
+                                               # (one of the wrong type is kept: build_record rejects its file)
         self.stopped = False                   # --limit reached
 
     def file_params(self, cat: CategoryState) -> dict:
@@ -139,8 +140,8 @@ class Scraper:
             if not isinstance(entities, dict):
                 raise PddError(f"{self.client.api_url} (wbgetentities): malformed API response ('entities' is a {type(entities).__name__})")
             for mid, ent in entities.items():
-                if mid[1:].isdigit() and isinstance(ent, dict):
-                    out[int(mid[1:])] = ent
+                if mid[1:].isdigit():
+                    out[int(mid[1:])] = ent  # (an entity of the wrong type rejects its file: records.sdc_problem)
         return out
 
     # ---- reading one category --------------------------------------------------------------
