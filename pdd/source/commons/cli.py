@@ -122,11 +122,11 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, help="stop after this many accepted files (the next run continues)")
     bounds = ListingBounds()
     p.add_argument("--max-idle-requests", type=int, default=bounds.max_idle_requests, metavar="N",
-                   help="stop when N listing requests in a row of one category name no new file or subcategory (the next run continues)")
+                   help="stop when N listing requests in a row of one category name no new file or subcategory (the next run continues; default %(default)s)")
     p.add_argument("--max-category-requests", type=int, default=bounds.max_category_requests, metavar="N",
-                   help="stop after N listing requests of one category in one run (each serves up to 50 files; the next run continues)")
+                   help="stop after N listing requests of one category in one run (each serves up to 50 files; the next run continues; default %(default)s)")
     p.add_argument("--category-deadline", type=float, default=bounds.category_deadline, metavar="SECONDS",
-                   help="stop when one category's listing has taken this long in one run (the next run continues)")
+                   help="stop when one category's listing has taken this long in one run (the next run continues; default %(default)s)")
     p.set_defaults(func=cmd_scrape)
 
     p = sub.add_parser("mirror", help="an offline MediaWiki-compatible mirror for tests and offline runs")
