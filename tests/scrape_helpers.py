@@ -44,5 +44,17 @@ def digest(db: Path) -> dict:
             "accepted": sorted(r["file_id"] for r in revs if r["status"] == "accepted")}
 
 
+def tables(db: Path) -> dict:
+    """Every table of the store, row by row (in a stable order), and the blob folder's files: for
+    before/after comparisons of a run that must lose and add nothing."""
+    with Store(db, read_only=True) as store:
+        names = [r["table_name"] for r in store.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1")]
+        out = {name: repr(store.con.execute(f"SELECT * FROM {name} ORDER BY ALL").fetchall()) for name in names}
+        blob_dir = store.blob_dir
+    out["blobs"] = {p.name: hash_file(p) for p in sorted(blob_dir.iterdir())} if blob_dir.exists() else {}
+    return out
+
+
 def pdd_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "pdd", *map(str, args)]

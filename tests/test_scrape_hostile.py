@@ -251,3 +251,32 @@ def test_category_that_does_not_exist_is_a_warning(server, tmp_path, depth):
         report = Scraper(store, client(server, notify=lines.append), cfg).run()
     assert report.finished and report.empty_roots == ["Category:Paintngs by nobody"]
     assert len(lines) == 1 and "Category:Paintngs by nobody has no files and no subcategories" in lines[0]
+
+
+P6216_PD = {"mainsnak": {"snaktype": "value", "datavalue": {"value": {"id": "Q19652"}}}, "rank": "normal"}
+
+
+@pytest.mark.parametrize("entity", [
+    {"statements": {"P6216": [{"mainsnak": {"snaktype": "value", "datavalue": "Q19652"}}]}},
+    {"statements": {"P6216": [{"mainsnak": {"snaktype": "value", "datavalue": None}}]}},
+    {"statements": {"P275": [{"mainsnak": {"snaktype": ["value"]}}]}},
+    {"statements": {"P6216": [{"mainsnak": {"snaktype": "value", "datavalue": {"value": {"id": ["Q19652"]}}}}]}},
+    {"statements": {"P6216": [{**P6216_PD, "rank": ["normal"]}]}},
+    {"statements": {"P6216": [{**P6216_PD, "qualifiers": {"P1001": 5}}]}},
+    {"statements": {"P6216": [{**P6216_PD, "qualifiers": {"P518": [{"snaktype": "value", "datavalue": "x"}]}}]}},
+    {"statements": {"P6216": [P6216_PD]}, "labels": {"en": {"language": "en", "value": 5}}},
+    "M11",   # the entity itself
+], ids=["datavalue", "datavalue-null", "snaktype", "item-id", "rank", "qualifiers", "qualifier-datavalue", "caption", "entity"])
+def test_garbled_sdc_value_rejects_its_file_and_the_scrape_goes_on_and_reruns(server, tmp_path, entity):
+    """(issue 25, minor) These crashed every rerun (AttributeError/TypeError in the decision or the
+    captions), or (an entity that is not an object) were read as "no SDC" and decided without it."""
+    other = page(12, extmetadata={**PD_EM, "License": {"value": "cc-by-sa-4.0"}})   # decided after it, without SDC
+    ent = entity if isinstance(entity, str) else {"id": "M11", **entity}
+    serve_batch({"batchcomplete": True, "query": {"pages": [page(11), other]}, "_sdc": {"entities": {"M11": ent}}})
+    for run in range(2):
+        report, rows, _lines = scrape_once(server, tmp_path, sdc=True)
+        assert report.finished and set(rows) == {"commons:11", "commons:12"}
+        assert rows["commons:11"]["status"] == "rejected" and rows["commons:11"]["sha256"] is None
+        assert rows["commons:11"]["reason"].startswith("rejected: garbled Structured Data in the API response (")
+        assert "not public domain or CC0" in rows["commons:12"]["reason"]
+        assert report.unchanged == (2 if run else 0)     # the rerun: nothing new, nothing lost

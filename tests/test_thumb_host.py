@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pdd.source.commons.http import CommonsClient, MediaRejected, media_url_problem
+from pdd.source.commons.http import CommonsClient, MediaRejected, api_hop_problem, media_hop_problem, media_url_problem, url_target
 from scrape_helpers import EMAIL
 
 HOSTS = {"127.0.0.1", "upload.wikimedia.org"}
@@ -82,3 +82,19 @@ def test_escape_is_never_fetched_directly_or_by_redirect(server):
         client.media(f"http://127.0.0.1:{port}/hop")
     assert Server.hits == [(f"127.0.0.1:{port}", "/hop")]   # the redirect target was never requested
     assert client.media(f"http://127.0.0.1:{port}/x.jpg") == b"bytes"
+
+
+def test_hop_rules_for_api_calls_and_media():
+    """(issue 25, class 4) An API call's hop keeps the configured API's scheme, host and port (or is its
+    https upgrade); a media hop keeps to the media hosts and never goes from https down to http."""
+    api = url_target("http://127.0.0.1:8080/w/api.php")
+    assert api_hop_problem("http://127.0.0.1:8080/w/api.php?x=1", api) is None
+    assert api_hop_problem("https://127.0.0.1/w/api.php", api) is None          # the https upgrade
+    assert "not the configured API host http://127.0.0.1:8080" in api_hop_problem("http://127.0.0.1:8081/w/api.php", api)
+    assert "not the configured API host" in api_hop_problem("http://localhost:8080/w/api.php", api)
+    assert "backslash" in api_hop_problem("http://localhost:8080\\@127.0.0.1:8080/w/api.php", api)
+    secure = url_target("https://commons.wikimedia.org/w/api.php")
+    assert "http://commons.wikimedia.org:80 is not" in api_hop_problem("http://commons.wikimedia.org/w/api.php", secure)
+    assert media_hop_problem("https://upload.wikimedia.org/b.jpg", "https://upload.wikimedia.org/a.jpg", HOSTS) is None
+    assert "https down to http" in media_hop_problem("http://upload.wikimedia.org/b.jpg", "https://upload.wikimedia.org/a.jpg", HOSTS)
+    assert "not configured" in media_hop_problem("https://evil.example/b.jpg", "https://upload.wikimedia.org/a.jpg", HOSTS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from pdd.core.errors import PddError
+from pdd.source.commons.bounds import ListingBounds
 
 
 def cmd_scrape(args) -> int:
@@ -20,8 +21,13 @@ def cmd_scrape(args) -> int:
     client = client_from_args(args)  # validates --email before the database is touched
     if args.limit is not None and args.limit < 1:
         raise PddError("--limit must be at least 1")
+    for option, value in (("--max-idle-requests", args.max_idle_requests), ("--max-category-requests", args.max_category_requests),
+                          ("--category-deadline", args.category_deadline)):
+        if not value >= 1:  # (also NaN)
+            raise PddError(f"{option} {value} must be at least 1")
     cfg = ScrapeConfig(api=args.api, categories=args.category or ["Category:PD-Art (PD-old-100)"], depth=args.depth,
-                       limit=args.limit, thumb_width=args.thumb_width, sdc=not args.no_sdc)
+                       limit=args.limit, thumb_width=args.thumb_width, sdc=not args.no_sdc,
+                       bounds=ListingBounds(args.max_idle_requests, args.max_category_requests, args.category_deadline))
     t0 = time.monotonic()
     with Store(args.db) as store:
         progress = Progress(client)
@@ -114,6 +120,13 @@ def register(sub) -> None:
     p.add_argument("--category", action="append", help='root category (repeatable; default "Category:PD-Art (PD-old-100)")')
     p.add_argument("--depth", type=int, default=3, help="how many levels of subcategories to follow")
     p.add_argument("--limit", type=int, help="stop after this many accepted files (the next run continues)")
+    bounds = ListingBounds()
+    p.add_argument("--max-idle-requests", type=int, default=bounds.max_idle_requests, metavar="N",
+                   help="stop when N listing requests in a row of one category name no new file or subcategory (the next run continues; default %(default)s)")
+    p.add_argument("--max-category-requests", type=int, default=bounds.max_category_requests, metavar="N",
+                   help="stop after N listing requests of one category in one run (each serves up to 50 files; the next run continues; default %(default)s)")
+    p.add_argument("--category-deadline", type=float, default=bounds.category_deadline, metavar="SECONDS",
+                   help="stop when one category's listing has taken this long in one run (the next run continues; default %(default)s)")
     p.set_defaults(func=cmd_scrape)
 
     p = sub.add_parser("mirror", help="an offline MediaWiki-compatible mirror for tests and offline runs")

@@ -5,7 +5,10 @@ project and a real contact address (obviously fake ones are refused), ``maxlag=5
 429/503, the maxlag/ratelimited errors (HTTP 200), timeouts, resets, truncated or malformed bodies are
 retried after ``Retry-After`` or a capped exponential backoff, at most ``max_retries`` times, then a
 PddError that leaves the resume state intact. Each request has a total deadline and a size cap.
-Media are downloaded only from the configured hosts, every redirect hop checked again.
+Redirects are followed by hand (at most ``MAX_REDIRECTS`` hops), each hop checked before it is
+fetched: an API call stays on the configured API's scheme, host and port (or its https upgrade), media
+stay on the configured media hosts and never drop from https to http. A hop elsewhere is refused with
+one line naming both hosts, and nothing from it is read.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import sys
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import requests
 import urllib3.exceptions
@@ -30,6 +33,7 @@ RETRY_API_CODES = {"maxlag", "ratelimited", "readonly", "internal_api_error_DBQu
 FAKE_DOMAINS = {"example.com", "example.org", "example.net", "test.com", "domain.com", "email.invalid", "foo.com", "bar.com",
                 "localhost", "mailinator.com"}
 FAKE_TLDS = {"example", "invalid", "test", "localhost", "local"}
+MAX_REDIRECTS = 5   # hops followed per request (each one checked against the allowed hosts before it is fetched)
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+)$")
 
 
@@ -81,10 +85,21 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     return max(0.0, min(cap, when.timestamp() - time.time()))
 
 
-def media_url_problem(url, hosts: set[str]) -> str | None:
-    """Why URL may not be fetched from HOSTS, or None. The host is checked as `requests` will connect
-    to it (its prepared URL, parsed by urllib3), and must agree with urllib's reading: URLs where the
-    two differ (`http://localhost:P\\@127.0.0.1:P/x.jpg`: urlsplit reads 127.0.0.1, requests connects
+class Target(NamedTuple):
+    """Where `requests` will connect for a URL: scheme, host (lower case) and port (the default filled in)."""
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def netloc(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def url_target(url) -> Target | str:
+    """The Target of URL, or why it may not be fetched at all. The host is read as `requests` will
+    connect to it (its prepared URL, parsed by urllib3), and must agree with urllib's reading: URLs where
+    the two differ (`http://localhost:P\\@127.0.0.1:P/x.jpg`: urlsplit reads 127.0.0.1, requests connects
     to localhost) are refused, and so are backslashes, userinfo, whitespace and control characters."""
     if not isinstance(url, str) or not url:
         return "not a URL"
@@ -99,6 +114,7 @@ def media_url_problem(url, hosts: set[str]) -> str | None:
         if "@" in split.netloc:
             return "userinfo (user@) in URL"
         connect = urllib3.util.parse_url(requests.Request("GET", url).prepare().url)
+        port = split.port
     except Exception as exc:  # noqa: BLE001 - any parse failure refuses
         return f"unparsable URL ({type(exc).__name__})"
     if connect.auth:
@@ -106,9 +122,39 @@ def media_url_problem(url, hosts: set[str]) -> str | None:
     ours, theirs = (split.hostname or "").lower(), (connect.host or "").lower().strip("[]")
     if ours != theirs:
         return f"ambiguous host ({ours!r} or {theirs!r})"
-    if theirs not in hosts:
-        return f"host {theirs!r} is not configured"
+    if (connect.port or None) != (port or None):
+        return f"ambiguous port ({port!r} or {connect.port!r})"
+    return Target(split.scheme.lower(), theirs, port or (443 if split.scheme.lower() == "https" else 80))
+
+
+def media_url_problem(url, hosts: set[str]) -> str | None:
+    """Why URL may not be fetched from HOSTS, or None (url_target's checks, then the host)."""
+    target = url_target(url)
+    if isinstance(target, str):
+        return target
+    if target.host not in hosts:
+        return f"host {target.host!r} is not configured"
     return None
+
+
+def api_hop_problem(url, api: Target) -> str | None:
+    """Why a redirect of an API call to URL may not be followed, or None: the hop must stay on the
+    configured API's scheme, host and port, or be its https upgrade (same host, port 443)."""
+    target = url_target(url)
+    if isinstance(target, str):
+        return target
+    if target != api and target != Target("https", api.host, 443):
+        return f"{target.scheme}://{target.netloc} is not the configured API host {api.scheme}://{api.netloc}"
+    return None
+
+
+def media_hop_problem(url, previous: str, hosts: set[str]) -> str | None:
+    """Why a media redirect from PREVIOUS to URL may not be followed, or None: a configured host, and
+    never from https down to http."""
+    problem = media_url_problem(url, hosts)
+    if problem is None and previous.lower().startswith("https:") and not url.lower().startswith("https:"):
+        problem = "a redirect from https down to http"
+    return problem
 
 
 class CommonsClient:
@@ -120,8 +166,10 @@ class CommonsClient:
                  sleep: Callable[[float], None] = time.sleep, total_timeout: float | None = None,
                  max_api_bytes: int = 64 * 1024 * 1024, notify: Callable[[str], None] | None = None):
         split = urllib.parse.urlsplit(api)
-        if split.scheme not in ("http", "https") or not split.hostname:
+        target = url_target(api)
+        if split.scheme not in ("http", "https") or not split.hostname or isinstance(target, str):
             raise PddError(f"--api {api!r} is not an http(s) URL of api.php")
+        self.api_target = target
         self.api_url, self.email = api, validate_email(email)
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_base, self.backoff_cap, self.retry_after_cap = backoff_base, backoff_cap, retry_after_cap
@@ -174,9 +222,10 @@ class CommonsClient:
         def once() -> dict:
             self.stats.api_requests += 1
             try:
-                r = self.session.get(self.api_url, params=query, timeout=self.timeout, stream=True)
-            except requests.TooManyRedirects:
-                raise PddError(f"{what}: the API redirects in a loop (more than {self.session.max_redirects} redirects)") from None
+                r = self._get(self.api_url, query, lambda url, _previous: api_hop_problem(url, self.api_target),
+                              lambda url, problem: PddError(f"{what}: redirect to {url[:120]!r} refused: {problem}; "
+                                                            "nothing from it is recorded"),
+                              lambda: PddError(f"{what}: the API redirects in a loop (more than {MAX_REDIRECTS} redirects)"))
             except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
                 raise PddError(f"{what}: {type(exc).__name__}: {str(exc)[:160]}") from None
             with r:
@@ -232,19 +281,28 @@ class CommonsClient:
     def host_allowed(self, url: str) -> bool:
         return media_url_problem(url, self.media_hosts) is None
 
-    def _get_media(self, url: str):
-        """GET following redirects by hand: every hop must stay on the configured media hosts."""
-        for _hop in range(5):
-            r = self.session.get(url, timeout=self.timeout, stream=True, allow_redirects=False)
+    def _get(self, url: str, params: dict | None, hop_problem: Callable[[str, str], str | None],
+             refused: Callable[[str, str], Exception], loop: Callable[[], Exception]):
+        """GET following redirects by hand (at most MAX_REDIRECTS hops): HOP_PROBLEM(next URL, previous
+        URL) is asked before each hop is fetched, and a problem raises REFUSED(next URL, problem)."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            r = self.session.get(url, params=params, timeout=self.timeout, stream=True, allow_redirects=False)
             if not r.is_redirect:
                 return r
-            nxt = urllib.parse.urljoin(url, r.headers.get("Location", ""))
+            nxt = urllib.parse.urljoin(r.url, r.headers.get("Location", ""))
             r.close()
-            problem = media_url_problem(nxt, self.media_hosts)
+            problem = hop_problem(nxt, r.url)
             if problem:
-                raise MediaRejected(f"redirect to {nxt[:120]!r} leaves the configured hosts {sorted(self.media_hosts)} ({problem})")
-            url = nxt
-        raise MediaRejected(f"too many redirects for {url[:120]!r}")
+                raise refused(nxt, problem)
+            url, params = nxt, None
+        raise loop()
+
+    def _get_media(self, url: str):
+        """GET following redirects by hand: every hop must stay on the configured media hosts."""
+        return self._get(url, None, lambda nxt, previous: media_hop_problem(nxt, previous, self.media_hosts),
+                         lambda nxt, problem: MediaRejected(f"redirect to {nxt[:120]!r} leaves the configured hosts "
+                                                            f"{sorted(self.media_hosts)} ({problem})"),
+                         lambda: MediaRejected(f"too many redirects for {url[:120]!r}"))
 
     def media(self, url: str, verify: Callable[[bytes], str | None] | None = None) -> bytes:
         """Download one URL exactly as the API gave it; ``verify`` returns a problem to retry on."""

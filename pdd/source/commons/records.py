@@ -4,7 +4,8 @@ A file is decided from its imageinfo (extmetadata) and, when read, its Structure
 (``pdd.rights.commons.decide``); only an accepted file's thumbnail is downloaded (the URL the API gave,
 checked by the client), and the bytes must be a usable image of the size the API said (and, for an
 unscaled original, its sha1). Wrongly typed fields in a response are one-line errors or rejected
-files, never tracebacks.
+files, never tracebacks: a Structured Data entity with a value of the wrong type where one is read
+(sdc_problem) rejects its file, and the scrape goes on.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pdd.core.errors import PddError
 from pdd.core.hashing import hash_json
 from pdd.core.ids import check_id
 from pdd.core.images import BadImage, inspect
-from pdd.rights.commons import decide, em_value, media_problem, strip_html
+from pdd.rights.commons import SCOPE_QUALIFIERS, decide, em_value, media_problem, strip_html
 from pdd.source.commons.http import CommonsClient, MediaRejected
 from pdd.source.store import FileRecord, Label, Store
 
@@ -83,6 +84,72 @@ def listing_pages(data: dict, what: str, notify: Callable[[str], None]) -> tuple
     return subcats, files
 
 
+SDC_PROPS = ("P275", "P6216")  # the statements decide() reads: licence, copyright status
+
+
+def _kind(value) -> str:
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _snak_problem(snak, where: str) -> str | None:
+    if not isinstance(snak, dict):
+        return f"{where} is {_kind(snak)}"
+    if not isinstance(snak.get("snaktype", ""), str):
+        return f"{where}.snaktype is {_kind(snak['snaktype'])}"
+    datavalue = snak.get("datavalue", {})
+    if not isinstance(datavalue, dict):
+        return f"{where}.datavalue is {_kind(datavalue)}"
+    value = datavalue.get("value")
+    if isinstance(value, dict) and not isinstance(value.get("id", ""), str):
+        return f"{where}.datavalue.value.id is {_kind(value['id'])}"
+    return None
+
+
+def sdc_problem(entity) -> str | None:
+    """Which value of a MediaInfo entity (wbgetentities) has the wrong type where the licence decision
+    or the captions read it, or None (also for no entity, or a missing one)."""
+    if entity is None:
+        return None
+    if not isinstance(entity, dict):
+        return f"the entity is {_kind(entity)}"
+    if "missing" in entity:
+        return None
+    statements = entity.get("statements") or entity.get("claims") or {}
+    if not isinstance(statements, dict):
+        return f"statements is {_kind(statements)}"
+    for prop in SDC_PROPS:
+        listed = statements.get(prop, [])
+        if not isinstance(listed, list):
+            return f"statements.{prop} is {_kind(listed)}"
+        for n, st in enumerate(listed):
+            where = f"statements.{prop}[{n}]"
+            if not isinstance(st, dict):
+                return f"{where} is {_kind(st)}"
+            if not isinstance(st.get("rank", ""), str):
+                return f"{where}.rank is {_kind(st['rank'])}"
+            problem = _snak_problem(st.get("mainsnak", {}), f"{where}.mainsnak")
+            if problem:
+                return problem
+            quals = st.get("qualifiers") or {}
+            if not isinstance(quals, dict):
+                return f"{where}.qualifiers is {_kind(quals)}"
+            for q in SCOPE_QUALIFIERS:
+                snaks = quals.get(q) or []
+                if not isinstance(snaks, list):
+                    return f"{where}.qualifiers.{q} is {_kind(snaks)}"
+                problem = next((p for i, snak in enumerate(snaks) if (p := _snak_problem(snak, f"{where}.qualifiers.{q}[{i}]"))), None)
+                if problem:
+                    return problem
+    labels = entity.get("labels") or {}
+    if not isinstance(labels, dict):
+        return f"labels is {_kind(labels)}"
+    for lang, label in labels.items():
+        if not isinstance(label, dict) or not isinstance(label.get("value", ""), str):
+            return f"labels.{str(lang)[:20]} is {str(label)[:40]!r}"
+    return None
+
+
 def labels_for(info: dict, sdc: dict | None) -> list[Label]:
     em = info.get("extmetadata") or {}
     em = em if isinstance(em, dict) else {}
@@ -147,6 +214,10 @@ def build_record(client: CommonsClient, page: dict, info: dict | None, sdc: dict
     if not info:
         return FileRecord(**base, status="rejected", reason="rejected: no imageinfo in the API response (missing or deleted file)",
                           provenance={"api": client.api_url, "pageid": pid, "title": title})
+    garbled = sdc_problem(sdc)
+    if garbled:  # (fail closed: never decided without it, never a traceback)
+        return FileRecord(**base, status="rejected", reason=f"rejected: garbled Structured Data in the API response ({garbled})",
+                          mime=info.get("mime"), source_sha1=info.get("sha1"), provenance=provenance_for(client.api_url, page, info, sdc))
     decision = decide(info.get("extmetadata"), sdc)
     common = dict(licence=decision, source_sha1=info.get("sha1"), provenance=provenance_for(client.api_url, page, info, sdc),
                   labels=labels_for(info, sdc), source_url=info.get("thumburl"))
@@ -201,8 +272,7 @@ def refetch(store: Store, client: CommonsClient, pageid: int, thumb_width: int =
     ent = None
     if sdc:
         entities = client.api({"action": "wbgetentities", "ids": f"M{pageid}"}).get("entities") or {}
-        ent = entities.get(f"M{pageid}") if isinstance(entities, dict) else None
-        ent = ent if isinstance(ent, dict) else None
+        ent = entities.get(f"M{pageid}") if isinstance(entities, dict) else None  # (of the wrong type: build_record rejects)
     cur = store.latest_revision(f"{SOURCE_ID}:{pageid}")
 
     def existing(url: str) -> bytes | None:

@@ -9,10 +9,16 @@ for resuming (pdd/source/commons/state.py). Structured Data on Commons with ``wb
 per call: files wait, across responses and categories, until 50 of them can share a call (SDC is read
 only for files extmetadata would accept). Then each file is decided and, when accepted, its thumbnail
 downloaded (pdd/source/commons/records.py). Progress is the tqdm bar `pdd scrape` shows on a terminal.
+
+Every listing is bounded (ScrapeConfig): requests in a row that name no file or subcategory new to the
+listing, requests per category, and seconds per category, in this process. A bound hit stops the scrape
+with one line naming the category, the bound and its option; every continuation committed so far is
+kept, so the same command resumes where it stopped.
 """
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -21,6 +27,7 @@ from tqdm.auto import tqdm
 from pdd.core.errors import PddError
 from pdd.core.hashing import hash_json
 from pdd.rights.commons import decide, media_problem
+from pdd.source.commons.bounds import ListingBounds
 from pdd.source.commons.http import DEFAULT_API, CommonsClient
 from pdd.source.commons.records import IIPROP, SOURCE_ID, build_record, continue_of, listing_pages, meta_hash
 from pdd.source.commons.state import CategoryState, FileStatus, ScrapeState
@@ -39,6 +46,7 @@ class ScrapeConfig:
     limit: int | None = None
     thumb_width: int = 512
     sdc: bool = True
+    bounds: ListingBounds = field(default_factory=ListingBounds)   # (not in key(): raising one resumes the run)
 
     def key(self) -> dict:
         return {"api": self.api, "categories": list(self.categories), "depth": self.depth, "thumb_width": self.thumb_width, "sdc": self.sdc}
@@ -115,6 +123,7 @@ class Scraper:
         self.pending: list[QueuedResponse] = []         # FIFO of responses whose files are not all stored yet
         self.taken: set[int] = set()           # pageids queued in this process (a file in several categories: once)
         self.sdc: dict[int, dict | None] = {}  # pageid -> its MediaInfo entity (None: none given), fetched, not yet used
+                                               # (one of the wrong type is kept: build_record rejects its file)
         self.stopped = False                   # --limit reached
 
     def file_params(self, cat: CategoryState) -> dict:
@@ -131,8 +140,8 @@ class Scraper:
             if not isinstance(entities, dict):
                 raise PddError(f"{self.client.api_url} (wbgetentities): malformed API response ('entities' is a {type(entities).__name__})")
             for mid, ent in entities.items():
-                if mid[1:].isdigit() and isinstance(ent, dict):
-                    out[int(mid[1:])] = ent
+                if mid[1:].isdigit():
+                    out[int(mid[1:])] = ent  # (an entity of the wrong type rejects its file: records.sdc_problem)
         return out
 
     # ---- reading one category --------------------------------------------------------------
@@ -147,10 +156,14 @@ class Scraper:
         params = self.file_params(cat)
         seen_conts: set[str] = set()   # continuations of this category (A, B, A, B never ends)
         in_batch: set[int] = set()     # files given imageinfo in this generator batch
+        listed: set = set()            # pageids given imageinfo and subcategories named, in this listing (progress)
         found, c = 0, dict(cat.files_cont or {})
+        requests, idle, t0 = 0, 0, time.monotonic()
         while True:
             data = self.client.api({**params, **c})
+            requests += 1
             subcats, files = listing_pages(data, what, self.client.notify)
+            new = len(listed)
             nxt = continue_of(data, what)
             if nxt:
                 key = hash_json(nxt)
@@ -160,6 +173,7 @@ class Scraper:
                 seen_conts.add(key)
             if subcats and cat.depth < self.cfg.depth:
                 state.queue_subcats(cat, subcats)
+            listed.update(subcats)
             complete = "batchcomplete" in data or not nxt
             items = []
             for page in files:
@@ -168,6 +182,7 @@ class Scraper:
                 if pid in in_batch or not (given or complete):
                     continue  # (listed again in a later response of the batch, or its imageinfo is still to come)
                 in_batch.add(pid)
+                listed.add(pid)
                 if pid in self.taken or state.file_done(pid):
                     self.report.duplicates += 1
                     continue
@@ -181,7 +196,25 @@ class Scraper:
             self.drain(state)
             if self.stopped or not nxt:
                 return found
+            idle = 0 if len(listed) > new else idle + 1
+            self.check_bounds(cat, requests, idle, time.monotonic() - t0)
             c = dict(nxt)  # replace the whole continue set
+
+    def check_bounds(self, cat: CategoryState, requests: int, idle: int, elapsed: float) -> None:
+        """Stop (one line) when CAT's listing has hit a bound of ScrapeConfig; called after a response is
+        queued, so every continuation committed so far is kept and the same command resumes."""
+        cfg = self.cfg.bounds
+        if idle >= cfg.max_idle_requests:
+            hit = (f"{idle} listing requests in a row named no new file or subcategory (the continuation keeps changing)",
+                   f"--max-idle-requests (now {cfg.max_idle_requests})")
+        elif requests >= cfg.max_category_requests:
+            hit = f"{requests} listing requests did not reach its end", f"--max-category-requests (now {cfg.max_category_requests})"
+        elif elapsed >= cfg.category_deadline:
+            hit = f"its listing did not end within {elapsed:.0f} s", f"--category-deadline (now {cfg.category_deadline:g} s)"
+        else:
+            return
+        raise PddError(f"{self.client.api_url}: {cat.title}: {hit[0]}; stopped (what is stored is kept, the same command "
+                       f"resumes here); if this category really is like that, raise {hit[1]}")
 
     # ---- deciding and storing, in order ------------------------------------------------------
     def drain(self, state: ScrapeState, final: bool = False) -> None:
