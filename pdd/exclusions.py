@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-import stat
 import sys
 from pathlib import Path
 
@@ -39,16 +38,11 @@ def _date_problem(date: str) -> str | None:
 
 
 def _text(path: Path) -> str:
-    """The list's text: a regular file, UTF-8 (a leading BOM dropped), line ends normalised to \\n."""
+    """The list's text: a regular file (no hang on a FIFO: pdd.core.files), UTF-8 (a leading BOM dropped),
+    line ends normalised to \\n."""
     try:
-        st = path.stat()
-    except OSError as exc:
-        raise PddError(f"{path}: cannot read the exclusion list ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise PddError(f"{path}: is {kind}, not the exclusion list; pass --exclusions PATH to a TSV file")
-    try:
-        data = path.read_bytes()
+        data = files.read_regular(path, "the exclusion list",
+                                  hint="pass --exclusions PATH to the takedown list (a data/exclusions.tsv file)")
         text = data.decode("utf-8-sig")
     except OSError as exc:
         raise PddError(f"{path}: cannot read the exclusion list ({exc.strerror or exc})") from None
@@ -66,7 +60,6 @@ def read(path: str | Path = DEFAULT_PATH) -> dict[str, dict]:
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return {}
-    files.regular_file(path, "the exclusion list", "pass --exclusions PATH to the takedown list (a data/exclusions.tsv file)")
     out: dict[str, dict] = {}
     for no, line in enumerate(_text(path).split("\n"), 1):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -66,7 +66,7 @@ def open_regular(path: str | Path, what: str, mode: str = "rb", *, hint: str | N
         raise
 
 
-def read_regular(path: str | Path, what: str) -> bytes:
+def read_regular(path: str | Path, what: str, *, hint: str | None = None) -> bytes:
     """The bytes of PATH, refusing anything but a regular file (NotRegularFile)."""
-    with open_regular(path, what) as fh:
+    with open_regular(path, what, hint=hint) as fh:
         return fh.read()
