@@ -352,6 +352,10 @@ def cmd_generate(args) -> int:
     from diffusers.utils import logging as diffusers_logging  # lazy: the same
     from transformers.utils import logging as transformers_logging  # lazy: the same
 
+    # before the libraries' modules load: transformers 5 warns at import time (e.g. that torchvision is
+    # absent and CLIPImageProcessor falls back to PIL); our own one-line messages say what matters
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
     from pdd.train import imaging, pipeline  # lazy: the same
 
     if args.threads:
