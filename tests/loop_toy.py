@@ -102,4 +102,8 @@ def loop_is_main(result) -> bool:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except loop.PddError as exc:   # as the stage runner does: one line, exit 2
+        print(f"loop_toy: error: {exc}", file=sys.stderr)
+        raise SystemExit(2)

@@ -4,7 +4,11 @@ that switches torch's kernels by params.yaml `compute` (`apply`, called by the
 stage runner before a stage runs): deterministic algorithms, cuDNN deterministic
 without benchmarking, TF32 off and CUBLAS_WORKSPACE_CONFIG when
 compute.deterministic is true; the fastest kernels when it is false. `record`
-says what the process really ran with; every manifest carries it."""
+says what the process really ran with; every manifest carries it.
+
+torch (and xformers, diffusers) are imported inside the functions that use them, not at the top: the
+runner imports this module for every stage, and audit, export and tokenizer never load torch (importing
+it costs about 1.5 s here)."""
 from __future__ import annotations
 
 import hashlib

@@ -26,7 +26,9 @@ no hand-written device or DDP code here.
 Determinism: the caller seeds everything before building the model (pdd.core.determinism.seed_everything).
 Checkpoints hold model, optimizer, scheduler, EMA, every RNG state (accelerate's save_state plus the
 named generators) and the metric history; `resume=True` continues from the newest complete checkpoint
-and ends bit-identical to an uninterrupted run on the same machine.
+and ends bit-identical to an uninterrupted run on the same machine. Nothing in a checkpoint needs pickle
+to load (safetensors, and torch.load with weights_only for the rest), and a resume first refuses a
+checkpoint holding a file it did not write or one changed since (progress.json lists their sha256).
 
 Tests interrupt a run for real with PDD_TRAIN_KILL_AFTER_STEP=N: the process SIGKILLs itself right
 after optimizer step N (and its checkpoint, if one is due).
@@ -52,12 +54,14 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from pdd.core.determinism import derive_seed, torch_generator
-from pdd.core.hashing import write_atomic
+from pdd.core.hashing import hash_file, write_atomic
 from pdd.core.errors import PddError
 from pdd.train.data import epoch_order
 
 KILL_ENV = "PDD_TRAIN_KILL_AFTER_STEP"
 PROGRESS = "progress.json"
+TRAIN_STATE = "train-state.pt"   # the LR schedule's and the EMA's state: tensors and numbers, loaded weights_only
+CHECKPOINT_FORMAT = 2            # progress.json lists the sha256 of every file the checkpoint wrote
 
 
 class Rngs:
@@ -276,7 +280,8 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
                         generator=torch_generator(seed, task.name, "loader"))
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     frozen = {k: _freeze(accelerator, m) for k, m in task.frozen.items()}
-    accelerator.register_for_checkpointing(scheduler)
+    # the scheduler and the EMA are not registered with accelerate: it would pickle them and load them
+    # back with weights_only=False (code from a planted file would run); _save writes their state dicts
     ema = None
     if cfg.ema.decay > 0:
         # here, not at the top: diffusers.training_utils takes ~2.5 s to import where no other diffusers
@@ -286,12 +291,16 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
         ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema.decay,
                        use_ema_warmup=cfg.ema.warmup, foreach=False)
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
     rngs = Rngs(seed, task.name, accelerator.process_index, accelerator.device, accelerator.num_processes)
     rt = Runtime(rngs, frozen, accelerator.device, start, accelerator)
     if start:
-        accelerator.load_state(str(found[-1]))  # model, optimizer, scheduler, EMA and every global RNG
-        rngs.load_state_dict(torch.load(found[-1] / f"rngs-rank{accelerator.process_index}.pt", weights_only=True))
+        verify_checkpoint(found[-1], state)   # before anything in it is read
+        accelerator.load_state(str(found[-1]))  # model (safetensors), optimizer and every global RNG (weights_only)
+        extra = _load_tensors(found[-1] / TRAIN_STATE)
+        scheduler.load_state_dict(extra["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(extra["ema"])
+        rngs.load_state_dict(_load_tensors(found[-1] / f"rngs-rank{accelerator.process_index}.pt"))
         if accelerator.is_main_process:
             print(f"{task.name}: resumed from {found[-1]} (step {start} of {total})", file=sys.stderr)
 
@@ -337,7 +346,7 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
             if task.evaluate:
                 state["val"].append({"step": step, **metrics})
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            _save(accelerator, ckpt_dir, step, state, rngs)
+            _save(accelerator, ckpt_dir, step, state, rngs, scheduler, ema)
         if kill_after and step == kill_after:
             bar.close()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -387,8 +396,9 @@ def _evaluate(task: Task, model, ema, rt, accelerator, with_preview: bool):
     return metrics, image
 
 
-def _save(accelerator, ckpt_dir: Path, step: int, state: dict, rngs: Rngs) -> None:
-    """Checkpoint into step-N; complete only once progress.json is written (last), older ones removed."""
+def _save(accelerator, ckpt_dir: Path, step: int, state: dict, rngs: Rngs, scheduler, ema) -> None:
+    """Checkpoint into step-N; complete only once progress.json is written (last, with the sha256 of every
+    file written before it), older ones removed. Nothing in it needs pickle to load."""
     path = ckpt_dir / f"step-{step:08d}"
     if accelerator.is_main_process and path.exists():
         shutil.rmtree(path)
@@ -396,12 +406,55 @@ def _save(accelerator, ckpt_dir: Path, step: int, state: dict, rngs: Rngs) -> No
     accelerator.save_state(str(path), safe_serialization=True)
     path.mkdir(parents=True, exist_ok=True)
     torch.save(rngs.state_dict(), path / f"rngs-rank{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        torch.save({"scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None},
+                   path / TRAIN_STATE)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_atomic(path / PROGRESS, json.dumps({**state, "step": step}).encode("utf-8"))
+        files = {rel: hash_file(path / rel) for rel in _checkpoint_files(path)}
+        record = {**state, "step": step, "format": CHECKPOINT_FORMAT, "files": files}
+        write_atomic(path / PROGRESS, json.dumps(record).encode("utf-8"))
         for old in checkpoints(ckpt_dir)[:-1]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def _checkpoint_files(path: Path) -> list[str]:
+    """Every entry below a checkpoint folder but progress.json (links and odd files included), sorted."""
+    out = []
+    for dirpath, dirs, names in os.walk(path):
+        for name in [*names, *(d for d in dirs if Path(dirpath, d).is_symlink())]:
+            out.append(Path(dirpath, name).relative_to(path).as_posix())
+    return sorted(set(out) - {PROGRESS})
+
+
+def verify_checkpoint(path: Path, progress: dict) -> None:
+    """Refuse a checkpoint holding anything it did not write: every file must be listed in its progress.json
+    with the sha256 recorded when it was written, and be a regular file. Pops the record from `progress`."""
+    files = progress.pop("files", None)
+    if progress.pop("format", None) != CHECKPOINT_FORMAT or not isinstance(files, dict):
+        raise PddError(f"{path}: a checkpoint without a digest of its files (an older format); rerun without --resume")
+    present = _checkpoint_files(path)
+    for rel in present:
+        if rel not in files:
+            raise PddError(f"{path}: {rel!r} was not written by this checkpoint; nothing was loaded (remove the "
+                           "file, or rerun without --resume)")
+    for rel, digest in sorted(files.items()):
+        entry = path / rel
+        if rel not in present or entry.is_symlink() or not entry.is_file():
+            raise PddError(f"{path}: {rel!r} is missing or not a regular file; nothing was loaded (rerun without --resume)")
+        if hash_file(entry) != digest:
+            raise PddError(f"{path}: {rel!r} changed after the checkpoint was written; nothing was loaded "
+                           "(rerun without --resume)")
+
+
+def _load_tensors(path: Path):
+    """torch.load with weights_only: tensors and plain data, never code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # pickle.UnpicklingError for anything but tensors and plain data
+        raise PddError(f"{path}: not a checkpoint file this project wrote ({type(exc).__name__}); "
+                       "rerun without --resume") from None
 
 
 def history_tsv(result: Result) -> tuple[str, str]:
