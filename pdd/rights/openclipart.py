@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
+from xml.parsers import expat
 
 from pdd.rights.text import LicenceDecision
 
@@ -61,8 +62,6 @@ class UnsafeXML(ValueError):
 def _safe_parse(data: bytes) -> ET.Element:
     """pyexpat into an ElementTree, refusing entity/notation declarations and external entity
     references (defusedxml's policy); a DOCTYPE with only an external id is allowed (never fetched)."""
-    from xml.parsers import expat
-
     tb = ET.TreeBuilder()
     px = expat.ParserCreate(None, "}")
     px.buffer_text = True
