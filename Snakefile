@@ -22,13 +22,16 @@ validate(config, "workflow/schemas/params.schema.yaml")
 
 
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/curate.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/clip.smk"
+include: "workflow/rules/judge.smk"
 include: "workflow/rules/vae.smk"
 include: "workflow/rules/latents.smk"
 include: "workflow/rules/unet.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/quality.smk"
 include: "workflow/rules/memorization.smk"
 include: "workflow/rules/pipeline.smk"
 
@@ -37,5 +40,6 @@ rule all:
     default_target: True
     input:
         'models/samples',
+        'models/quality',
         'models/memorization',
         'models/pipeline',

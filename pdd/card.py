@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from pdd import exclusions, snapshot
+from pdd.core.report_tables import quality_table
 from pdd.core.hashing import hash_path, write_json
 from pdd.core.ids import printable
 from pdd.core import shards
@@ -106,7 +107,7 @@ def provenance(params: dict, deps: dict, pipeline_class: str) -> dict:
     for split, _ in exported.values():
         splits[split] = splits.get(split, 0) + 1
     attrib = attribution(deps["snapshot"], deps["export"], params["export"]["caption"]) if "export" in deps else []
-    sample_metrics = json.loads(Path(deps["sample_metrics"]).read_text()) if Path(deps["sample_metrics"]).exists() else {}
+    quality_metrics = json.loads(Path(deps["quality"]).read_text()) if deps.get("quality") and Path(deps["quality"]).exists() else {}
     return {
         "pipeline": pipeline_class,
         "snapshot": {"name": snap["name"], "content_hash": snap["content_hash"], "rows": snap["rows"],
@@ -121,7 +122,7 @@ def provenance(params: dict, deps: dict, pipeline_class: str) -> dict:
         "stages": {k: hash_path(v) for k, v in sorted(deps.items()) if k in ("export", "unet", "latents", "clip", "tokenizer")},
         "params": {k: params[k] for k in ("seed", "export", "tokenizer", "clip", "vae", "latents", "unet", "sample", "memorization")
                    if k in params},
-        "quality": sample_metrics.get("quality", {}),
+        "quality": quality_metrics,
         "memorization": _memorization(deps.get("memorization")),
         "libraries": package_versions(LIBRARIES),
         "safety_checker": None,
@@ -193,12 +194,8 @@ def render(p: dict) -> str:
     src = "\n".join(f"| {k} | {v} |" for k, v in s["sources"].items())
     qual = ""
     if q:
-        qual = (f"\n## Sample quality (no downloaded weights)\n\n| metric | model | floor (train vs val) | ceiling (noise vs val) |\n"
-                f"|---|---|---|---|\n| SWD x1e3 (lower is better) | {q.get('swd', float('nan')):.2f} | "
-                f"{q.get('swd_floor_train', float('nan')):.2f} | {q.get('swd_ceiling_noise', float('nan')):.2f} |\n"
-                f"| FD in our CLIP space | {q.get('fd_clip', float('nan')):.4f} | {q.get('fd_clip_floor_train', float('nan')):.4f} | "
-                f"{q.get('fd_clip_ceiling_noise', float('nan')):.4f} |\n\nOn {q.get('n_samples')} samples against "
-                f"{q.get('n_val')} val images.\n")
+        qual = (f"\n## Sample quality, measured by an independent judge (no downloaded weights)\n\n"
+                f"{quality_table(q)}\n")
     body = f"""
 # PD-Diffusion ({p['pipeline']})
 

@@ -96,7 +96,8 @@ def update_params(root: Path, update: dict) -> None:
 
 
 # Tiny params so the real engines run in seconds on 2 cores.
-TINY = {"export": {"resolutions": [16], "threads": 2},
+TINY = {"curate": {"resolution": 16},
+        "export": {"resolutions": [16], "threads": 2},
         "tokenizer": {"vocab_size": 640, "max_length": 16},
         "clip": {"image_size": 16, "text": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
                  "vision": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "patch_size": 4},
@@ -110,8 +111,14 @@ TINY = {"export": {"resolutions": [16], "threads": 2},
                  "norm_num_groups": 8,
                  "train": {"steps": 6, "batch_size": 8, "eval_every": 3, "checkpoint_every": 2,
                            "schedule": {"kind": "cosine", "warmup_steps": 1, "min_lr_ratio": 0.1}}},
-        "sample": {"prompts": ["a red apple", "a painting of a house"], "images_per_prompt": 1, "steps": 3,
-                   "quality": {"n_samples": 4, "prompts_from_val": True}},
+        "judge": {"image_size": 16, "text": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
+                  "vision": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "patch_size": 4},
+                  "projection_dim": 32,
+                  "train": {"batch_size": 16, "steps": 8, "eval_every": 8, "checkpoint_every": 4,
+                            "schedule": {"kind": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.0}},
+                  "probe": {"steps": 20}},
+        "sample": {"prompts": ["a red apple", "a painting of a house"], "images_per_prompt": 1, "steps": 3},
+        "quality": {"n_samples": 8, "batch_size": 8, "kid_subsets": 4, "grid_prompts": 2, "grid_samples": 2},
         "memorization": {"n_samples": 4, "pixel_size": 8, "show": 2}}
 
 

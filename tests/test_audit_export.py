@@ -11,7 +11,7 @@ from PIL import Image
 
 from pdd import snapshot
 from pdd.core import shards
-from pdd.data import export
+from pdd.data import curate, export
 from pdd.rights import audit
 from pdd.core.errors import PddError
 from pdd.core.hashing import hash_dir
@@ -88,12 +88,12 @@ def test_export_content(tmp_path, generated_snapshot):
         assert caption == (f"{m['title']}, {m['creator']}, {m['date']}" if m["label_licence"] == "cc0" else "a painting")
 
 
-def test_split_depends_on_seed_and_id_only():
-    ids = [f"x:{i}" for i in range(2000)]
-    a = [export.split_of(i, 1, 0.1) for i in ids]
-    assert a == [export.split_of(i, 1, 0.1) for i in ids]
+def test_split_depends_on_seed_and_content_key_only():
+    keys = [f"{i:032x}-000000" for i in range(2000)]
+    a = [curate.split_of_key(k, 1, 0.1) for k in keys]
+    assert a == [curate.split_of_key(k, 1, 0.1) for k in keys]
     assert 150 < a.count("val") < 250
-    assert a != [export.split_of(i, 2, 0.1) for i in ids]
+    assert a != [curate.split_of_key(k, 2, 0.1) for k in keys]
 
 
 def test_captions_only_use_labels_with_allowed_licences():

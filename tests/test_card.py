@@ -52,7 +52,7 @@ def build_card(tmp_path, snap: Path, label_licences) -> tuple[dict, Path]:
     out = tmp_path / "pipeline"
     out.mkdir()
     deps = {"snapshot": snap, "export": tmp_path / "export", "exclusions": REPO / "data/exclusions.tsv",
-            "sample_metrics": tmp_path / "none.json", "memorization": tmp_path / "none.json"}
+            "quality": tmp_path / "none.json", "memorization": tmp_path / "none.json"}
     card.write(out, copy.deepcopy(params), deps, "StableDiffusionPipeline")
     return json.loads((out / "provenance.json").read_text()), out
 

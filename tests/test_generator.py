@@ -20,10 +20,10 @@ from conftest import TINY, deep_update, engine_env, make_copy, sh, update_params
 from pdd.core.hashing import hash_path
 from pdd.train import loop
 
-ARTIFACTS = ("data/audit", "data/export", "models/tokenizer", "models/clip", "models/vae", "data/latents",
-             "models/unet", "models/samples", "models/memorization", "models/pipeline")
+ARTIFACTS = ("data/audit", "data/curate", "data/export", "models/tokenizer", "models/clip", "models/vae", "data/latents",
+             "models/unet", "models/samples", "models/judge", "models/quality", "models/memorization", "models/pipeline")
 FILES = ("metrics/vae_grid.png", "metrics/sample_grid.png", "metrics/vae.json", "metrics/unet.json", "metrics/sample.json",
-         "metrics/memorization.json", "metrics/memorization_pairs.png")
+         "metrics/quality.json", "metrics/quality_grid.png", "metrics/memorization.json", "metrics/memorization_pairs.png")
 
 
 def hashes(root: Path) -> dict:
@@ -45,8 +45,8 @@ def ran(out) -> set[str]:
 def test_full_chain_builds_and_a_second_clean_build_is_identical(built, tiny_chain_snakemake):
     """The second clean build is the session's `snakemake -c2` one: two builds, two engines, the same bytes."""
     root, first, h = built
-    assert ran(first) == {"audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "sample", "memorization",
-                          "pipeline"}
+    assert ran(first) == {"audit", "curate", "export", "tokenizer", "clip", "judge", "vae", "latents", "unet", "sample",
+                          "quality", "memorization", "pipeline"}
     samples = sorted(p.name for p in (root / "models/samples").glob("*.png"))
     assert samples == ["00-0.png", "01-0.png"]
     for png in (root / "models/samples").glob("*.png"):
@@ -129,7 +129,7 @@ def test_vae_param_reruns_vae_latents_and_what_follows(built, tmp_path):
     shutil.copytree(root, repo, symlinks=True)
     update_params(repo, {"vae": {"kl_weight": 0.001}})
     out = sh(["dvc", "repro"], repo, timeout=1200)
-    assert ran(out) == {"vae", "latents", "unet", "sample", "memorization", "pipeline"}, out.stdout
+    assert ran(out) == {"vae", "latents", "unet", "sample", "quality", "memorization", "pipeline"}, out.stdout
     assert hashes(repo)["models/clip"] == h["models/clip"]
 
 
@@ -156,7 +156,7 @@ def test_a_unet_param_reruns_only_unet_sample_and_pipeline_and_pixel_mode_builds
     shutil.copytree(src, root, symlinks=True)
     update_params(root, {"unet": {"mode": "pixel-unconditional", "in_channels": 3, "attention": [False, False]}})
     out = sh(["dvc", "repro"], root, timeout=1200)
-    assert ran(out) == {"unet", "sample", "memorization", "pipeline"}, out.stdout
+    assert ran(out) == {"unet", "sample", "quality", "memorization", "pipeline"}, out.stdout
     after = hashes(root)
     for a in ("models/vae", "data/latents", "models/clip"):
         assert after[a] == h[a]

@@ -37,7 +37,7 @@ def repeated_snapshot(root: Path, name: str = "one-image-80", rows: int = 80) ->
 
 COPY_PARAMS = {"unet": {"mode": "pixel-unconditional", "in_channels": 3, "attention": [False, False],
                         "train": {"steps": 200, "eval_every": 100, "checkpoint_every": 100}},
-               "sample": {"steps": 10, "quality": {"n_samples": 2}},
+               "sample": {"steps": 10},
                "memorization": {"n_samples": 6, "threshold": 0.95, "pixel_size": 8, "show": 3}}
 
 

@@ -22,7 +22,8 @@ from conftest import TINY, make_copy, pdd_cli as pdd, sh, update_params
 
 DEMO = "openclipart-0.18"
 # every stage of dvc.yaml, in build order; all of them read the snapshot's rows, directly or through data/export
-STAGES = ("audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "sample", "memorization", "pipeline")
+STAGES = ("audit", "curate", "export", "tokenizer", "clip", "judge", "vae", "latents", "unet", "sample", "quality",
+          "memorization", "pipeline")
 
 
 def ids_of(path) -> list[str]:

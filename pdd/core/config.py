@@ -148,6 +148,21 @@ class CaptionCfg:
 
 
 @dataclass(frozen=True)
+class CurateCfg:
+    """Held-out by content and near-duplicate curation, before the export."""
+    resolution: int = knob(32, "px the images are rendered at (as the export renders them) for their perceptual key",
+                           **RESOLUTION)
+    hash_size: int = knob(8, "difference-hash grid: hash_size^2 bits horizontally and as many vertically", minimum=2,
+                          maximum=32)
+    near_distance: int = knob(4, "a val image within this many hash bits of a train image is a near-duplicate of it; "
+                                 "-1: no check", minimum=-1, maximum=2048)
+    val_near_train: str = knob("drop", "a val near-duplicate of a train image: drop it from val, or keep it (counted)",
+                               enum=["drop", "keep"])
+    cap_per_cluster: int = knob(4, "train images kept per near-duplicate cluster (same perceptual key), the first by "
+                                   "sha256; 0: keep all", minimum=0)
+
+
+@dataclass(frozen=True)
 class ExportCfg:
     """The training export: images at fixed sizes, captions, split."""
     resolutions: tuple[int, ...] = knob([32], "square training image sizes in px, one column per size",
@@ -156,7 +171,8 @@ class ExportCfg:
     fit: str = knob("pad", "crop: center-crop to square; pad: keep the whole image, pad to square", enum=["crop", "pad"])
     background: tuple[int, int, int] = knob([255, 255, 255], "pad colour (transparency is flattened onto white at "
                                                              "decode)", items=dict(minimum=0, maximum=255))
-    val_fraction: float = knob(0.1, "share of files (by seeded hash of file id) in val", exclusive_minimum=0,
+    val_fraction: float = knob(0.1, "share of images in val (by seeded hash of the image's perceptual key: "
+                                    "stage curate)", exclusive_minimum=0,
                                maximum=0.5)
     caption: CaptionCfg = knob(help="how a training caption is made from a file's labels")
     shard_rows: int = knob(1024, "rows per Parquet shard", minimum=1)
@@ -200,6 +216,28 @@ class ClipCfg:
                                            "log(100), CLIP's own cap)", minimum=0, maximum=4.6052)
     train: TrainCfg = knob(_train(1000, 64, 250, 250, 0.001, [0.9, 0.98], 1.0e-6, 0.1, 50, 0.0),
                            "training; batch_size is also the contrastive negatives")
+
+
+@dataclass(frozen=True)
+class ProbeCfg:
+    min_rows: int = knob(20, "categories with fewer train rows are pooled as 'other'", minimum=1)
+    steps: int = knob(300, "full-batch optimizer steps of the probe", minimum=1, maximum=100000)
+    lr: float = knob(0.05, "the probe's learning rate (Adam)", exclusive_minimum=0, maximum=10)
+
+
+@dataclass(frozen=True)
+class JudgeCfg:
+    """The quality judge: a second CLIP and a category probe, trained from scratch on the train split."""
+    image_size: int = knob(32, "image size in px; must be one of export.resolutions", **RESOLUTION)
+    text: TowerCfg = knob(dict(hidden_size=96, intermediate_size=192, num_layers=2, num_heads=4), "the text tower")
+    vision: VisionTowerCfg = knob(dict(hidden_size=96, intermediate_size=192, num_layers=3, num_heads=4, patch_size=4),
+                                  "the vision tower (a ViT; deeper and narrower than the conditioning CLIP's)")
+    projection_dim: int = knob(64, "width of the shared image-text embedding (the quality metrics' feature space)",
+                               minimum=1, maximum=8192)
+    logit_scale_init: float = knob(2.6592, "initial log of the logit scale", minimum=0, maximum=4.6052)
+    train: TrainCfg = knob(_train(1000, 64, 500, 250, 0.001, [0.9, 0.98], 1.0e-6, 0.1, 50, 0.0),
+                           "training (its seeds are derived from the params seed and 'judge')")
+    probe: ProbeCfg = knob(help="the category probe on the judge's image features")
 
 
 @dataclass(frozen=True)
@@ -268,15 +306,8 @@ class UnetCfg:
 
 
 @dataclass(frozen=True)
-class QualityCfg:
-    n_samples: int = knob(64, "generated for the quality metrics (SWD, FD in our CLIP space) against val",
-                          minimum=0, maximum=100000)
-    prompts_from_val: bool = knob(True, "quality samples use val captions (else the sample prompts, cycled)")
-
-
-@dataclass(frozen=True)
 class SampleCfg:
-    """Sampling and the quality metrics."""
+    """Sampling (the sample grid; the quality and memorization stages sample the same way)."""
     prompts: tuple[str, ...] = knob(["Apple, food/fruit, apple, fruit", "star, shapes/stars, stars, shapes",
                                      "Flag of France, signs_and_symbols/flags/europe/france, flag",
                                      "card, recreation/games/cards/white",
@@ -290,7 +321,24 @@ class SampleCfg:
     scheduler: str = knob("dpm++", "sampler (configured from the training noise schedule)",
                           enum=["dpm++", "ddim", "ddpm"])
     threads: int = knob(2, "torch CPU threads", **THREADS)
-    quality: QualityCfg = knob(help="the quality metrics' samples")
+
+
+@dataclass(frozen=True)
+class QualityCfg:
+    """The yardstick: samples from val captions graded by the judge, beside real images and chance."""
+    n_samples: int = knob(1000, "samples generated from val captions (sample.steps, guidance, scheduler)",
+                          minimum=8, maximum=20000)
+    batch_size: int = knob(50, "images per pipeline call", minimum=1, maximum=4096)
+    max_per_val: int = knob(10, "at most this many samples per val image (n_samples above that: the val split is too "
+                                "small)", minimum=1, maximum=1000)
+    kid_subsets: int = knob(50, "random subsets KID is averaged over", minimum=2, maximum=10000)
+    kid_subset_size: int = knob(500, "rows per KID subset (at most the smaller set)", minimum=2, maximum=100000)
+    pr_k: int = knob(3, "k of the k-NN manifolds of precision / recall", minimum=1, maximum=100)
+    distractors: int = knob(31, "other val captions each image's own prompt is ranked against (R-precision)",
+                            minimum=1, maximum=1023)
+    grid_prompts: int = knob(8, "val captions in metrics/quality_grid.png (one row each)", minimum=1, maximum=64)
+    grid_samples: int = knob(4, "samples beside each real image in the grid", minimum=1, maximum=32)
+    threads: int = knob(2, "torch CPU threads", **THREADS)
 
 
 @dataclass(frozen=True)
@@ -341,16 +389,20 @@ class TrainResourcesCfg(RuleResourcesCfg):
 class RulesCfg:
     """Per rule, over resources.default (the rules are the stages of pdd/build/dag.py)."""
     audit: RuleResourcesCfg | None = knob(help="the audit rule", absent=None)
+    curate: RuleResourcesCfg | None = knob(dict(mem_mb=4000), "the curate rule", absent=None)
     export: ExportResourcesCfg | None = knob(dict(mem_mb=4000, slices=1), "the export rule", absent=None)
     tokenizer: RuleResourcesCfg | None = knob(help="the tokenizer rule", absent=None)
     clip: TrainResourcesCfg | None = knob(dict(mem_mb=4000, runtime=120, nodes=1, processes_per_node=1), "the clip rule",
                                           absent=None)
+    judge: TrainResourcesCfg | None = knob(dict(mem_mb=4000, runtime=120, nodes=1, processes_per_node=1),
+                                           "the judge rule", absent=None)
     vae: TrainResourcesCfg | None = knob(dict(mem_mb=4000, runtime=240, nodes=1, processes_per_node=1), "the vae rule",
                                          absent=None)
     latents: RuleResourcesCfg | None = knob(dict(mem_mb=4000, runtime=60), "the latents rule", absent=None)
     unet: TrainResourcesCfg | None = knob(dict(mem_mb=6000, runtime=480, nodes=1, processes_per_node=1), "the unet rule",
                                           absent=None)
     sample: RuleResourcesCfg | None = knob(dict(mem_mb=4000, runtime=60), "the sample rule", absent=None)
+    quality: RuleResourcesCfg | None = knob(dict(mem_mb=4000, runtime=60), "the quality rule", absent=None)
     memorization: RuleResourcesCfg | None = knob(dict(mem_mb=4000, runtime=60), "the memorization rule", absent=None)
     pipeline: RuleResourcesCfg | None = knob(dict(runtime=10), "the pipeline rule", absent=None)
 
@@ -402,8 +454,8 @@ def _whole(*sections) -> type:
     return cls
 
 
-ParamsCfg = _whole(SnapshotCfg, AuditCfg, ExportCfg, TokenizerCfg, ClipCfg, VaeCfg, LatentsCfg, UnetCfg, SampleCfg,
-                   MemorizationCfg, ComputeCfg, ResourcesCfg)
+ParamsCfg = _whole(SnapshotCfg, AuditCfg, CurateCfg, ExportCfg, TokenizerCfg, ClipCfg, JudgeCfg, VaeCfg, LatentsCfg,
+                   UnetCfg, SampleCfg, QualityCfg, MemorizationCfg, ComputeCfg, ResourcesCfg)
 
 
 STAGE_FREE = ("seed", "resources")   # read by no stage as a section of its own
@@ -715,13 +767,14 @@ def _check_unet(cfg: UnetCfg, source) -> None:
         raise PddError(f"{source}: unet.in_channels={cfg.in_channels}: the pixel-unconditional U-Net sees RGB (3)")
 
 
-def _check_clip(clip: ClipCfg, fail) -> None:
+def _check_clip(clip, fail, name: str = "clip") -> None:
+    """The CLIP rules, for the conditioning CLIP (section clip) and the judge (section judge)."""
     if clip.image_size % clip.vision.patch_size:
-        fail("clip.vision.patch_size", f"{clip.vision.patch_size} does not divide clip.image_size={clip.image_size}")
+        fail(f"{name}.vision.patch_size", f"{clip.vision.patch_size} does not divide {name}.image_size={clip.image_size}")
     for tower in ("text", "vision"):
         t = getattr(clip, tower)
         if t.hidden_size % t.num_heads:
-            fail(f"clip.{tower}.hidden_size", f"{t.hidden_size} is not a multiple of clip.{tower}.num_heads={t.num_heads}")
+            fail(f"{name}.{tower}.hidden_size", f"{t.hidden_size} is not a multiple of {name}.{tower}.num_heads={t.num_heads}")
 
 
 def check(params: dict, only: tuple | None = None, source="params.yaml") -> dict:
@@ -759,12 +812,17 @@ def check(params: dict, only: tuple | None = None, source="params.yaml") -> dict
         _check_unet(unet, source)
     # the one place that says a size must be exported (the stages check only what is on disk)
     sized = [("clip.image_size", clip and clip.image_size), ("vae.resolution", vae and vae.resolution),
+             ("judge.image_size", want("judge") and want("judge").image_size),
              ("unet.resolution", unet and unet.mode == "pixel-unconditional" and unet.resolution)]
     for key, size in sized:
         if size and ex is not None and size not in ex.resolutions:
             fail(key, f"{size} is not an exported resolution (export.resolutions is {list(ex.resolutions)})")
     if clip is not None:
         _check_clip(clip, fail)
+    judge = want("judge")
+    if judge is not None:
+        check_train(judge.train, "judge.train", source)
+        _check_clip(judge, fail, "judge")
     compute = want("compute")
     if compute is not None and compute.attention == "xformers" and compute.deterministic:
         fail("compute.attention", "xformers is not deterministic; set compute.deterministic: false to use it, "

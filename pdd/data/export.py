@@ -2,14 +2,13 @@
 
 Decodes every image (EXIF orientation applied, all EXIF/XMP/ICC metadata dropped),
 fits it to a square (center crop, or pad on a background colour: export.fit) with one fixed
-Pillow filter at each resolution in params, splits train/val by a seeded hash of the file id (stable when files are
-added or removed), assembles captions from labels whose own licence params allow,
+Pillow filter at each resolution in params, splits train/val and drops rows as stage `curate` decided (by each
+image's content: pdd/data/curate.py), assembles captions from labels whose own licence params allow,
 and writes shards (pdd/core/shards.py) in file_id order. Rebuilding gives
 byte-identical shards.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,19 +17,19 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from pdd import snapshot
 from pdd.core import images, shards
+from pdd.core import config
 from pdd.core.config import as_dict
 from pdd.core.errors import PddError
 from pdd.core.hashing import hash_file, hash_json, write_json
+from pdd.data import curate
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def split_of(file_id: str, seed: int, val_fraction: float) -> str:
-    """train or val from a seeded hash of the file id: a file keeps its split across snapshot versions."""
-    digest = hashlib.sha256(f"{seed}:split:{file_id}".encode("utf-8")).digest()
-    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 
 def pick_labels(labels: list[dict], allowed_licences: list[str]) -> dict[str, str]:
@@ -124,24 +123,64 @@ def rows_in_order(snapshot_path, columns: list[str] | None = None):
             yield row
 
 
-def renderer(cfg, seed: int):
-    """row -> shard record (images at every resolution, caption) with its split under "split"."""
+def renderer(cfg, decided: dict):
+    """row -> shard record (images at every resolution, caption) with its split under "split"
+    (decided: file_id -> (split, keep), from stage curate)."""
     resolutions = sorted(cfg.resolutions)
     tpl, allowed, fallback = cfg.caption.template, list(cfg.caption.label_licences), cfg.caption.fallback
 
     def render(row: dict) -> dict:
         rec = render_row(row, resolutions, cfg.resample, cfg.fit, cfg.background)
         rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback, cfg.caption.max_parts)
-        rec["split"] = split_of(row["file_id"], seed, cfg.val_fraction)
+        rec["split"] = decided[row["file_id"]][0]
         return rec
     return render
 
 
-def rendered(rows, cfg, seed: int):
+def rendered(rows, cfg, decided: dict):
     """The rows rendered (renderer) on cfg.threads threads, in input order, with a bounded window.
     Pillow releases the GIL while decoding and resizing, pyarrow while compressing shards."""
     with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
-        yield from ordered_map(pool, renderer(cfg, seed), rows, window=8 * cfg.threads + 16)
+        yield from ordered_map(pool, renderer(cfg, decided), rows, window=8 * cfg.threads + 16)
+
+
+def decisions(curate_dir, snapshot_path, cfg=None, seed: int = 0) -> dict:
+    """file_id -> (split, keep) from stage curate, checked to cover exactly the snapshot's rows. Without a
+    curate_dir (library use, tests, benches) the curation is computed here with params.yaml's declared
+    `curate` defaults (cfg: the export config)."""
+    if curate_dir is None:
+        ccfg = config.section(config.declared(), "curate")
+        t = curation(snapshot_path, ccfg, cfg, seed)
+        return {f: (s, k) for f, s, k in zip(t.column("file_id").to_pylist(), t.column("split").to_pylist(),
+                                             t.column("keep").to_pylist())}
+    decided = curate.read(curate_dir)
+    ids = [row["file_id"] for row in rows_in_order(snapshot_path, ["file_id"])]
+    if len(ids) != len(decided) or any(i not in decided for i in ids):
+        raise PddError(f"{curate_dir} was made for another snapshot than {snapshot_path}; run it again (`dvc repro curate`)")
+    return decided
+
+
+def kept_rows(snapshot_path, decided: dict):
+    return (row for row in rows_in_order(snapshot_path) if decided[row["file_id"]][1])
+
+
+def curation(snapshot_path, cfg, ex, seed: int):
+    """Stage curate's table: every row rendered at cfg.resolution as the export renders it, then decided
+    (pdd/data/curate.py)."""
+    ids, shas, pixels = [], [], []
+
+    def render(row):
+        rec = render_row(row, [cfg.resolution], ex.resample, ex.fit, ex.background)
+        return rec["file_id"], rec["sha256"], rec[shards.image_column(cfg.resolution)]
+
+    with ThreadPoolExecutor(max_workers=ex.threads) as pool:
+        for fid, sha, px in ordered_map(pool, render, rows_in_order(snapshot_path), window=8 * ex.threads + 16):
+            ids.append(fid)
+            shas.append(sha)
+            pixels.append(np.frombuffer(px, dtype=np.uint8).reshape(cfg.resolution, cfg.resolution, 3))
+    if not ids:
+        raise PddError(f"curate: snapshot {snapshot_path} has no rows")
+    return curate.decide(ids, shas, np.stack(pixels), cfg, ex.val_fraction, seed)
 
 
 def check_counts(snapshot_path, counts: dict, cfg) -> None:
@@ -159,13 +198,14 @@ def make_index(cfg, names: dict, counts: dict) -> dict:
             "caption_template": cfg.caption.template, "counts": dict(counts), "shards": dict(names)}
 
 
-def export(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int) -> dict:
-    """Stream the snapshot (already in canonical file_id order) into train/val shards."""
+def export(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int, curate_dir=None) -> dict:
+    """Stream the snapshot's kept rows (already in canonical file_id order) into train/val shards."""
     resolutions = sorted(cfg.resolutions)
+    decided = decisions(curate_dir, snapshot_path, cfg, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     writers = {s: shards.ShardWriter(out_dir, s, resolutions, cfg.shard_rows) for s in shards.SPLITS}
-    for rec in rendered(rows_in_order(snapshot_path), cfg, seed):
+    for rec in rendered(kept_rows(snapshot_path, decided), cfg, decided):
         writers[rec.pop("split")].add(rec)
     counts = {s: w.rows for s, w in writers.items()}
     check_counts(snapshot_path, counts, cfg)
@@ -178,12 +218,15 @@ def export(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int) -> di
 # Slice I of N writes whole shards (shard j of the list train-00000.., val-00000.. when j % N == I), each
 # shard holding exactly the rows one export job puts in it, written by the same ShardWriter in the same
 # order: so the gathered folder is byte-identical to one job's. Choosing the shards needs only the file
-# ids (split_of), not the images.
-def plan(snapshot_path, cfg, seed: int) -> dict:
+# ids and stage curate's decisions, not the images.
+def plan(snapshot_path, cfg, seed: int, curate_dir=None, decided: dict | None = None) -> dict:
     """{split: [[file ids of shard 0], [.. shard 1], ...]}, as one export job writes them."""
     ids = {s: [] for s in shards.SPLITS}
+    decided = decided or decisions(curate_dir, snapshot_path, cfg, seed)
     for row in rows_in_order(snapshot_path, ["file_id"]):
-        ids[split_of(row["file_id"], seed, cfg.val_fraction)].append(row["file_id"])
+        split, keep = decided[row["file_id"]]
+        if keep:
+            ids[split].append(row["file_id"])
     check_counts(snapshot_path, {s: len(v) for s, v in ids.items()}, cfg)
     r = cfg.shard_rows
     return {s: [v[i:i + r] for i in range(0, len(v), r)] for s, v in ids.items()}
@@ -193,17 +236,22 @@ def shard_name(split: str, k: int) -> str:
     return f"{split}-{k:05d}.parquet"
 
 
-def slice_key(snapshot_path, cfg, seed: int, parts: int) -> str:
-    """What a slice was made from: the snapshot file's bytes, the export params, the seed and the slice count."""
-    return hash_json({"snapshot_sha256": hash_file(snapshot_path), "export": as_dict(cfg), "seed": seed, "parts": parts})
+def slice_key(snapshot_path, cfg, seed: int, parts: int, curate_dir=None) -> str:
+    """What a slice was made from: the snapshot file's bytes, the curation, the export params, the seed and the
+    slice count."""
+    made = hash_file(Path(curate_dir) / curate.FILE) if curate_dir is not None else "curate defaults"
+    return hash_json({"snapshot_sha256": hash_file(snapshot_path), "curation": made,
+                      "export": as_dict(cfg), "seed": seed, "parts": parts})
 
 
-def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int, part: int, parts: int) -> dict:
+def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int, part: int, parts: int,
+                 curate_dir=None) -> dict:
     """Slice `part` of `parts`: its shards, under their final names, and slice.json saying what they were made from."""
     if not 0 <= part < parts:
         raise PddError(f"export: slice {part}/{parts} does not exist (slices are numbered 0 to {parts - 1})")
     resolutions = sorted(cfg.resolutions)
-    shard_list = plan(snapshot_path, cfg, seed)
+    decided = decisions(curate_dir, snapshot_path, cfg, seed)
+    shard_list = plan(snapshot_path, cfg, seed, decided=decided)
     mine = [(s, k) for s in shards.SPLITS for k in range(len(shard_list[s]))][part::parts]
     owner = {fid: (s, k) for s, k in mine for fid in shard_list[s][k]}
     out_dir = Path(out_dir)
@@ -212,7 +260,7 @@ def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int,
     writers = {key: shards.ShardWriter(d, key[0], resolutions, cfg.shard_rows) for key, d in work.items()}
     for d in work.values():
         d.mkdir()
-    for rec in rendered((row for row in rows_in_order(snapshot_path) if row["file_id"] in owner), cfg, seed):
+    for rec in rendered((row for row in rows_in_order(snapshot_path) if row["file_id"] in owner), cfg, decided):
         rec.pop("split")
         writers[owner[rec["file_id"]]].add(rec)
     for key, writer in writers.items():
@@ -221,17 +269,17 @@ def export_slice(snapshot_path: str | Path, out_dir: str | Path, cfg, seed: int,
             raise PddError(f"export: slice {part}/{parts} wrote {written} for {shard_name(*key)}; this is a bug")
         os.replace(work[key] / written[0], out_dir / shard_name(*key))
         shutil.rmtree(work[key])
-    write_json(out_dir / "slice.json", {"part": part, "parts": parts, "key": slice_key(snapshot_path, cfg, seed, parts),
+    write_json(out_dir / "slice.json", {"part": part, "parts": parts, "key": slice_key(snapshot_path, cfg, seed, parts, curate_dir),
                                         "shards": [shard_name(*key) for key in mine]})
     return {"shards": [shard_name(*key) for key in mine], "rows": len(owner)}
 
 
-def gather(slice_dirs: list[Path], out_dir: str | Path, snapshot_path, cfg, seed: int) -> dict:
+def gather(slice_dirs: list[Path], out_dir: str | Path, snapshot_path, cfg, seed: int, curate_dir=None) -> dict:
     """Assemble the export from its slices (copies their shards, writes index.json); refuses slices made
     from another snapshot, params or slice count, and a missing or doubled shard."""
     parts = len(slice_dirs)
-    key = slice_key(snapshot_path, cfg, seed, parts)
-    shard_list = plan(snapshot_path, cfg, seed)
+    key = slice_key(snapshot_path, cfg, seed, parts, curate_dir)
+    shard_list = plan(snapshot_path, cfg, seed, curate_dir)
     wanted = {shard_name(s, k) for s in shards.SPLITS for k in range(len(shard_list[s]))}
     found: dict[str, Path] = {}
     redo = f"run the {parts} export slices again (`python -m stages.export --slice I/{parts}`)"

@@ -214,9 +214,10 @@ def train_source(export_dir, cfg, tokenizer, pixels, **force):
 
 
 def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = False,
-               progress: bool = True, **force) -> loop.Trained:
+               progress: bool = True, name: str = "clip", **force) -> loop.Trained:
     """Train and save CLIP into out_dir (model + processor); returns the final metrics, the plots (loss, val
-    TSV text), the loop's Result and the model."""
+    TSV text), the loop's Result and the model. `name` names the run's seeds and progress bar (the quality
+    judge is a second CLIP, trained by the same code under its own name)."""
     check_inputs(export_dir, cfg)
     tokenizer, processor = load_tokenizer(tokenizer_dir)
     torch.set_num_threads(cfg.train.threads)
@@ -229,7 +230,7 @@ def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, 
     def loss(m, batch, rt):
         return global_contrastive_loss(m, batch, rt.accelerator)
 
-    task = loop.Task("clip", model, source, loss,
+    task = loop.Task(name, model, source, loss,
                      evaluate=(lambda m, rt: evaluate(m, val, pixels, cfg.train.batch_size)) if len(val) > 1 else None)
     fingerprint = hash_json({"cfg": as_dict(cfg), "seed": seed, "export": hash_path(export_dir),
                              "tokenizer": hash_path(tokenizer_dir)})

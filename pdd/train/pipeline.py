@@ -11,7 +11,7 @@ a prompt changes no other image; batched sampling (`generate_batched`) seeds ima
 What the sample, memorization and pipeline stages and the CLI's inference command share lives here: the
 pipeline from the stage outputs (`build_pipe`) or from its folder (`load_folder`), the prompts
 (`train_prompts`, `val_prompts`, `prompt_warning`), our CLIP for scoring images (`load_clip`), and the sample
-stage's files (`write_samples`) and quality samples (`quality_report`).
+stage's files (`write_samples`); the quality stage samples with `generate_batched` (pdd/train/yardstick.py).
 """
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ from transformers.utils import logging as tlogging
 from pdd.core import shards
 from pdd.core.determinism import derive_seed, use_attention
 from pdd.core.errors import PddError
-from pdd.train import imaging, quality
+from pdd.train import imaging
 from pdd.train.latents import text_encoder_from_clip
-from pdd.train.vae import load_images
 
 SCHEDULERS = ("dpm++", "ddim", "ddpm")
 
@@ -167,23 +166,6 @@ def load_clip(clip_dir):
     """Our CLIP (in eval mode) and its processor, from a clip stage output, for scoring images."""
     return (CLIPModel.from_pretrained(clip_dir, local_files_only=True).eval(),
             CLIPProcessor.from_pretrained(clip_dir, local_files_only=True))
-
-
-def quality_report(pipe, cfg, *, seed: int, resolution: int, export_dir, latents_dir, clip_dir) -> dict:
-    """The sample stage's quality metrics (pdd/train/quality.py): cfg.quality.n_samples images (cfg: the
-    sample config) generated in batches (tag 'quality') from val captions (cfg.quality.prompts_from_val) or
-    cfg.prompts, scored against the val split beside the floor and the ceiling."""
-    val = load_images(export_dir, "val", resolution)
-    train = load_images(export_dir, "train", resolution)
-    n = cfg.quality.n_samples
-    if is_conditional(pipe) and cfg.quality.prompts_from_val:
-        prompts = val_prompts(latents_dir, n)
-    else:
-        prompts = [cfg.prompts[j % len(cfg.prompts)] for j in range(n)]
-    samples = generate_batched(pipe, prompts, seed=seed, tag="quality", steps=cfg.steps,
-                               guidance_scale=cfg.guidance_scale)
-    clip_model, processor = load_clip(clip_dir)
-    return quality.report(samples, val, train, seed, clip_model, processor)
 
 
 def load_folder(path):

@@ -5,10 +5,12 @@ if cluster.slices(config, "export") > 1:
         input:
             snapshot=config["snapshot"]["path"],
             audit='data/audit',
+            curate='data/curate',
             code=[
                 'pdd/core/hashing.py',
                 'pdd/core/images.py',
                 'pdd/core/shards.py',
+                'pdd/data/curate.py',
                 'pdd/data/export.py',
                 'pdd/snapshot.py',
                 'stages/export.py',
@@ -34,11 +36,13 @@ rule export:
     input:
         snapshot=config["snapshot"]["path"],
         audit='data/audit',
+        curate='data/curate',
         slices=cluster.slice_dirs(config, "export"),
         code=[
             'pdd/core/hashing.py',
             'pdd/core/images.py',
             'pdd/core/shards.py',
+            'pdd/data/curate.py',
             'pdd/data/export.py',
             'pdd/snapshot.py',
             'stages/export.py',

@@ -1,0 +1,164 @@
+"""What stage `quality` computes: the yardstick (measures in pdd/train/quality.py), every figure beside the
+same measurement on real held-out images and a chance value.
+
+Samples: quality.n_samples images from the built pipeline (sample.steps, guidance, scheduler), prompted
+with val captions (a seeded permutation of the val split, cycled), image j drawn from its own generator
+seeded from (seed, 'quality', j). The judge (models/judge) grades them; it was trained on the train split
+only and never saw a val image, a sample or the U-Net's text encoder.
+
+metrics/quality.json: for each measure {"model", "real", "chance"} (KID also its standard errors), the
+palette (hue shares) of samples and val, and the counts. metrics/quality_grid.png: quality.grid_prompts val
+images (left column), each beside quality.grid_samples samples of its caption.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from pdd.core import shards
+from pdd.core.determinism import derive_seed
+from pdd.core.errors import PddError
+from pdd.train import imaging, pipeline, quality
+from pdd.train.judge import Judge, category_of
+
+
+def _r(x):
+    return None if x is None else round(float(x), 6)
+
+
+def load_split(export_dir, split: str, resolution: int) -> tuple[list[str], list[str], torch.Tensor]:
+    """file ids, captions and uint8 images [N,R,R,3] of one export split."""
+    t = shards.read_split(export_dir, split, columns=["file_id", "caption", shards.image_column(resolution)])
+    images = torch.from_numpy(np.array(shards.images_array(t, resolution), copy=True))
+    return t.column("file_id").to_pylist(), t.column("caption").to_pylist(), images
+
+
+def check(cfg, n_val: int, n_val_captions: int, where) -> None:
+    """One line for a val split too small for the chosen n_samples."""
+    if n_val < 2 or n_val_captions < 2:
+        raise PddError(f"{where}: the val split has {n_val} images ({n_val_captions} distinct captions); the quality "
+                       f"stage needs at least 2 of each: use a larger snapshot or raise export.val_fraction")
+    if cfg.n_samples > cfg.max_per_val * n_val:
+        raise PddError(f"{where}: quality.n_samples={cfg.n_samples} is more than quality.max_per_val={cfg.max_per_val} "
+                       f"samples per val image ({n_val} val images): lower quality.n_samples to at most "
+                       f"{cfg.max_per_val * n_val}, or use a larger val split")
+    if cfg.n_samples <= cfg.pr_k:
+        raise PddError(f"{where}: quality.n_samples={cfg.n_samples} must be more than quality.pr_k={cfg.pr_k}")
+
+
+def prompt_order(n_val: int, n: int, seed: int) -> list[int]:
+    """Val indices for n samples: a seeded permutation of the val split, cycled."""
+    perm = torch.randperm(n_val, generator=torch.Generator().manual_seed(derive_seed(seed, "quality", "prompts"))).tolist()
+    return [perm[j % n_val] for j in range(n)]
+
+
+def grid_rows(val_ids: list[str], n_rows: int, seed: int) -> list[int]:
+    """Val indices for the grid: one image of each of the most frequent categories (seeded pick), then more."""
+    perm = torch.randperm(len(val_ids), generator=torch.Generator().manual_seed(derive_seed(seed, "quality", "grid"))).tolist()
+    seen, first, rest = set(), [], []
+    for i in perm:
+        c = category_of(val_ids[i])
+        (rest if c in seen else first).append(i)
+        seen.add(c)
+    return (first + rest)[:n_rows]
+
+
+def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8, judge: Judge, cfg, seed: int) -> dict:
+    """Every figure for samples (uint8 [n,R,R,3], prompted with val_caps[prompt_ids[j]])."""
+    n = len(samples)
+    g = torch.Generator().manual_seed(derive_seed(seed, "quality", "real-subset"))
+    sub = torch.randperm(len(train_u8), generator=g)[:n]
+    real = train_u8[sub]
+    noise = quality.noise_like(val_u8, n, derive_seed(seed, "quality", "noise"))
+    f_s, f_v, f_r, f_n = (judge.images(x) for x in (samples, val_u8, real, noise))
+    t_v = judge.texts(val_caps)
+    k_seed = derive_seed(seed, "quality", "kid")
+
+    def kid(f):
+        return quality.kid(f, f_v, k_seed, cfg.kid_subsets, cfg.kid_subset_size)
+
+    (km, kms), (kr, krs), (kc, kcs) = kid(f_s), kid(f_r), kid(f_n)
+    pr = {name: quality.precision_recall(f_v, f, cfg.pr_k) for name, f in (("model", f_s), ("real", f_r), ("chance", f_n))}
+    # prompt adherence: samples vs their prompts; val images vs their own captions; shuffled pairs
+    k = min(cfg.distractors, len(set(val_caps)) - 1)
+    d_seed = derive_seed(seed, "quality", "distractors")
+    others_s = quality.distractors(prompt_ids, val_caps, d_seed, k)
+    own = list(range(len(val_caps)))
+    others_v = quality.distractors(own, val_caps, d_seed, k)
+    shuffled = torch.randperm(len(val_caps), generator=torch.Generator().manual_seed(derive_seed(seed, "quality", "shuffle")))
+    # categories: of the val image whose caption prompted each sample
+    lab_s = judge.labels([val_ids[i] for i in prompt_ids])
+    lab_v, lab_t = judge.labels(val_ids), judge.labels(train_ids)
+    return {
+        "n_samples": n, "n_val": len(val_u8), "n_real": len(real),
+        "r_precision": {"model": _r(quality.r_precision(f_s, t_v, prompt_ids, others_s)),
+                        "real": _r(quality.r_precision(f_v, t_v, own, others_v)), "chance": _r(1 / (k + 1)),
+                        "candidates": k + 1},
+        "clip_score": {"model": _r(quality.clip_score(f_s, t_v[torch.tensor(prompt_ids)])),
+                       "real": _r(quality.clip_score(f_v, t_v)), "chance": _r(quality.clip_score(f_v, t_v[shuffled]))},
+        "category_accuracy": {"model": _r(quality.accuracy(judge.probe, f_s, lab_s)),
+                              "real": _r(quality.accuracy(judge.probe, f_v, lab_v)),
+                              "chance": _r(quality.majority_rate(lab_t, lab_v, len(judge.classes))),
+                              "classes": len(judge.classes)},
+        "precision": {name: _r(v[0]) for name, v in pr.items()},
+        "recall": {name: _r(v[1]) for name, v in pr.items()},
+        "kid": {"model": _r(km), "model_se": _r(kms), "real": _r(kr), "real_se": _r(krs), "chance": _r(kc),
+                "chance_se": _r(kcs)},
+        "colour": {"model": _r(quality.colour_distance(samples, val_u8)), "real": _r(quality.colour_distance(real, val_u8)),
+                   "chance": _r(quality.colour_distance(noise, val_u8))},
+        "swd": {"model": _r(quality.swd(samples, val_u8, seed)), "real": _r(quality.swd(real, val_u8, seed)),
+                "chance": _r(quality.swd(noise, val_u8, seed))},
+        "palette": {"model": quality.hue_shares(samples), "val": quality.hue_shares(val_u8)},
+    }
+
+
+def evaluate(deps: dict, cfg, sample_cfg, seed: int, progress=print) -> tuple[dict, bytes, dict]:
+    """The quality stage: (metrics, grid PNG, timings in seconds)."""
+    timings = {}
+    t0 = time.perf_counter()
+    judge = Judge(deps["judge"])
+    pipe = pipeline.build_pipe(deps, sample_cfg.scheduler)
+    res = judge.model.config.vision_config.image_size
+    index = shards.read_index(deps["export"])
+    if res not in index["resolutions"]:
+        raise PddError(f"{deps['export']}: no {res} px images for the judge (the export has {index['resolutions']}); "
+                       f"rebuild the judge or the export")
+    val_ids, val_caps, val_u8 = load_split(deps["export"], "val", res)
+    check(cfg, len(val_ids), len(set(val_caps)), deps["export"])
+    train_ids, _, train_u8 = load_split(deps["export"], "train", res)
+    prompt_ids = prompt_order(len(val_ids), cfg.n_samples, seed)
+    prompts = [val_caps[i] for i in prompt_ids]
+    if not pipeline.is_conditional(pipe):
+        progress("quality: the pipeline is unconditional; prompt adherence figures describe unprompted samples")
+    timings["load"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    samples = pipeline.generate_batched(pipe, prompts, seed=seed, tag="quality", steps=sample_cfg.steps,
+                                        guidance_scale=sample_cfg.guidance_scale, batch=cfg.batch_size)
+    timings["sampling"] = time.perf_counter() - t0
+    samples = _to_res(samples, res)
+    t0 = time.perf_counter()
+    metrics = measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8, judge, cfg, seed)
+    timings["measures"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows = grid_rows(val_ids, cfg.grid_prompts, seed)
+    grid_prompts = [val_caps[i] for i in rows for _ in range(cfg.grid_samples)]
+    grid_samples = _to_res(pipeline.generate_batched(pipe, grid_prompts, seed=seed, tag="quality-grid",
+                                                     steps=sample_cfg.steps, guidance_scale=sample_cfg.guidance_scale,
+                                                     batch=cfg.batch_size), res)
+    lines = [torch.cat([val_u8[i:i + 1], grid_samples[r * cfg.grid_samples:(r + 1) * cfg.grid_samples]])
+             for r, i in enumerate(rows)]
+    grid = imaging.png_bytes(imaging.grid(lines, scale=2))
+    metrics["grid"] = [{"file_id": val_ids[i], "caption": val_caps[i]} for i in rows]
+    timings["grid"] = time.perf_counter() - t0
+    return metrics, grid, timings
+
+
+def _to_res(images_u8: torch.Tensor, res: int) -> torch.Tensor:
+    """Samples at the judge's resolution (the pipeline's output is the VAE's; they match in the default build)."""
+    if images_u8.shape[1] == res:
+        return images_u8
+    x = torch.nn.functional.interpolate(images_u8.permute(0, 3, 1, 2).float(), size=(res, res), mode="bicubic",
+                                        antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
