@@ -122,16 +122,16 @@ def test_export_strips_metadata_and_applies_orientation(tmp_path):
 
 def test_export_main_writes_manifest(tmp_path, monkeypatch):
     from conftest import make_copy
-    root = make_copy(tmp_path / "r", {"export": {"resolutions": [16]}})
+    root = make_copy(tmp_path / "r", {"export": {"resolutions": [16]}, "curate": {"resolution": 16}})
     monkeypatch.chdir(root)
     from pdd.build.runner import run
 
-    assert run("audit", []) == 0 and run("export", []) == 0
+    assert run("audit", []) == 0 and run("curate", []) == 0 and run("export", []) == 0
     m = json.loads((root / "data/export.manifest.json").read_text())
     assert m["output"]["sha256"] == hash_dir(root / "data/export")
     snap = yaml.safe_load((root / "params.yaml").read_text())["snapshot"]["path"]
     assert snap == "data/snapshots/openclipart-0.18.parquet"
-    assert set(m["inputs"]) == {snap, "data/audit"}
+    assert set(m["inputs"]) == {snap, "data/audit", "data/curate"}
     assert set(m) >= {"stage", "output", "inputs", "params", "seed", "code", "versions", "nondeterminism"}
     assert m["params"]["export"]["resolutions"] == [16] and "stages/export.py" in m["code"]["files"]
     assert m["versions"]["pillow"] and m["code"]["revision"] != "unknown"

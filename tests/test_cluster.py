@@ -94,8 +94,8 @@ def test_a_profile_asking_for_more_memory_fails_before_submitting(gpu_copy, tmp_
     (["--set-threads", "export=100"],
      "set-threads export=100 asks for more than params.yaml allows (resources.limits.threads=64)"),
     (["--set-resources", "unett:mem_mb=100"],
-     "set-resources names rule 'unett', which this workflow does not have (rules: audit, export, tokenizer, "
-     "clip, vae, latents, unet, sample, memorization, pipeline)"),
+     "set-resources names rule 'unett', which this workflow does not have (rules: audit, curate, export, tokenizer, "
+     "clip, judge, vae, latents, unet, sample, quality, memorization, pipeline)"),
     (["--set-resources", "unet:gres=gpu:2"],
      "set-resources unet:gres=gpu:2: params.yaml already gives unet GPUs (resources.rules.unet.gpus=1); "
      "set them in one place"),

@@ -35,6 +35,7 @@ def test_two_exports_at_once_one_refuses_in_one_line(tmp_path, generated_snapsho
     for src in (generated_snapshot.path, generated_snapshot.path.with_suffix(".json")):
         shutil.copy(src, root / "data" / "snapshots" / src.name)
     sh([sys.executable, "-m", "stages.audit"], root)
+    sh([sys.executable, "-m", "stages.curate"], root)
     sh([sys.executable, "-m", "stages.export"], root)
     want = hash_dir(root / "data" / "export")
     manifest = json.loads((root / "data" / "export.manifest.json").read_text())

@@ -58,6 +58,7 @@ def test_snakemake_scatters_export_over_jobs_and_gets_one_jobs_bytes(tmp_path, g
         for src in (generated_snapshot.path, generated_snapshot.path.with_suffix(".json")):
             shutil.copy(src, root / "data" / "snapshots" / src.name)
     sh([sys.executable, "-m", "stages.audit"], one)
+    sh([sys.executable, "-m", "stages.curate"], one)
     sh([sys.executable, "-m", "stages.export"], one)
     dry = sh(["snakemake", "-n", "-p", "data/export"], many).stdout
     assert dry.count("rule export_slice:") == 3 and "python -m stages.export --gather 3" in dry
