@@ -320,7 +320,17 @@ examples:
 
 -o FILE.png writes one image; -o FOLDER writes PP-K.png per prompt PP and image K (what models/samples
 holds). Each written path is printed on its own line; warnings (a prompt longer than the text encoder
-reads) go to stderr. Exit 0 done, 2 bad input."""
+reads) go to stderr. Exit 0 done, 2 bad input.
+
+Content credentials: with a signing key (--credentials-key KEY.pem --credentials-cert CHAIN.pem, or
+$PDD_CREDENTIALS_KEY and $PDD_CREDENTIALS_CERT) each PNG carries a signed C2PA manifest: created by a
+trained algorithm (digitalSourceType trainedAlgorithmicMedia), by this model (folder name and digest: the
+model-signing digest when the folder has a model.sig, else its sha256 content hash), trained on the
+snapshot named in its provenance.json, with the prompt, seed, steps and guidance. Without a key the images
+are written without credentials and one warning says so (--no-credentials: no warning). A throw-away key:
+`pdd credentials make-key DIR`; read an image's credentials: `pdd credentials show IMAGE` (or any C2PA
+reader). Credentials mark an image; they are not a watermark: stripping the manifest (re-saving the
+image) removes them without a trace."""
 
 
 def _outputs(output: str | None, wanted: list[tuple[int, int]]) -> list[Path]:
@@ -348,6 +358,11 @@ def cmd_generate(args) -> int:
                        "(it writes models/pipeline) or name a pipeline folder")
     prompts = args.prompt or []
     paths = _outputs(args.output, [(i, k) for i in range(len(prompts or [None])) for k in range(args.n)])
+    from pdd import credentials  # lazy: start-up (cryptography, c2pa load when signing)
+
+    key = None if args.no_credentials else credentials.signing_key(args.credentials_key, args.credentials_cert)
+    if key:
+        credentials.check_key(key)
     import torch  # lazy: torch + diffusers are ~3.5 s of start-up (module docstring)
     from diffusers.utils import logging as diffusers_logging  # lazy: the same
     from transformers.utils import logging as transformers_logging  # lazy: the same
@@ -370,6 +385,10 @@ def cmd_generate(args) -> int:
     conditional = hasattr(pipe, "tokenizer")
     if conditional and not prompts:
         raise PddError(f"{args.model} is a text-conditional model: give --prompt TEXT")
+    identity = credentials.model_identity(args.model) if key else None
+    if key is None and not args.no_credentials:
+        print(f"pdd: warning: the images get no content credentials (no signing key): {credentials.NO_KEY_HINT}",
+              file=sys.stderr)
     for prompt in prompts if conditional else []:
         warning = pipeline.prompt_warning(pipe, prompt)
         if warning:
@@ -378,11 +397,36 @@ def cmd_generate(args) -> int:
     images = pipeline.generate(pipe, prompts or None, seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
                                per_prompt=args.n, progress=not args.quiet)
     paths[0].parent.mkdir(parents=True, exist_ok=True)   # -o FOLDER (a FILE.png's folder is there already)
-    for path, (_i, _k, _prompt, image) in zip(paths, images):
+    for path, (_i, _k, prompt, image) in zip(paths, images):
+        png = imaging.png_bytes(image)
+        if key:
+            png = credentials.sign_png(png, key, credentials.manifest_definition(
+                identity, prompt=prompt, seed=args.seed, steps=args.steps, guidance=args.guidance, title=path.name))
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(imaging.png_bytes(image))
+        tmp.write_bytes(png)
         tmp.replace(path)
         print(path)
+    return 0
+
+
+def cmd_credentials_show(args) -> int:
+    from pdd import credentials  # lazy: start-up
+
+    r = credentials.read(args.image)
+    if args.json:
+        print(json.dumps({"validation_state": r.state, "failures": r.failures, "manifest": r.manifest}, indent=2))
+    else:
+        print("\n".join(credentials.describe(r, args.image)))
+    return 0 if r.state in ("Valid", "Trusted") and not r.failures else 1
+
+
+def cmd_credentials_make_key(args) -> int:
+    from pdd import credentials  # lazy: start-up
+
+    paths = credentials.make_key(args.dir)
+    print(f"wrote {paths['key']} (private: keep it) and {paths['chain']}; sign with "
+          f"`pdd generate --credentials-key {paths['key']} --credentials-cert {paths['chain']} ...` "
+          f"(self-made: readers show it as valid but untrusted)")
     return 0
 
 
@@ -480,7 +524,26 @@ def _add_generate(sub) -> None:
                    help="FILE.png for one image, or a folder (default: sample.png for one image, samples/ for more)")
     p.add_argument("--threads", type=whole("threads"), help="torch CPU threads (default: torch's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--credentials-key", metavar="KEY.pem",
+                   help="sign each image's C2PA content credentials with this ES256 private key (default: $PDD_CREDENTIALS_KEY)")
+    p.add_argument("--credentials-cert", metavar="CHAIN.pem",
+                   help="the key's certificate chain, leaf first (default: $PDD_CREDENTIALS_CERT)")
+    p.add_argument("--no-credentials", action="store_true",
+                   help="write the images without content credentials, and without the warning that says so")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("credentials", help="read an image's content credentials, or make a throw-away signing key",
+                       description="C2PA content credentials (pdd/credentials.py).")
+    leaves = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = leaves.add_parser("show", help="validate an image's C2PA manifest and print what it says "
+                                       "(exit 0 valid, 1 invalid: e.g. the pixels were edited, 2 none or unreadable)")
+    q.add_argument("image", metavar="IMAGE")
+    q.add_argument("--json", action="store_true", help="the active manifest and the validation results as JSON")
+    q.set_defaults(func=cmd_credentials_show)
+    q = leaves.add_parser("make-key", help="write a self-made CA and an ES256 signing key + chain into DIR "
+                                           "(key.pem, chain.pem, ca.pem); trusted by no one, for trying it out")
+    q.add_argument("dir", metavar="DIR")
+    q.set_defaults(func=cmd_credentials_make_key)
 
 
 def build_parser() -> Parser:
