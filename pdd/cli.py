@@ -6,6 +6,8 @@
     pdd dag [show | write | check] | pdd verify | pdd launch STAGE
     pdd audit | export | ... | sample | pipeline    the build stages (the DAG's own commands)
     pdd generate                                    images from a built pipeline folder, for people
+    pdd credentials show | make-key                 read an image's C2PA content credentials, make a test key
+    pdd trace IMAGE                                 the training images nearest to an image, with their credits
     pdd scrape | mirror | label                     Wikimedia Commons (declared in pdd/source/commons/cli.py)
 
 Every command's argv is parsed here, except two hand-offs: a build stage's flags (`pdd unet --resume`,
@@ -409,6 +411,68 @@ def cmd_generate(args) -> int:
     return 0
 
 
+TRACE_HELP = """\
+Which training images is IMAGE close to, and who made them? The image is rendered as the export renders
+training images (params: export.resolutions, resample, fit, background), then compared with every image of
+the export's train split in a learned feature space (--features: a transformers CLIPModel folder, default
+models/judge, the quality stage's independent judge; models/clip works too) and in pixels (correlation at
+memorization.pixel_size px). For each space: the K nearest training images with title, creator, source and
+licence from the snapshot, and each similarity's percentile among the val images' nearest-train similarities
+(real images the model never saw), flagged when above the memorization check's copy threshold (val's
+memorization.percentile) in a space where it is not saturated.
+
+examples:
+  pdd trace out.png
+  pdd trace out.png --k 4 --features models/clip --html trace.html
+
+Limits: the nearest training images are the most similar ones, not the image's sources: a generated image
+owes something to the whole training set, and closeness in a small CLIP trained on this data and in tiny
+pixels is neither proof of copying nor of influence. It misses crops, mirrored or re-coloured copies and
+objects pasted into a scene, and sees the training images as the export holds them (small squares). It
+embeds the whole train and val splits on each run (seconds for the demo, minutes for a large snapshot).
+Exit 0 done, 2 bad input (not an image, no model, no export)."""
+
+
+def cmd_trace(args) -> int:
+    from diffusers.utils import logging as diffusers_logging  # lazy: start-up (torch, transformers, diffusers)
+    from transformers.utils import logging as transformers_logging  # lazy: the same
+
+    # before the libraries' modules load (as in generate): their import-time warnings and loading bars are noise
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    from pdd import trace  # lazy: the same
+    from pdd.core import config  # lazy: the same
+
+    if not Path(args.params).is_file():
+        raise PddError(f"--params {args.params}: no such file; run in the project folder or pass --params")
+    cfgs = config.load(args.params)
+    if args.threads:
+        import torch  # lazy: the same
+
+        torch.set_num_threads(args.threads)
+    inp = trace.Inputs(image=Path(args.image), features=Path(args.features), export=Path(args.export),
+                       snapshot=Path(args.snapshot or cfgs["snapshot"].path), export_cfg=cfgs["export"],
+                       mem_cfg=cfgs["memorization"])
+    report = trace.trace(inp, args.k)
+    if args.html:
+        out = Path(args.html)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(trace.page(report), encoding="utf-8")
+            tmp.replace(out)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise PddError(f"--html {out}: cannot write it ({exc.strerror or exc})") from None
+    try:
+        print(json.dumps(trace.public(report), indent=2) if args.json else "\n".join(trace.text(report)))
+    except BrokenPipeError:  # the reader (head, less) stopped reading: not an error
+        sys.stderr.close()
+    if args.html:
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0
+
+
 def cmd_credentials_show(args) -> int:
     from pdd import credentials  # lazy: start-up
 
@@ -531,6 +595,20 @@ def _add_generate(sub) -> None:
     p.add_argument("--no-credentials", action="store_true",
                    help="write the images without content credentials, and without the warning that says so")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("trace", help="the training images nearest to an image, with their creators and licences",
+                       description=TRACE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--k", type=whole("neighbours"), default=8, help="nearest training images per space (default 8)")
+    p.add_argument("--features", default="models/judge", metavar="MODEL_DIR",
+                   help="a transformers CLIPModel folder for the feature space (default models/judge; models/clip works)")
+    p.add_argument("--html", metavar="PAGE", help="also write an HTML page with the thumbnails side by side")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--export", default="data/export", metavar="DIR", help="the export folder (default data/export)")
+    p.add_argument("--snapshot", metavar="PARQUET", help="the snapshot it was built from (default: params.yaml snapshot.path)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--threads", type=whole("threads"), help="torch CPU threads (default: torch's)")
+    p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("credentials", help="read an image's content credentials, or make a throw-away signing key",
                        description="C2PA content credentials (pdd/credentials.py).")
