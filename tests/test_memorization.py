@@ -207,6 +207,8 @@ def test_calibration_params_are_checked(tmp_path):
     from pdd.core import config
     from pdd.core.errors import PddError
 
+    ok = config.load(Path(__file__).parents[1] / "params.yaml", {"memorization": {"percentile": 95, "hash_size": 16}})
+    assert (ok["memorization"].percentile, ok["memorization"].hash_size) == (95, 16)
     for bad in ({"percentile": 150}, {"saturated_above": 1.5}, {"hash_size": 2}):
         with pytest.raises(PddError, match="memorization"):
             config.load(Path(__file__).parents[1] / "params.yaml", {"memorization": bad})
