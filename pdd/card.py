@@ -135,7 +135,8 @@ def _memorization(path) -> dict:
     if not path or not Path(path).exists():
         return {}
     m = json.loads(Path(path).read_text())
-    keep = ("n_samples", "n_train", "n_val", "threshold", "pixel_size", "clip", "pixel", "flagged", "flagged_samples")
+    keep = ("n_samples", "n_train", "n_val", "percentile", "saturated_above", "pixel_size", "hash_size", "clip", "pixel",
+            "phash", "flag_spaces", "can_separate", "flagged", "clip_only", "rate_percent", "anchor", "flagged_samples")
     return {k: m[k] for k in keep if k in m}
 
 
@@ -151,23 +152,37 @@ def _code(text) -> str:
 def render_memorization(m: dict) -> str:
     if not m:
         return ""
-    c, px = m["clip"], m["pixel"]
+    spaces = [(name, label, m[name]) for name, label in (("clip", "CLIP"), ("pixel", "pixels"), ("phash", "pHash"))
+              if name in m]
+
+    def num(x):
+        return "-" if x is None else f"{x:.3f}"
 
     def row(name, d):
-        return (f"| {name} | {d.get('n', 0)} | {d.get('min', float('nan')):.3f} | {d.get('p50', float('nan')):.3f} | "
-                f"{d.get('p90', float('nan')):.3f} | {d.get('max', float('nan')):.3f} |")
+        return (f"| {name} | {d.get('n', 0)} | {num(d.get('min'))} | {num(d.get('p50'))} | {num(d.get('p90'))} | "
+                f"{num(d.get('p99'))} | {num(d.get('max'))} |")
+    rows = "\n".join(row(f"{who}, {label}", e[who]) for _, label, e in spaces for who in ("samples", "val"))
+    thresholds = "; ".join(f"{label} {num(e.get('threshold'))}" + (" (saturated: no part in the flag)"
+                                                                   if e.get("saturated") else "")
+                           for _, label, e in spaces)
     flagged = "".join(f"\n- {_code(f['sample'])} ~ {_code(f['nearest_train'])} (CLIP {f['clip_similarity']:.3f}, pixels "
                       f"{f['pixel_similarity']:.3f})" for f in m.get("flagged_samples", [])[:20])
+    anchor = m.get("anchor") or {}
+    verdict = (f"**{m['flagged']} of {m['n_samples']} samples flagged** as likely copies ({m.get('rate_percent', 0):.2f} %: "
+               f"closer to a training image than val's p{m.get('percentile', 99):g} in "
+               f"{' and '.join(m.get('flag_spaces', []))}); {m.get('clip_only', 0)} more are close in CLIP only "
+               f"(look-alikes, not copies)." if m.get("can_separate") else
+               f"**No copies can be told apart on this data**: every space is saturated (val images already sit at "
+               f"the top of the scale), so nothing is flagged ({m['flagged']} of {m['n_samples']}).")
     return (f"\n## Memorization check\n\n{m['n_samples']} samples (training captions as prompts), each one's nearest of the "
-            f"{m['n_train']} training images, beside the same for the {m['n_val']} val images (never trained on: the "
-            f"reference for close but not copied). Similarity: cosine in our own CLIP's image space; correlation of "
-            f"{m['pixel_size']} px images. No downloaded copy detector.\n\n"
-            f"| nearest-train similarity | n | min | median | p90 | max |\n|---|---|---|---|---|---|\n"
-            f"{row('samples, CLIP', c['samples'])}\n{row('val, CLIP', c['val'])}\n"
-            f"{row('samples, pixels', px['samples'])}\n{row('val, pixels', px['val'])}\n\n"
-            f"**{m['flagged']} of {m['n_samples']} samples flagged** as likely copies (CLIP similarity >= {m['threshold']}); "
-            f"{c.get('val_at_or_above_threshold', 0)} of {m['n_val']} val images reach it too."
-            f"{' Flagged:' + flagged if flagged else ''}\n")
+            f"{m['n_train']} training images, beside the same for the {m['n_val']} val images (never trained on: they "
+            f"calibrate the thresholds). Similarity: cosine in our own CLIP's image space; correlation of "
+            f"{m['pixel_size']} px images; perceptual hash. No downloaded copy detector.\n\n"
+            f"| nearest-train similarity | n | min | median | p90 | p99 | max |\n|---|---|---|---|---|---|---|\n"
+            f"{rows}\n\nThresholds (val's p{m.get('percentile', 99):g}): {thresholds}.\n\n{verdict}"
+            + (f" For context (not like for like): {anchor['source']}: {anchor['rate_percent']} % of {anchor['what']}."
+               if anchor else "")
+            + f"{' Flagged:' + flagged if flagged else ''}\n")
 
 
 def _attribution_text(p: dict) -> str:

@@ -6,6 +6,8 @@
     pdd dag [show | write | check] | pdd verify | pdd launch STAGE
     pdd audit | export | ... | sample | pipeline    the build stages (the DAG's own commands)
     pdd generate                                    images from a built pipeline folder, for people
+    pdd credentials show | make-key                 read an image's C2PA content credentials, make a test key
+    pdd trace IMAGE                                 the training images nearest to an image, with their credits
     pdd scrape | mirror | label                     Wikimedia Commons (declared in pdd/source/commons/cli.py)
 
 Every command's argv is parsed here, except two hand-offs: a build stage's flags (`pdd unet --resume`,
@@ -320,7 +322,17 @@ examples:
 
 -o FILE.png writes one image; -o FOLDER writes PP-K.png per prompt PP and image K (what models/samples
 holds). Each written path is printed on its own line; warnings (a prompt longer than the text encoder
-reads) go to stderr. Exit 0 done, 2 bad input."""
+reads) go to stderr. Exit 0 done, 2 bad input.
+
+Content credentials: with a signing key (--credentials-key KEY.pem --credentials-cert CHAIN.pem, or
+$PDD_CREDENTIALS_KEY and $PDD_CREDENTIALS_CERT) each PNG carries a signed C2PA manifest: created by a
+trained algorithm (digitalSourceType trainedAlgorithmicMedia), by this model (folder name and digest: the
+model-signing digest when the folder has a model.sig, else its sha256 content hash), trained on the
+snapshot named in its provenance.json, with the prompt, seed, steps and guidance. Without a key the images
+are written without credentials and one warning says so (--no-credentials: no warning). A throw-away key:
+`pdd credentials make-key DIR`; read an image's credentials: `pdd credentials show IMAGE` (or any C2PA
+reader). Credentials mark an image; they are not a watermark: stripping the manifest (re-saving the
+image) removes them without a trace."""
 
 
 def _outputs(output: str | None, wanted: list[tuple[int, int]]) -> list[Path]:
@@ -348,6 +360,11 @@ def cmd_generate(args) -> int:
                        "(it writes models/pipeline) or name a pipeline folder")
     prompts = args.prompt or []
     paths = _outputs(args.output, [(i, k) for i in range(len(prompts or [None])) for k in range(args.n)])
+    from pdd import credentials  # lazy: start-up (cryptography, c2pa load when signing)
+
+    key = None if args.no_credentials else credentials.signing_key(args.credentials_key, args.credentials_cert)
+    if key:
+        credentials.check_key(key)
     import torch  # lazy: torch + diffusers are ~3.5 s of start-up (module docstring)
     from diffusers.utils import logging as diffusers_logging  # lazy: the same
     from transformers.utils import logging as transformers_logging  # lazy: the same
@@ -370,6 +387,10 @@ def cmd_generate(args) -> int:
     conditional = hasattr(pipe, "tokenizer")
     if conditional and not prompts:
         raise PddError(f"{args.model} is a text-conditional model: give --prompt TEXT")
+    identity = credentials.model_identity(args.model) if key else None
+    if key is None and not args.no_credentials:
+        print(f"pdd: warning: the images get no content credentials (no signing key): {credentials.NO_KEY_HINT}",
+              file=sys.stderr)
     for prompt in prompts if conditional else []:
         warning = pipeline.prompt_warning(pipe, prompt)
         if warning:
@@ -378,11 +399,98 @@ def cmd_generate(args) -> int:
     images = pipeline.generate(pipe, prompts or None, seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
                                per_prompt=args.n, progress=not args.quiet)
     paths[0].parent.mkdir(parents=True, exist_ok=True)   # -o FOLDER (a FILE.png's folder is there already)
-    for path, (_i, _k, _prompt, image) in zip(paths, images):
+    for path, (_i, _k, prompt, image) in zip(paths, images):
+        png = imaging.png_bytes(image)
+        if key:
+            png = credentials.sign_png(png, key, credentials.manifest_definition(
+                identity, prompt=prompt, seed=args.seed, steps=args.steps, guidance=args.guidance, title=path.name))
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(imaging.png_bytes(image))
+        tmp.write_bytes(png)
         tmp.replace(path)
         print(path)
+    return 0
+
+
+TRACE_HELP = """\
+Which training images is IMAGE close to, and who made them? The image is rendered as the export renders
+training images (params: export.resolutions, resample, fit, background), then compared with every image of
+the export's train split in a learned feature space (--features: a transformers CLIPModel folder, default
+models/judge, the quality stage's independent judge; models/clip works too) and in pixels (correlation at
+memorization.pixel_size px). For each space: the K nearest training images with title, creator, source and
+licence from the snapshot, and each similarity's percentile among the val images' nearest-train similarities
+(real images the model never saw), flagged when above the memorization check's copy threshold (val's
+memorization.percentile) in a space where it is not saturated.
+
+examples:
+  pdd trace out.png
+  pdd trace out.png --k 4 --features models/clip --html trace.html
+
+Limits: the nearest training images are the most similar ones, not the image's sources: a generated image
+owes something to the whole training set, and closeness in a small CLIP trained on this data and in tiny
+pixels is neither proof of copying nor of influence. It misses crops, mirrored or re-coloured copies and
+objects pasted into a scene, and sees the training images as the export holds them (small squares). It
+embeds the whole train and val splits on each run (seconds for the demo, minutes for a large snapshot).
+Exit 0 done, 2 bad input (not an image, no model, no export)."""
+
+
+def cmd_trace(args) -> int:
+    from diffusers.utils import logging as diffusers_logging  # lazy: start-up (torch, transformers, diffusers)
+    from transformers.utils import logging as transformers_logging  # lazy: the same
+
+    # before the libraries' modules load (as in generate): their import-time warnings and loading bars are noise
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    from pdd import trace  # lazy: the same
+    from pdd.core import config  # lazy: the same
+
+    if not Path(args.params).is_file():
+        raise PddError(f"--params {args.params}: no such file; run in the project folder or pass --params")
+    cfgs = config.load(args.params)
+    if args.threads:
+        import torch  # lazy: the same
+
+        torch.set_num_threads(args.threads)
+    inp = trace.Inputs(image=Path(args.image), features=Path(args.features), export=Path(args.export),
+                       snapshot=Path(args.snapshot or cfgs["snapshot"].path), export_cfg=cfgs["export"],
+                       mem_cfg=cfgs["memorization"])
+    report = trace.trace(inp, args.k)
+    if args.html:
+        out = Path(args.html)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(trace.page(report), encoding="utf-8")
+            tmp.replace(out)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise PddError(f"--html {out}: cannot write it ({exc.strerror or exc})") from None
+    try:
+        print(json.dumps(trace.public(report), indent=2) if args.json else "\n".join(trace.text(report)))
+    except BrokenPipeError:  # the reader (head, less) stopped reading: not an error
+        sys.stderr.close()
+    if args.html:
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+def cmd_credentials_show(args) -> int:
+    from pdd import credentials  # lazy: start-up
+
+    r = credentials.read(args.image)
+    if args.json:
+        print(json.dumps({"validation_state": r.state, "failures": r.failures, "manifest": r.manifest}, indent=2))
+    else:
+        print("\n".join(credentials.describe(r, args.image)))
+    return 0 if r.state in ("Valid", "Trusted") and not r.failures else 1
+
+
+def cmd_credentials_make_key(args) -> int:
+    from pdd import credentials  # lazy: start-up
+
+    paths = credentials.make_key(args.dir)
+    print(f"wrote {paths['key']} (private: keep it) and {paths['chain']}; sign with "
+          f"`pdd generate --credentials-key {paths['key']} --credentials-cert {paths['chain']} ...` "
+          f"(self-made: readers show it as valid but untrusted)")
     return 0
 
 
@@ -480,7 +588,40 @@ def _add_generate(sub) -> None:
                    help="FILE.png for one image, or a folder (default: sample.png for one image, samples/ for more)")
     p.add_argument("--threads", type=whole("threads"), help="torch CPU threads (default: torch's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--credentials-key", metavar="KEY.pem",
+                   help="sign each image's C2PA content credentials with this ES256 private key (default: $PDD_CREDENTIALS_KEY)")
+    p.add_argument("--credentials-cert", metavar="CHAIN.pem",
+                   help="the key's certificate chain, leaf first (default: $PDD_CREDENTIALS_CERT)")
+    p.add_argument("--no-credentials", action="store_true",
+                   help="write the images without content credentials, and without the warning that says so")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("trace", help="the training images nearest to an image, with their creators and licences",
+                       description=TRACE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--k", type=whole("neighbours"), default=8, help="nearest training images per space (default 8)")
+    p.add_argument("--features", default="models/judge", metavar="MODEL_DIR",
+                   help="a transformers CLIPModel folder for the feature space (default models/judge; models/clip works)")
+    p.add_argument("--html", metavar="PAGE", help="also write an HTML page with the thumbnails side by side")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--export", default="data/export", metavar="DIR", help="the export folder (default data/export)")
+    p.add_argument("--snapshot", metavar="PARQUET", help="the snapshot it was built from (default: params.yaml snapshot.path)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--threads", type=whole("threads"), help="torch CPU threads (default: torch's)")
+    p.set_defaults(func=cmd_trace)
+
+    p = sub.add_parser("credentials", help="read an image's content credentials, or make a throw-away signing key",
+                       description="C2PA content credentials (pdd/credentials.py).")
+    leaves = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = leaves.add_parser("show", help="validate an image's C2PA manifest and print what it says "
+                                       "(exit 0 valid, 1 invalid: e.g. the pixels were edited, 2 none or unreadable)")
+    q.add_argument("image", metavar="IMAGE")
+    q.add_argument("--json", action="store_true", help="the active manifest and the validation results as JSON")
+    q.set_defaults(func=cmd_credentials_show)
+    q = leaves.add_parser("make-key", help="write a self-made CA and an ES256 signing key + chain into DIR "
+                                           "(key.pem, chain.pem, ca.pem); trusted by no one, for trying it out")
+    q.add_argument("dir", metavar="DIR")
+    q.set_defaults(func=cmd_credentials_make_key)
 
 
 def build_parser() -> Parser:

@@ -3,11 +3,13 @@
 Generates memorization.n_samples images with the trained parts (the same pipeline the sample stage uses,
 its scheduler, steps and guidance; prompts: training captions, evenly spread, the prompts most likely to
 pull a copy out; one seeded generator per image), then finds each one's nearest training image in our own
-CLIP's image-embedding space and in pixel space downscaled to memorization.pixel_size, beside the same
-similarities for the val split (real images the model never saw: the reference).
+CLIP's image-embedding space, in pixel space downscaled to memorization.pixel_size and by perceptual hash,
+beside the same similarities for the val split (real images the model never saw), which calibrates the flag
+threshold of each space (memorization.percentile of val's; see pdd/train/memorization.py).
 
 Writes models/memorization/ (the samples as PNGs and neighbours.tsv: each sample's nearest training image and
-similarities), metrics/memorization.json (distributions, the threshold, how many samples are flagged) and
+similarities), metrics/memorization.json (distributions, the calibrated thresholds, how many samples are flagged, the
+rate beside Somepalli et al.'s anchor) and
 the plot metrics/memorization_pairs.png (flagged or closest samples above their nearest training images)."""
 import torch
 
@@ -26,13 +28,8 @@ def compute(ctx):
                                      export_dir=ctx.deps["export"], clip_dir=ctx.deps["clip"],
                                      out_dir=ctx.outs["memorization"])
     rep = found.metrics
-    c = rep["clip"]
     return Outcome(metrics=rep, plots={"pairs": found.pairs}, nondeterminism=NONDETERMINISM,
-                   summary=f"memorization: {rep['flagged']} of {rep['n_samples']} samples at or above CLIP similarity "
-                           f"{cfg.threshold} to a training image (val: {c['val_at_or_above_threshold']} of {rep['n_val']}); "
-                           f"nearest-train CLIP similarity median {c['samples'].get('p50', float('nan')):.3f} for samples, "
-                           f"{c['val'].get('p50', float('nan')):.3f} for val")
-
+                   summary=memorization.summary(rep))
 
 if __name__ == "__main__":
     raise SystemExit(run("memorization"))

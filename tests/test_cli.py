@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import tiny_pipes
 from conftest import REPO, engine_env
 from pdd import cli
 
@@ -125,37 +126,7 @@ def test_usage_errors_elsewhere_are_one_line_too(tmp_path):
 # ---- real generations from tiny pipeline folders ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_pipelines(tmp_path_factory):
-    """A text-conditional StableDiffusionPipeline (our tokenizer's format, 8 tokens at most) and an
-    unconditional DDPMPipeline, random weights, 8x8 images."""
-    import torch
-    from diffusers import (AutoencoderKL, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline,
-                           UNet2DConditionModel, UNet2DModel)
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
-
-    from pdd.train.tokenizer import build_vocab
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("pipes")
-    vocab, merges = build_vocab([])
-    tok = CLIPTokenizerFast(vocab=vocab, merges=merges, model_max_length=8)
-    te = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=16, num_hidden_layers=1,
-                                      num_attention_heads=2, max_position_embeddings=8, projection_dim=16,
-                                      bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"]))
-    unet = UNet2DConditionModel(sample_size=4, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8,),
-                                down_block_types=("CrossAttnDownBlock2D",), up_block_types=("CrossAttnUpBlock2D",),
-                                norm_num_groups=4, cross_attention_dim=16, attention_head_dim=2)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(4, 4), layers_per_block=1,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=2, sample_size=8)
-    StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,
-                            scheduler=DPMSolverMultistepScheduler(num_train_timesteps=50), safety_checker=None,
-                            feature_extractor=None, image_encoder=None, requires_safety_checker=False
-                            ).save_pretrained(root / "text")
-    DDPMPipeline(unet=UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(4,),
-                                  down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",), norm_num_groups=2,
-                                  attention_head_dim=2),
-                 scheduler=DDPMScheduler(num_train_timesteps=50)).save_pretrained(root / "uncond")
-    return root
+    return tiny_pipes.make(tmp_path_factory.mktemp("pipes"))
 
 
 def run(capsys, *argv):
@@ -186,7 +157,7 @@ def test_generate_a_folder_same_seed_same_images(tiny_pipelines, tmp_path, capsy
 
 def test_generate_warns_once_for_a_long_prompt_and_refuses_one_file_for_many(tiny_pipelines, tmp_path, capsys):
     rc, _, err = run(capsys, "generate", "--model", tiny_pipelines / "text", "--prompt", " ".join(["apple"] * 20),
-                     "--steps", "1", "-o", tmp_path / "long.png", "--quiet")
+                     "--steps", "1", "-o", tmp_path / "long.png", "--quiet", "--no-credentials")
     assert rc == 0 and (tmp_path / "long.png").exists()
     assert [ln for ln in err.splitlines() if "warning" in ln] == [ln for ln in err.splitlines() if "tokenizer max_length" in ln]
     assert err.count("pdd: warning: ") == 1

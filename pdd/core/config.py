@@ -346,8 +346,14 @@ class MemorizationCfg:
     """Does the model copy? nearest training images of samples."""
     n_samples: int = knob(64, "generated samples (training captions as prompts; sample.steps, guidance, scheduler) "
                               "checked against the training set", minimum=1, maximum=100000)
-    threshold: float = knob(0.95, "nearest-train cosine in our CLIP image space at or above which a sample is "
-                                  "flagged as a likely copy", minimum=-1, maximum=1)
+    percentile: float = knob(99.0, "calibration: in each space the threshold is this percentile of the val images' "
+                                   "nearest-train similarities; a sample is flagged only when it is above the "
+                                   "threshold in every unsaturated space (CLIP and pixels)", minimum=50, maximum=100)
+    saturated_above: float = knob(0.995, "a space whose calibrated threshold is at or above this is saturated (the "
+                                         "data's own near-duplicates sit there) and takes no part in the flag",
+                                  minimum=0, maximum=1)
+    hash_size: int = knob(8, "perceptual hash (DCT pHash) side: hash_size^2 bits, reported beside CLIP and pixels",
+                          minimum=4, maximum=32)
     pixel_size: int = knob(16, "images are shrunk to this many px for the pixel-space neighbours (correlation)",
                            minimum=2, maximum=512)
     show: int = knob(8, "flagged (else closest) samples drawn above their nearest training image", minimum=0, maximum=256)

@@ -1,17 +1,29 @@
 """Does the model copy its training images? Nearest training neighbours of generated samples, with no
-downloaded copy-detection network (no SSCD): in *our own* CLIP's image-embedding space (cosine of the
-normalised embeddings) and in downscaled pixel space (Pearson correlation of the images shrunk to
-`pixel_size` px: the cosine of the mean-centred pixel vectors).
+downloaded copy-detection network (no SSCD), in three spaces: *our own* CLIP's image embeddings (cosine of the
+normalised embeddings), downscaled pixels (Pearson correlation of the images shrunk to `pixel_size` px: the
+cosine of the mean-centred pixel vectors) and a perceptual hash (DCT pHash of `hash_size`^2 bits; similarity
+1 - Hamming distance / bits).
 
-The reference is the val split: real images the model never saw. Their nearest-train similarities show how
-close "close but not copied" gets in this dataset (near-duplicates in the data, a style shared by a source).
-A sample is flagged as a likely copy when its nearest-train CLIP similarity is at or above `threshold`.
+Calibrated on the data, not a fixed number: the val split (real images the model never saw) shows how close
+"close but not copied" gets in this dataset (near-duplicate series, a style shared by a source). In each space
+the threshold is the `percentile` (99) of val's nearest-train similarities. A space whose threshold is at or
+above `saturated_above` is *saturated*: the data's own near-duplicates already sit there, so nothing above it
+can be told apart, and the space takes no part in the flag. A sample is flagged as a likely copy only when it
+is closer to a training image than the threshold in *every* unsaturated space among CLIP and pixels: a copy is
+close in both, a look-alike (same subject or style, other pixels) is close in CLIP only and is counted as
+such, not flagged. The pHash is reported beside them (its 64 bits saturate on small clip art). When neither
+CLIP nor pixels is usable, nothing is flagged and the report says the check cannot separate copies here.
+
+The flagged rate on training captions (the prompts most likely to pull a copy out) is reported beside
+Somepalli et al.'s anchor: 1.88 % of Stable Diffusion 1.4 generations from LAION captions above 0.5 SSCD
+similarity to a training image. Not the same measure, model or data: context, not a like-for-like comparison.
 
 What this can catch: near-exact copies and copies that survive a small shift in colour or a blur (both spaces),
-and close recompositions in CLIP space as far as our small CLIP separates images. What it cannot: copies of
-a part of an image (a crop, an object pasted into a new scene), mirrored or heavily re-coloured copies, and
-anything our CLIP (trained on this dataset only, at a low resolution) does not tell apart; it does not look
-at text rendered into images or at style.
+as far as our small CLIP separates images. What it cannot: copies of a part of an image (a crop, an object
+pasted into a new scene), mirrored or heavily re-coloured copies, and anything our CLIP (trained on this dataset
+only, at a low resolution) does not tell apart; it does not look at text rendered into images or at style. By
+construction about 1 % of val images are above each threshold: a flag says "closer than 99 % of real unseen
+images get", not "proven copy".
 """
 from __future__ import annotations
 
@@ -27,6 +39,14 @@ from pdd.train import imaging, pipeline, quality
 from pdd.train.vae import load_images
 
 QUANTILES = (0.0, 0.5, 0.9, 0.99, 1.0)
+SPACES = ("clip", "pixel", "phash")
+FLAG_SPACES = ("clip", "pixel")       # the flag needs every unsaturated one of these
+ANCHOR = {"source": "Somepalli et al. 2023, Diffusion Art or Digital Forgery? Investigating Data Replication in "
+                    "Diffusion Models",
+          "rate_percent": 1.88,
+          "what": "Stable Diffusion 1.4 generations from LAION captions with SSCD similarity above 0.5 to a "
+                  "training image",
+          "comparable": "context only: another model, data set, and measure (SSCD, a trained copy detector)"}
 
 
 def pixel_features(images_u8: torch.Tensor, size: int) -> torch.Tensor:
@@ -40,6 +60,38 @@ def pixel_features(images_u8: torch.Tensor, size: int) -> torch.Tensor:
     x = x.flatten(1)
     x = x - x.mean(dim=1, keepdim=True)
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def _dct_matrix(n: int) -> torch.Tensor:
+    """The orthonormal DCT-II matrix (n x n), float64."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    m = torch.cos(torch.pi * (2 * i + 1) * k / (2 * n)) * (2.0 / n) ** 0.5
+    m[0] /= 2 ** 0.5
+    return m
+
+
+def phash_features(images_u8: torch.Tensor, hash_size: int = 8) -> torch.Tensor:
+    """uint8 [N,R,R,3] -> the DCT perceptual hash (grey image at 4*hash_size px, the hash_size^2 lowest
+    frequencies, each bit: above the median of the non-DC ones) as +-1/sqrt(bits) vectors, so that
+    (1 + dot) / 2 is 1 - Hamming distance / bits (`hash_similarity`)."""
+    bits = hash_size * hash_size
+    if len(images_u8) == 0:
+        return torch.zeros((0, bits))
+    x = images_u8.permute(0, 3, 1, 2).double() / 255.0
+    grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    n = 4 * hash_size
+    if grey.shape[-1] != n:
+        grey = F.interpolate(grey, size=(n, n), mode="area" if grey.shape[-1] > n else "bilinear")
+    d = _dct_matrix(n)
+    low = (d @ grey[:, 0] @ d.T)[:, :hash_size, :hash_size].flatten(1)
+    med = low[:, 1:].median(dim=1, keepdim=True).values
+    return torch.where(low > med, 1.0, -1.0).float() / bits ** 0.5
+
+
+def hash_similarity(dot: torch.Tensor) -> torch.Tensor:
+    """1 - Hamming / bits, from the dot product of two phash_features rows."""
+    return ((1 + dot) / 2).clamp(0, 1)
 
 
 def nearest(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,17 +121,19 @@ def distribution(sims: torch.Tensor) -> dict:
 
 @dataclass(frozen=True)
 class PerSample:
-    """Each sample's nearest training image (index) and similarity in both spaces, and its flag."""
+    """Each sample's nearest training image (index) and similarity in each space, and its flag."""
     clip: torch.Tensor
     clip_idx: torch.Tensor
     pixel: torch.Tensor
     pixel_idx: torch.Tensor
+    phash: torch.Tensor
+    phash_idx: torch.Tensor
     flagged: torch.Tensor
 
 
 @dataclass(frozen=True)
 class Analysis:
-    report: dict                # JSON data: counts, distributions, the threshold, how many are flagged
+    report: dict                # JSON data: counts, distributions, the calibrated thresholds, how many are flagged
     per_sample: PerSample
 
 
@@ -90,29 +144,74 @@ class Copies:
     pairs: bytes                # the PNG of the shown samples above their nearest training images
 
 
-def analyse(samples_u8, train_u8, val_u8, *, clip_embed, threshold: float, pixel_size: int) -> Analysis:
-    """Nearest-train similarities of samples and of val in both spaces; `clip_embed(u8) -> unit vectors`.
-    Returns the report and the per-sample arrays."""
-    ft, fs, fv = clip_embed(train_u8), clip_embed(samples_u8), clip_embed(val_u8)
-    pt, ps, pv = (pixel_features(x, pixel_size) for x in (train_u8, samples_u8, val_u8))
-    cs, ci = nearest(fs, ft)
-    ps_sim, ps_idx = nearest(ps, pt)
-    rep: dict = {"n_samples": len(samples_u8), "n_train": len(train_u8), "n_val": len(val_u8),
-                 "threshold": threshold, "pixel_size": pixel_size}
-    spaces = {"clip": (cs, fv, ft), "pixel": (ps_sim, pv, pt)}
-    for name, (s_sims, fval, ftrain) in spaces.items():
-        v_sims = nearest(fval, ftrain)[0] if len(fval) else torch.zeros(0)
-        entry = {"samples": distribution(s_sims), "val": distribution(v_sims)}
+def calibrate(val_sims: torch.Tensor, percentile: float, saturated_above: float) -> dict:
+    """The threshold of one space: the PERCENTILE of val's nearest-train similarities; saturated when it is at or
+    above SATURATED_ABOVE (or when there is no val to calibrate on)."""
+    if len(val_sims) == 0:
+        return {"threshold": None, "saturated": True, "why": "no val images to calibrate on"}
+    t = _r(torch.quantile(val_sims.double(), percentile / 100.0))
+    out = {"threshold": t, "saturated": t >= saturated_above}
+    if out["saturated"]:
+        out["why"] = (f"val's p{percentile:g} is {t:.4f}, at or above {saturated_above}: the data's own "
+                      "near-duplicates sit there, nothing above it can be told apart")
+    return out
+
+
+def analyse(samples_u8, train_u8, val_u8, *, clip_embed, pixel_size: int, percentile: float = 99.0,
+            saturated_above: float = 0.995, hash_size: int = 8) -> Analysis:
+    """Nearest-train similarities of samples and of val in each space, the thresholds calibrated on val, and
+    the flags; `clip_embed(u8) -> unit vectors`. Returns the report and the per-sample arrays."""
+    feats = {
+        "clip": [clip_embed(x) for x in (samples_u8, val_u8, train_u8)],
+        "pixel": [pixel_features(x, pixel_size) for x in (samples_u8, val_u8, train_u8)],
+        "phash": [phash_features(x, hash_size) for x in (samples_u8, val_u8, train_u8)],
+    }
+    n = len(samples_u8)
+    rep: dict = {"n_samples": n, "n_train": len(train_u8), "n_val": len(val_u8), "pixel_size": pixel_size,
+                 "hash_size": hash_size, "percentile": percentile, "saturated_above": saturated_above}
+    sims, idxs, above = {}, {}, {}
+    for name, (fs, fv, ft) in feats.items():
+        s_sims, s_idx = nearest(fs, ft)
+        v_sims = nearest(fv, ft)[0] if len(fv) else torch.zeros(0)
+        if name == "phash":
+            s_sims, v_sims = hash_similarity(s_sims), hash_similarity(v_sims)
+        cal = calibrate(v_sims, percentile, saturated_above)
+        entry = {"samples": distribution(s_sims), "val": distribution(v_sims), **cal,
+                 "in_flag": name in FLAG_SPACES and not cal["saturated"]}
         if len(v_sims):
-            vmax = float(v_sims.max())
-            entry["samples_above_val_max"] = int((s_sims > vmax).sum())
-        # the flag is the CLIP count; the same threshold on the pixel correlation is shown beside it
-        entry["samples_at_or_above_threshold"] = int((s_sims >= threshold).sum())
-        entry["val_at_or_above_threshold"] = int((v_sims >= threshold).sum())
+            entry["samples_above_val_max"] = int((s_sims > float(v_sims.max())).sum())
+        if cal["threshold"] is not None:
+            above[name] = s_sims > cal["threshold"]
+            entry["samples_above_threshold"] = int(above[name].sum())
+            entry["val_above_threshold"] = int((v_sims > cal["threshold"]).sum())
         rep[name] = entry
-    flagged = cs >= threshold
+        sims[name], idxs[name] = s_sims, s_idx
+    usable = [s for s in FLAG_SPACES if rep[s]["in_flag"]]
+    rep["flag_spaces"] = usable
+    rep["can_separate"] = bool(usable)
+    flagged = torch.zeros(n, dtype=torch.bool)
+    if usable:
+        flagged = torch.ones(n, dtype=torch.bool)
+        for s in usable:
+            flagged &= above[s]
     rep["flagged"] = int(flagged.sum())
-    return Analysis(rep, PerSample(clip=cs, clip_idx=ci, pixel=ps_sim, pixel_idx=ps_idx, flagged=flagged))
+    # close in CLIP (above its threshold) but not flagged: look-alikes, same subject or style, other pixels
+    rep["clip_only"] = int((above["clip"] & ~flagged).sum()) if "clip" in above else 0
+    rep["rate_percent"] = round(100.0 * rep["flagged"] / n, 3) if n else 0.0
+    rep["anchor"] = ANCHOR
+    return Analysis(rep, PerSample(clip=sims["clip"], clip_idx=idxs["clip"], pixel=sims["pixel"],
+                                   pixel_idx=idxs["pixel"], phash=sims["phash"], phash_idx=idxs["phash"],
+                                   flagged=flagged))
+
+
+def summary(rep: dict) -> str:
+    """One line for the build log."""
+    spaces = ", ".join(f"{s} {rep[s]['threshold']:.4f}{' (saturated)' if rep[s]['saturated'] else ''}"
+                       for s in SPACES if rep[s].get("threshold") is not None)
+    head = (f"memorization: {rep['flagged']} of {rep['n_samples']} samples flagged ({rep['rate_percent']:.2f} %; "
+            f"Somepalli et al.'s SD 1.4 anchor {ANCHOR['rate_percent']} %), {rep['clip_only']} close in CLIP only "
+            f"(look-alikes); thresholds at val's p{rep['percentile']:g}: {spaces}")
+    return head if rep["can_separate"] else head + "; no unsaturated space: this data cannot separate copies"
 
 
 def shown_order(clip_sims: torch.Tensor, flagged: torch.Tensor, show: int) -> list[int]:
@@ -158,22 +257,26 @@ def find_copies(pipe, cfg, *, seed: int, steps: int, guidance_scale: float, expo
     def embed(x):
         return quality.clip_features(clip_model, processor, x) if len(x) else torch.zeros((0, 1))
 
-    found = analyse(samples_u8, train_u8, val_u8, clip_embed=embed, threshold=cfg.threshold, pixel_size=cfg.pixel_size)
+    found = analyse(samples_u8, train_u8, val_u8, clip_embed=embed, pixel_size=cfg.pixel_size,
+                    percentile=cfg.percentile, saturated_above=cfg.saturated_above, hash_size=cfg.hash_size)
     rep, per = found.report, found.per_sample
 
     out = Path(out_dir)
     (out / "samples").mkdir()
-    lines = ["sample\tprompt\tclip_nearest_train\tclip_similarity\tpixel_nearest_train\tpixel_similarity\tflagged"]
+    lines = ["sample\tprompt\tclip_nearest_train\tclip_similarity\tpixel_nearest_train\tpixel_similarity\t"
+             "phash_nearest_train\tphash_similarity\tflagged"]
     flagged_list = []
     for j, img in enumerate(samples_u8):
         name = f"samples/{j:04d}.png"
         (out / name).write_bytes(imaging.png_bytes(Image.fromarray(img.numpy())))
-        ci, pi = int(per.clip_idx[j]), int(per.pixel_idx[j])
-        c, p, f = float(per.clip[j]), float(per.pixel[j]), bool(per.flagged[j])
-        lines.append(f"{name}\t{' '.join(prompts[j].split())}\t{train_ids[ci]}\t{c:.6f}\t{train_ids[pi]}\t{p:.6f}\t{int(f)}")
+        ci, pi, hi = int(per.clip_idx[j]), int(per.pixel_idx[j]), int(per.phash_idx[j])
+        c, p, h, f = float(per.clip[j]), float(per.pixel[j]), float(per.phash[j]), bool(per.flagged[j])
+        lines.append(f"{name}\t{' '.join(prompts[j].split())}\t{train_ids[ci]}\t{c:.6f}\t{train_ids[pi]}\t{p:.6f}\t"
+                     f"{train_ids[hi]}\t{h:.6f}\t{int(f)}")
         if f:
             flagged_list.append({"sample": name, "prompt": prompts[j], "nearest_train": train_ids[ci],
-                                 "clip_similarity": round(c, 6), "pixel_similarity": round(p, 6)})
+                                 "clip_similarity": round(c, 6), "pixel_similarity": round(p, 6),
+                                 "phash_similarity": round(h, 6)})
     (out / "neighbours.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     rep["flagged_samples"] = sorted(flagged_list, key=lambda r: (-r["clip_similarity"], r["sample"]))
     picks = shown_order(per.clip, per.flagged, cfg.show)
