@@ -23,8 +23,8 @@ def compute(ctx):
     return Outcome(
         metrics=m, plots=t.plots, nondeterminism=judge.NONDETERMINISM,
         summary=f"judge: {m['steps']} steps, val i2t R@1 {m.get('i2t_r1', float('nan')):.3f} (chance "
-                f"{m.get('chance_r1', float('nan')):.3f}); category probe on val {m['probe_val_accuracy']:.3f} "
-                f"(majority class {m['probe_val_majority']:.3f}, {m['probe_classes']} classes)")
+                f"{m.get('chance_r1', float('nan')):.3f}); category probe on val {m.get('probe_val_accuracy', float('nan')):.3f} "
+                f"(majority class {m.get('probe_val_majority', float('nan')):.3f}, {m['probe_classes']} classes)")
 
 
 if __name__ == "__main__":

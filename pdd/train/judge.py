@@ -70,18 +70,21 @@ def train_judge(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir,
     processor = CLIPProcessor.from_pretrained(out_dir, local_files_only=True)
     ids = {s: shards.read_split(export_dir, s, columns=["file_id"]).column("file_id").to_pylist() for s in shards.SPLITS}
     names = class_names(ids["train"], cfg.probe.min_rows)
-    if len(names) < 2:
-        raise PddError(f"{export_dir}: the train split has fewer than 2 categories with judge.probe.min_rows="
-                       f"{cfg.probe.min_rows} rows; lower judge.probe.min_rows or use a larger snapshot")
+    out_dir = Path(out_dir)
+    meta = {"classes": names, "category": "first folder of the file id"}
+    if len(names) < 2:   # one category (or none): nothing to tell apart; the quality stage reports n/a
+        (out_dir / "probe.json").write_text(json.dumps({**meta, "probe": False, "why": (
+            f"fewer than 2 categories with judge.probe.min_rows={cfg.probe.min_rows} train rows")}, indent=2) + "\n")
+        t.metrics.update({"probe_classes": len(names)})
+        return t
     feats = {s: quality.image_features(model, processor, load_images(export_dir, s, cfg.image_size)) for s in shards.SPLITS}
     labels = {s: labels_of(ids[s], names) for s in shards.SPLITS}
     probe = quality.train_probe(feats["train"], labels["train"], len(names), derive_seed(seed, "judge", "probe"),
                                 steps=cfg.probe.steps, lr=cfg.probe.lr)
-    out_dir = Path(out_dir)
     save_file({"weight": probe.weight.detach().contiguous(), "bias": probe.bias.detach().contiguous()},
               out_dir / "probe.safetensors")
-    (out_dir / "probe.json").write_text(json.dumps({"classes": names, "features": int(feats["train"].shape[1]),
-                                                    "category": "first folder of the file id"}, indent=2) + "\n")
+    (out_dir / "probe.json").write_text(json.dumps({**meta, "probe": True, "features": int(feats["train"].shape[1])},
+                                                   indent=2) + "\n")
     t.metrics.update({"probe_classes": len(names),
                       "probe_train_accuracy": round(quality.accuracy(probe, feats["train"], labels["train"]), 6),
                       "probe_val_accuracy": round(quality.accuracy(probe, feats["val"], labels["val"]), 6),
@@ -100,10 +103,12 @@ class Judge:
         self.processor = CLIPProcessor.from_pretrained(d, local_files_only=True)
         meta = json.loads((d / "probe.json").read_text(encoding="utf-8"))
         self.classes: list[str] = meta["classes"]
-        w = load_file(d / "probe.safetensors")
-        self.probe = torch.nn.Linear(w["weight"].shape[1], w["weight"].shape[0])
-        self.probe.load_state_dict(w)
-        self.probe.eval()
+        self.probe = None                     # one category: no probe, no category accuracy
+        if meta.get("probe", True):
+            w = load_file(d / "probe.safetensors")
+            self.probe = torch.nn.Linear(w["weight"].shape[1], w["weight"].shape[0])
+            self.probe.load_state_dict(w)
+            self.probe.eval()
 
     def images(self, images_u8: torch.Tensor) -> torch.Tensor:
         return quality.image_features(self.model, self.processor, images_u8)
