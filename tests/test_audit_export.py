@@ -145,3 +145,11 @@ def test_export_refuses_an_empty_split(tmp_path, generated_snapshot):
     msg = str(err.value)
     assert "the val split" in msg and "is empty (57 rows" in msg and "export.val_fraction" in msg
     assert "\n" not in msg
+
+
+def test_junk_in_labels_is_cleaned_where_captions_are_built():
+    labels = [{"field": "title", "lang": "en", "text": "Tom &amp;amp; Jerry &lt;3", "licence": "pd"},
+              {"field": "creator", "lang": "en", "text": "HASH(0x8a0cf9c)", "licence": "pd"},
+              {"field": "keywords", "lang": "en", "text": "<b>cat</b>", "licence": "pd"}]
+    cap = export.build_caption(labels, "{title}, {creator}, {keywords}", ["pd"], "fallback")
+    assert cap == "Tom & Jerry <3, cat"      # the placeholder creator is dropped with its comma

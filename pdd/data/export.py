@@ -9,6 +9,7 @@ byte-identical shards.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -28,19 +29,28 @@ from pdd.core.hashing import hash_file, hash_json, write_json
 from pdd.data import curate
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# junk the collection's metadata carries: Perl placeholders written instead of a creator (HASH(0x8a0cf9c)),
+# HTML entities and tags in titles and descriptions
+_PERL_REF = re.compile(r"\b(?:HASH|ARRAY|SCALAR|CODE|GLOB)\(0x[0-9a-fA-F]+\)")
+_TAG = re.compile(r"<[^<>]{1,200}>")
 
 
-
+def clean_label(text: str) -> str:
+    """A label as training text: HTML entities decoded, tags and Perl placeholders removed, whitespace collapsed."""
+    text = html.unescape(html.unescape(text or ""))
+    text = _PERL_REF.sub(" ", _TAG.sub(" ", text))
+    return " ".join(text.split())
 
 def pick_labels(labels: list[dict], allowed_licences: list[str]) -> dict[str, str]:
     """One text per field, only from labels whose own licence is allowed; English or untagged first."""
     best: dict[str, tuple] = {}
     for lb in labels:
-        if lb["licence"] not in allowed_licences or not (lb["text"] or "").strip():
+        text = clean_label(lb["text"])
+        if lb["licence"] not in allowed_licences or not text:
             continue
-        rank = (0 if lb.get("lang") in (None, "", "en") else 1, lb.get("lang") or "", lb["text"])
+        rank = (0 if lb.get("lang") in (None, "", "en") else 1, lb.get("lang") or "", text)
         if lb["field"] not in best or rank < best[lb["field"]][0]:
-            best[lb["field"]] = (rank, " ".join(lb["text"].split()))
+            best[lb["field"]] = (rank, text)
     return {k: v[1] for k, v in best.items()}
 
 
