@@ -130,3 +130,16 @@ def test_swd_is_smaller_for_the_same_distribution_than_for_noise():
     near = quality.swd(imgs, _colour_images(64, 4), seed=0)
     far = quality.swd(imgs, quality.noise_like(imgs, 64, seed=0), seed=0)
     assert near < far
+
+
+def test_colour_error_sees_red_turning_brown():
+    from pdd.train import imaging
+
+    red = torch.zeros(4, 8, 8, 3, dtype=torch.uint8)
+    red[..., 0] = 220
+    brown = red.clone()
+    brown[..., 0], brown[..., 1], brown[..., 2] = 140, 80, 40
+    same = imaging.colour_error(red, red)
+    assert same["hue_error_deg"] == 0.0 and same["chroma_loss"] == 0.0
+    shifted = imaging.colour_error(red, brown)
+    assert shifted["hue_error_deg"] > 20 and shifted["chroma_loss"] > 100

@@ -17,7 +17,8 @@ def main() -> int:
             if Path(metric).exists():
                 m = json.loads(Path(metric).read_text())
                 brief = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()
-                         if isinstance(v, (int, float, str)) or (isinstance(v, list) and len(v) <= 4)}
+                         if isinstance(v, (int, float, str)) or (isinstance(v, list) and len(v) <= 4 and
+                                                                 all(isinstance(x, (int, float, str)) for x in v))}
                 print(f"  {'':10s} {metric:24s} {brief}")
     pipe, samples, grid = Path("models/pipeline"), Path("models/samples"), Path("metrics/sample_grid.png")
     if (pipe / "model_index.json").exists():
@@ -29,6 +30,11 @@ def main() -> int:
         print(f"Sample images: {samples.resolve()}  (grid: {grid.resolve()})")
     else:
         print("Sample images: none yet (the sample stage has not run)")
+    table = Path("models/quality/table.md")
+    if table.exists():
+        print(f"\nHow good they are (stage quality, every figure beside real images and chance; "
+              f"{Path('metrics/quality_grid.png').resolve()}):\n")
+        print(table.read_text())
     return 0
 
 

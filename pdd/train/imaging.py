@@ -85,3 +85,28 @@ def png_bytes(image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=9)
     return buf.getvalue()
+
+
+def _hue_chroma(u8: torch.Tensor):
+    x = u8.reshape(-1, 3).float()
+    mx, mn = x.max(dim=1).values, x.min(dim=1).values
+    chroma = mx - mn
+    r, g, b = x.unbind(1)
+    safe = chroma.clamp_min(1e-6)
+    hue = torch.where(mx == r, ((g - b) / safe) % 6, torch.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4)) * 60
+    return hue, chroma, mx
+
+
+def colour_error(ref_u8: torch.Tensor, out_u8: torch.Tensor) -> dict:
+    """How a reconstruction keeps colour, per pixel: the mean hue error in degrees over the reference's coloured
+    pixels (chroma >= 51 of 255: a red that turns brown shows here), and the mean chroma (max - min channel)
+    lost over them (positive: washed out)."""
+    h0, c0, _ = _hue_chroma(ref_u8)
+    h1, c1, _ = _hue_chroma(out_u8)
+    coloured = c0 >= 51
+    if not bool(coloured.any()):
+        return {"hue_error_deg": 0.0, "chroma_loss": 0.0, "coloured_pixels": 0.0}
+    dh = (h1 - h0).abs()[coloured]
+    dh = torch.minimum(dh, 360 - dh)
+    return {"hue_error_deg": float(dh.mean()), "chroma_loss": float((c0 - c1)[coloured].mean()),
+            "coloured_pixels": float(coloured.float().mean())}

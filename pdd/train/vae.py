@@ -137,8 +137,12 @@ def evaluate(vae, val_u8: torch.Tensor, cfg) -> dict:
     rec, kl = reconstruct(vae, val_u8)
     base_mean = imaging.mean_colour(val_u8)
     base_resize = imaging.resize_baseline(val_u8, latent_size(cfg))
+    colour, colour_base = imaging.colour_error(val_u8, rec), imaging.colour_error(val_u8, base_resize)
     return {"val_psnr": float(imaging.psnr(val_u8, rec).mean()), "val_ssim": float(imaging.ssim(val_u8, rec).mean()),
             "val_kl": kl,
+            "val_hue_error_deg": colour["hue_error_deg"], "val_chroma_loss": colour["chroma_loss"],
+            "baseline_resize_hue_error_deg": colour_base["hue_error_deg"],
+            "baseline_resize_chroma_loss": colour_base["chroma_loss"],
             "baseline_mean_colour_psnr": float(imaging.psnr(val_u8, base_mean).mean()),
             "baseline_mean_colour_ssim": float(imaging.ssim(val_u8, base_mean).mean()),
             "baseline_resize_psnr": float(imaging.psnr(val_u8, base_resize).mean()),
