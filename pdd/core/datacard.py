@@ -44,14 +44,15 @@ def hf_metadata(schema: pa.Schema, images: set[str] | frozenset[str] = frozenset
 
 def render(body: str, **card_data) -> str:
     """The card's text: DatasetCardData(**card_data) as YAML front matter, then the markdown body."""
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub.repocard import DatasetCard   # the card classes only: they render and save locally
+    from huggingface_hub.repocard_data import DatasetCardData
 
     return str(DatasetCard.from_template(DatasetCardData(**card_data), template_str=TEMPLATE, body=body.strip()))
 
 
 def write(path: str | Path, body: str, **card_data) -> Path:
     """Write the card to PATH atomically (temp file, rename): a reader never sees half a card."""
-    from huggingface_hub import DatasetCard
+    from huggingface_hub.repocard import DatasetCard
 
     path = Path(path)
     card = DatasetCard(render(body, **card_data))
