@@ -1,7 +1,7 @@
 """`pdd`: the command tree, declared in one place (`build_parser`), one handler per leaf command.
 
     pdd import-folder | import-openclipart          fill the store
-    pdd snapshot pin | list | show | verify | textconv | blame
+    pdd snapshot pin | card | list | show | verify | textconv | blame
     pdd diff A B | pdd exclude FILE_ID              dataset history and takedowns
     pdd dag [show | write | check] | pdd verify | pdd launch STAGE
     pdd audit | export | ... | sample | pipeline    the build stages (the DAG's own commands)
@@ -123,11 +123,33 @@ def cmd_snapshot_pin(args) -> int:
         print(f"pinned {info['name']} from {source}: {info['n_rows']} files ({len(dropped)} left out now"
               + (f": {', '.join(printable(f) for f in dropped[:5])}" + (" ..." if len(dropped) > 5 else "") if dropped else "")
               + f"), content hash {info['content_hash']} -> {args.out_dir}/{info['parquet']}")
+        _refresh_card(args.out_dir)
         return 0
     with _store(args) as store:
         info = pin.pin(store, args.name, args.out_dir, exclusions.read(args.exclusions))
     print(f"pinned {info['name']}: {info['n_rows']} files, content hash {info['content_hash']} -> "
           f"{args.out_dir}/{info['parquet']}" + (f" ({info['excluded']} excluded)" if info.get("excluded") else ""))
+    _refresh_card(args.out_dir)
+    return 0
+
+
+def _refresh_card(out_dir) -> None:
+    """After a pin: the folder's dataset card lists the new snapshot too (a README.md pdd did not write is kept)."""
+    from pdd import snapshot_card  # lazy: start-up
+
+    try:
+        snapshot_card.write(out_dir)
+    except PddError as exc:
+        print(f"pdd: note: dataset card not written: {exc}", file=sys.stderr)
+
+
+def cmd_snapshot_card(args) -> int:
+    from pdd import snapshot_card  # lazy: start-up
+
+    card = snapshot_card.write(args.out_dir)
+    if card is None:
+        raise PddError(f"{args.out_dir}: no snapshots to describe (pin one first: `pdd snapshot pin NAME`)")
+    print(card)
     return 0
 
 
@@ -517,6 +539,8 @@ def _add_snapshot_commands(sub) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--from", dest="from_snapshot", metavar="SNAPSHOT",
                    help="derive NAME from this snapshot (name or .parquet) minus the exclusions, without the store")
+    leaf("card", cmd_snapshot_card, "write --out-dir/README.md, the dataset card that lets `datasets.load_dataset` "
+         "read the snapshots in it (pin refreshes it)", db=False)
     leaf("list", cmd_snapshot_list, "the snapshots in --out-dir: name, content hash, created, rows, licences", json_out=True)
     p = leaf("show", cmd_snapshot_show, "one snapshot: counts by licence and source, exclusions, imports", json_out=True)
     p.add_argument("name", metavar="NAME")

@@ -142,7 +142,7 @@ def test_name_with_parquet_suffix_is_the_name(tmp_path, capsys):
     db = store_with(tmp_path)
     out = tmp_path / "s"
     assert cli.main(["snapshot", "pin", "v1.parquet", "--db", str(db), "--out-dir", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["v1.json", "v1.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "v1.json", "v1.parquet"]   # README.md: the dataset card
     capsys.readouterr()
     for action in ("show", "verify"):
         assert cli.main(["snapshot", action, "v1.parquet", "--db", str(db), "--out-dir", str(out)]) == 0, capsys.readouterr().err

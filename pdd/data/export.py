@@ -204,7 +204,7 @@ def check_counts(snapshot_path, counts: dict, cfg) -> None:
 
 
 def make_index(cfg, names: dict, counts: dict) -> dict:
-    return {"format": "pdd-shards/1", "resolutions": sorted(cfg.resolutions), "layout": "raw RGB uint8, HWC, row-major",
+    return {"format": shards.FORMAT, "resolutions": sorted(cfg.resolutions), "layout": shards.LAYOUT,
             "caption_template": cfg.caption.template, "counts": dict(counts), "shards": dict(names)}
 
 

@@ -120,7 +120,7 @@ def split_bytes(files: list[Path], columns: list[str]) -> int:
     total = 0
     for f in files:
         meta = pq.ParquetFile(f).metadata
-        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        names = [meta.schema.column(i).path.split(".")[0] for i in range(meta.num_columns)]   # an image struct has 2 leaves
         for rg in range(meta.num_row_groups):
             g = meta.row_group(rg)
             total += sum(g.column(i).total_uncompressed_size for i, n in enumerate(names) if n in columns)

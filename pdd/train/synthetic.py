@@ -84,7 +84,7 @@ def make_synthetic(out_dir: str | Path, *, n_train: int = 1024, n_val: int | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     resolutions = sorted(resolutions)
     n_val = len(combos()) if n_val is None else n_val
-    index = {"format": "pdd-shards/1", "resolutions": resolutions, "layout": "raw RGB uint8, HWC, row-major",
+    index = {"format": shards.FORMAT, "resolutions": resolutions, "layout": shards.LAYOUT,
              "caption_template": "synthetic shapes", "counts": {}, "shards": {}}
     for split, n in (("train", n_train), ("val", n_val)):
         rows = iter_rows(split, n, resolutions, seed)

@@ -4,6 +4,7 @@ rule clip:
         export='data/export',
         tokenizer='models/tokenizer',
         code=[
+            'pdd/core/datacard.py',
             'pdd/core/determinism.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',

@@ -4,6 +4,7 @@ rule curate:
         snapshot=config["snapshot"]["path"],
         audit='data/audit',
         code=[
+            'pdd/core/datacard.py',
             'pdd/core/hashing.py',
             'pdd/core/images.py',
             'pdd/core/shards.py',

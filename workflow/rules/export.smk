@@ -7,6 +7,7 @@ if cluster.slices(config, "export") > 1:
             audit='data/audit',
             curate='data/curate',
             code=[
+                'pdd/core/datacard.py',
                 'pdd/core/hashing.py',
                 'pdd/core/images.py',
                 'pdd/core/shards.py',
@@ -39,6 +40,7 @@ rule export:
         curate='data/curate',
         slices=cluster.slice_dirs(config, "export"),
         code=[
+            'pdd/core/datacard.py',
             'pdd/core/hashing.py',
             'pdd/core/images.py',
             'pdd/core/shards.py',

@@ -6,6 +6,7 @@ rule latents:
         clip='models/clip',
         tokenizer='models/tokenizer',
         code=[
+            'pdd/core/datacard.py',
             'pdd/core/determinism.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',

@@ -13,6 +13,7 @@ rule pipeline:
         memorization='metrics/memorization.json',
         code=[
             'pdd/card.py',
+            'pdd/core/datacard.py',
             'pdd/core/determinism.py',
             'pdd/core/files.py',
             'pdd/core/hashing.py',

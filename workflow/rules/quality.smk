@@ -8,6 +8,7 @@ rule quality:
         export='data/export',
         judge='models/judge',
         code=[
+            'pdd/core/datacard.py',
             'pdd/core/determinism.py',
             'pdd/core/hashing.py',
             'pdd/core/report_tables.py',

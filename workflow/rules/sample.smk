@@ -7,6 +7,7 @@ rule sample:
         tokenizer='models/tokenizer',
         export='data/export',
         code=[
+            'pdd/core/datacard.py',
             'pdd/core/determinism.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',

@@ -4,6 +4,7 @@ rule unet:
         latents='data/latents',
         export='data/export',
         code=[
+            'pdd/core/datacard.py',
             'pdd/core/determinism.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',

@@ -3,6 +3,7 @@ rule vae:
     input:
         export='data/export',
         code=[
+            'pdd/core/datacard.py',
             'pdd/core/determinism.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
