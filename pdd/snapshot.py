@@ -123,6 +123,15 @@ def open_snapshot(path: str | Path) -> pq.ParquetFile:
     missing = [n for n in SCHEMA.names if n not in pf.schema_arrow.names]
     if missing:
         raise PddError(f"{path}: not a pdd snapshot (missing columns {', '.join(missing)}); pin one with `pdd snapshot pin`")
+    # a crafted file with the right names but other types (an int file_id, a text image, a nested column)
+    # would reach the readers as values they do not expect: refused here, before any row is read
+    have = pf.schema_arrow
+    for want in SCHEMA:
+        found = [have.field(i).type for i in have.get_all_field_indices(want.name)]
+        if found != [want.type]:
+            what = f"appears {len(found)} times" if len(found) != 1 else f"is {found[0]}, not {want.type}"
+            raise PddError(f"{path}: not a pdd snapshot: column {want.name!r} {what}; "
+                           "re-pin it from the store with `pdd snapshot pin`")
     return pf
 
 
