@@ -132,3 +132,33 @@ def test_audit_failure_line_prints_ids_escaped(tmp_path):
     msg = str(pytest.raises(PddError, audit.audit_snapshot, craft(tmp_path, change), ALLOWED, tmp_path / "none.tsv").value)
     assert "\x1b" not in msg and "\r" not in msg and "\n" not in msg
     assert r"m:\x1b[2K\rRIGHTS OK\nsummary: 0 problems (status 'rejected')" in msg
+
+
+def test_blame_git_skips_an_old_commit_naming_a_path_outside_the_repo(tmp_path):
+    """One old commit's params.yaml names ../outside.parquet (or an absolute path): that commit is reported
+    as skipped and the rest of the history is read (before: `git cat-file` refused the whole batch)."""
+    from conftest import pdd_cli, sh
+    import json
+    import shutil
+
+    (tmp_path / "p").mkdir()
+    snap, _db = pinned(tmp_path / "p")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sh(["git", "init", "-q", "-b", "main"], repo)
+    for path in ("../outside.parquet", str(snap), "data/snapshots/snap.parquet"):
+        (repo / "params.yaml").write_text(f"snapshot:\n  name: snap\n  path: {path}\n")
+        if not path.startswith(("..", "/")):
+            (repo / "data/snapshots").mkdir(parents=True)
+            shutil.copy(snap, repo / path)
+        sh(f"git add -A && git commit -q -m 'snapshot at {path}'", repo)
+    proc = pdd_cli(["snapshot", "blame", "m:0.jpg", "--git", "--json"], repo, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    b = json.loads(proc.stdout)
+    assert [e["event"] for e in b["events"]] == ["entered"] and b["present_at_end"]
+    assert [u["why"] for u in b["unavailable"]] == [
+        "params.yaml names snapshot.path '../outside.parquet', outside the repository",
+        f"params.yaml names snapshot.path {str(snap)!r}, outside the repository"]
+    diff = pdd_cli(["diff", "HEAD~2", "HEAD"], repo, timeout=120)
+    assert diff.returncode == 2 and diff.stderr.count("\n") == 1
+    assert "names snapshot.path '../outside.parquet', outside the repository" in diff.stderr
