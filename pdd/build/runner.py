@@ -38,6 +38,7 @@ from pdd.core import config as config_mod
 from pdd.core import params as params_mod
 from pdd.core.determinism import apply as apply_compute, stage_record
 from pdd.core.errors import PddError
+from pdd.core.files import disk_full
 from pdd.core.hashing import write_atomic, write_json
 
 LOCK_DIR = Path(".pdd/locks")
@@ -172,9 +173,13 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
             ctx.outs[k] = tmp
         try:
             outcome = module.compute(ctx) or Outcome()
-        except BaseException:
+        except BaseException as exc:
             for tmp in ctx.outs.values():
                 shutil.rmtree(tmp, ignore_errors=True)
+            if disk_full(exc):   # one line, not a traceback; the temporary folders are gone
+                where = ", ".join(str(p) for p in final_outs.values())
+                raise PddError(f"{name}: the disk is full ({str(exc)[:200]}); nothing was replaced, the previous "
+                               f"output is kept: free space for {where} and run it again") from None
             raise
         for k, final in final_outs.items():
             _swap_in(ctx.outs[k], final)

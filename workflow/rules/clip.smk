@@ -5,6 +5,7 @@ rule clip:
         tokenizer='models/tokenizer',
         code=[
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/clip.py',

@@ -6,6 +6,7 @@ if cluster.slices(config, "export") > 1:
             snapshot=config["snapshot"]["path"],
             audit='data/audit',
             code=[
+                'pdd/core/files.py',
                 'pdd/core/hashing.py',
                 'pdd/core/images.py',
                 'pdd/core/shards.py',
@@ -36,6 +37,7 @@ rule export:
         audit='data/audit',
         slices=cluster.slice_dirs(config, "export"),
         code=[
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/images.py',
             'pdd/core/shards.py',

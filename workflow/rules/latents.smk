@@ -7,6 +7,7 @@ rule latents:
         tokenizer='models/tokenizer',
         code=[
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/data.py',

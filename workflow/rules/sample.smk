@@ -8,6 +8,7 @@ rule sample:
         export='data/export',
         code=[
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/clip.py',

@@ -3,6 +3,7 @@ rule tokenizer:
     input:
         export='data/export',
         code=[
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/tokenizer.py',

@@ -4,6 +4,7 @@ rule vae:
         export='data/export',
         code=[
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/data.py',
