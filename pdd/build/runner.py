@@ -93,6 +93,86 @@ def _lock(name: str):
     return fh
 
 
+# ---- one build engine per folder --------------------------------------------------------------
+# DVC and Snakemake both remove a stage's old outputs before they run it, so the two building one folder
+# at once delete what the other's stages read (a stage then said "input ... not found"). Each keeps a
+# second run of itself out (DVC's repo lock, Snakemake's directory lock), but not the other: a stage run
+# under one engine is refused, naming the other's process, while the other engine runs in this folder.
+ENGINES = ("dvc", "snakemake")
+
+
+def _engine_of(pid: int | str) -> str | None:
+    """'dvc' or 'snakemake' when process PID is one of them (by its command line), else None."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    names = [Path(a.decode(errors="replace")).name for a in argv[:3]]   # `dvc ...`, `python .../snakemake ...`
+    return next((e for e in ENGINES if e in names), None)
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def engine_ancestors() -> dict[int, str]:
+    """{pid: engine} of the dvc / snakemake processes this process runs under."""
+    found, pid = {}, os.getppid()
+    for _ in range(64):
+        if pid <= 1:
+            break
+        if _engine_of(pid):
+            found[pid] = _engine_of(pid)
+        pid = _parent(pid)
+    return found
+
+
+def other_engines_here(ancestors: dict[int, str]) -> list[tuple[int, str]]:
+    """(pid, engine) of every dvc / snakemake process working in this folder that is not one of ANCESTORS
+    and not of their kind (a second run of one engine is that engine's own business)."""
+    here, mine = Path.cwd().resolve(), set(ancestors.values())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in ancestors or int(entry.name) == os.getpid():
+            continue
+        engine = _engine_of(entry.name)
+        if engine is None or engine in mine:
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")).resolve() == here:
+                found.append((int(entry.name), engine))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _one_engine(stage: str) -> None:
+    """Refuse a stage run under DVC while Snakemake builds this folder, and the other way round."""
+    ancestors = engine_ancestors()
+    if not ancestors:   # run by hand: the per-stage lock keeps a second run of the same stage out
+        return
+    others = other_engines_here(ancestors)
+    if others:
+        pid, engine = others[0]
+        me = sorted(set(ancestors.values()))[0]
+        raise PddError(f"stage {stage}: a {engine} run (pid {pid}) is building this folder ({Path.cwd()}) while this "
+                       f"{me} run is; the two must not build one folder at once (each removes outputs the other's "
+                       f"stages read): wait for it to finish, then run again")
+
+
+def _missing_input_hint() -> str:
+    """Why an input may be missing: another engine building this folder (named), or not built yet."""
+    ancestors = engine_ancestors()
+    others = other_engines_here(ancestors) if ancestors else []
+    if others:
+        pid, engine = others[0]
+        return f"; a {engine} run (pid {pid}) is building this folder at the same time and may have removed it"
+    return ""
+
+
 def _rank() -> int:
     """This process's global rank under torchrun / accelerate launch (RANK); 0 when it runs alone."""
     try:
@@ -145,12 +225,13 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     cfgs = config_mod.check(params, only=stage.params, source=args.params)
     # params.yaml compute: deterministic kernels (or not) and attention, before anything runs a model
     determinism, notes = stage_record(apply_compute(cfgs["compute"]) if "compute" in stage.params else None)
+    _one_engine(name)   # before the inputs are looked for: another engine may have removed them
     deps = {k: _resolve_path(v, params) for k, v in stage.deps.items()}
     for k, path in deps.items():
         if not path.exists():
             producer = next((s.name for s in dag.PIPELINE if v_in(s, path, params)), None)
             how = f"build it first (`dvc repro {producer}`)" if producer else "check params.yaml"
-            raise PddError(f"{name}: input {k} ({path}) not found; {how}")
+            raise PddError(f"{name}: input {k} ({path}) not found; {how}{_missing_input_hint()}")
     final_outs = {k: _resolve_path(v, params) for k, v in stage.outs.items()}
     plots = {k: _resolve_path(v, params) for k, v in stage.plots.items()}
     if _rank() != 0:
