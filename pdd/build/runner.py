@@ -163,16 +163,6 @@ def _one_engine(stage: str) -> None:
                        f"stages read): wait for it to finish, then run again")
 
 
-def _missing_input_hint() -> str:
-    """Why an input may be missing: another engine building this folder (named), or not built yet."""
-    ancestors = engine_ancestors()
-    others = other_engines_here(ancestors) if ancestors else []
-    if others:
-        pid, engine = others[0]
-        return f"; a {engine} run (pid {pid}) is building this folder at the same time and may have removed it"
-    return ""
-
-
 def _rank() -> int:
     """This process's global rank under torchrun / accelerate launch (RANK); 0 when it runs alone."""
     try:
@@ -231,7 +221,7 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
         if not path.exists():
             producer = next((s.name for s in dag.PIPELINE if v_in(s, path, params)), None)
             how = f"build it first (`dvc repro {producer}`)" if producer else "check params.yaml"
-            raise PddError(f"{name}: input {k} ({path}) not found; {how}{_missing_input_hint()}")
+            raise PddError(f"{name}: input {k} ({path}) not found; {how}")
     final_outs = {k: _resolve_path(v, params) for k, v in stage.outs.items()}
     plots = {k: _resolve_path(v, params) for k, v in stage.plots.items()}
     if _rank() != 0:
