@@ -37,6 +37,7 @@ import yaml
 from pdd import exclusions
 from pdd.build import dag
 from pdd.core.errors import PddError
+from pdd.core.files import disk_full
 from pdd.core.ids import check_id, printable
 from pdd.core.version import __version__
 from pdd.source.commons import cli as commons_cli
@@ -723,6 +724,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pdd: interrupted; everything committed so far is kept", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        # a write the library under a command makes (the store's DuckDB file, a Parquet writer): one line
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        print(f"pdd: error: the disk is full ({first}); what was committed before is kept: free space and run "
+              "the command again", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Memory is bounded by DuckDB's memory_limit (it spills to disk).
 from __future__ import annotations
 
 import json
+import posixpath
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -81,6 +82,13 @@ def snapshot_path_in_params(text) -> str | None:
     return rel if isinstance(rel, str) and rel and "\n" not in rel else None
 
 
+def outside_repo(rel: str) -> bool:
+    """Whether REL (a snapshot.path of some revision's params.yaml) points outside the repository:
+    absolute, or climbing out with '..'. git refuses to read such a path (`fatal: ... is outside
+    repository`), and DVC must not be asked to."""
+    return posixpath.isabs(rel) or posixpath.normpath(rel).split("/")[0] == ".."
+
+
 def snapshot_at_revision(rev: str, root: Path, dest_dir: Path) -> tuple[Path, str]:
     """Write the build snapshot that params.yaml names at REV into DEST_DIR (no checkout).
     Returns (path, how: 'git' or 'dvc')."""
@@ -90,6 +98,9 @@ def snapshot_at_revision(rev: str, root: Path, dest_dir: Path) -> tuple[Path, st
     rel = snapshot_path_in_params(params.stdout)
     if not rel:
         raise PddError(f"git revision {rev}: params.yaml names no snapshot.path")
+    if outside_repo(rel):
+        raise PddError(f"git revision {rev}: params.yaml names snapshot.path {rel!r}, outside the repository; "
+                       "only a snapshot inside it can be read at a revision")
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in rev)
     dest = dest_dir / f"{safe}-{Path(rel).name}"
     kind = _git(["cat-file", "-t", f"{rev}:{rel}"], root)

@@ -294,15 +294,21 @@ def blame_git(file_id: str, rev_range: str = "HEAD", repo: str | Path | None = N
     walk = ([{"commit": base, "base": True}] if base else []) + commits
     params = _cat_batch(root, [f"{c['commit']}:params.yaml" for c in walk])
     rels = [pdiff.snapshot_path_in_params(p[2]) if p and p[1] == "blob" else None for p in params]
+    # a commit whose params.yaml names a path outside the repository is reported as skipped (git would
+    # refuse the whole batch of names: `fatal: ... is outside repository`)
+    outside = [bool(rel) and pdiff.outside_repo(rel) for rel in rels]
     names = []
-    for c, rel in zip(walk, rels):
-        if rel:
+    for c, rel, out in zip(walk, rels, outside):
+        if rel and not out:
             names += [f"{c['commit']}:{rel}", f"{c['commit']}:{rel}.dvc", f"{c['commit']}:dvc.lock"]
     oids = iter(_cat_batch(root, names, check_only=True))
     keys = []
-    for rel in rels:
+    for rel, out in zip(rels, outside):
         if not rel:
             keys.append(None)
+            continue
+        if out:
+            keys.append(("outside", rel))
             continue
         own, dvcfile, lock = (next(oids) for _ in range(3))
         own_id, dvc_id = (own[0] if own else None), (dvcfile[0] if dvcfile else None)
@@ -317,6 +323,9 @@ def blame_git(file_id: str, rev_range: str = "HEAD", repo: str | Path | None = N
                 state = ("none", "params.yaml names no build snapshot (snapshot.path) at this revision", None, None)
             elif key in states:
                 state = states[key]
+            elif key[0] == "outside":
+                state = ("unavailable", f"params.yaml names snapshot.path {printable(rel)!r}, outside the repository", None, rel)
+                states[key] = state
             else:
                 try:
                     path, _how = pdiff.snapshot_at_revision(c["commit"], root, Path(tmp))

@@ -25,6 +25,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pdd.core import files
 from pdd.core.errors import PddError
 from pdd.core.hashing import canonical_json, hash_file, sha256_bytes, write_json
 
@@ -93,11 +94,18 @@ def resolve(name_or_path: str | Path, snap_dir: str | Path = DEFAULT_DIR) -> Pat
     name in SNAP_DIR ('NAME' or 'NAME.parquet')."""
     p = Path(name_or_path)
     text = str(name_or_path)
+
+    def kind(path: Path) -> str | None:   # what PATH is when it exists and is no regular file
+        try:
+            return files.not_regular(path)
+        except OSError:  # e.g. a name too long for the file system
+            return None
+
     try:
         is_file = p.is_file()
-    except OSError:  # e.g. a name too long for the file system
+    except OSError:
         is_file = False
-    if is_file or "/" in text or os.sep in text:
+    if is_file or "/" in text or os.sep in text or kind(p) not in (None, "a folder"):
         path = p
     else:
         path = Path(snap_dir) / f"{snapshot_name(text)}.parquet"
@@ -105,6 +113,9 @@ def resolve(name_or_path: str | Path, snap_dir: str | Path = DEFAULT_DIR) -> Pat
         found = path.is_file()
     except OSError:
         found = False
+    if not found and kind(path):   # a FIFO, socket, device or folder: say what it is, not "not found"
+        raise PddError(f"snapshot {text[:120]}: {str(path)[:160]} is {kind(path)}, not a snapshot file; "
+                       "give a pinned snapshot's .parquet file or its name")
     if not found:
         try:
             hint = " (real snapshots are fetched with `dvc pull`)" if path.with_suffix(".parquet.dvc").exists() else ""
@@ -123,6 +134,15 @@ def open_snapshot(path: str | Path) -> pq.ParquetFile:
     missing = [n for n in SCHEMA.names if n not in pf.schema_arrow.names]
     if missing:
         raise PddError(f"{path}: not a pdd snapshot (missing columns {', '.join(missing)}); pin one with `pdd snapshot pin`")
+    # a crafted file with the right names but other types (an int file_id, a text image, a nested column)
+    # would reach the readers as values they do not expect: refused here, before any row is read
+    have = pf.schema_arrow
+    for want in SCHEMA:
+        found = [have.field(i).type for i in have.get_all_field_indices(want.name)]
+        if found != [want.type]:
+            what = f"appears {len(found)} times" if len(found) != 1 else f"is {found[0]}, not {want.type}"
+            raise PddError(f"{path}: not a pdd snapshot: column {want.name!r} {what}; "
+                           "re-pin it from the store with `pdd snapshot pin`")
     return pf
 
 

@@ -15,7 +15,7 @@ def add_args(parser):
 
 def check(ctx):
     clip.check_inputs(ctx.deps["export"], ctx.cfg)
-    clip.load_tokenizer(ctx.deps["tokenizer"])
+    clip.check_memory(ctx.cfg, clip.load_tokenizer(ctx.deps["tokenizer"])[0])
 
 
 def compute(ctx):

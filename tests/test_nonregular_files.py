@@ -109,7 +109,12 @@ def test_pin_from_a_fifo_and_exclude_into_a_fifo_are_refused(tmp_path, store):
     source = fifo(tmp_path / "old.parquet")
     rc, _, err = cli(tmp_path, "snapshot", "pin", "s2", "--from", source, "--db", store,
                      "--out-dir", tmp_path / "snaps", "--exclusions", tmp_path / "none.tsv")
-    one_line(rc, err, "old.parquet")  # the CLI's snapshot lookup already finds no pinned file there
+    # the CLI's snapshot lookup says what it is (it said "not found" before)
+    one_line(rc, err, "old.parquet is a FIFO (named pipe), not a snapshot file")
+    os.mkfifo(tmp_path / "snaps-fifo")   # a bare name that is a FIFO here is that file too, not a pinned name
+    rc, _, err = cli(tmp_path, "snapshot", "pin", "s2", "--from", "snaps-fifo", "--db", store,
+                     "--out-dir", tmp_path / "snaps", "--exclusions", tmp_path / "none.tsv")
+    one_line(rc, err, "snapshot snaps-fifo: snaps-fifo is a FIFO (named pipe)")
     # pin_from itself (the library call) refuses it before the Parquet reader would wait on the pipe
     script = ("from pdd.source import pin\nfrom pdd.core.errors import PddError\ntry:\n"
               f"    pin.pin_from({str(source)!r}, 's2', {str(tmp_path / 'snaps')!r})\n"

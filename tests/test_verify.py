@@ -60,7 +60,7 @@ def test_one_byte_in_an_export_shard_is_named(tmp_path):
     rows = rows_of(bad.stdout)
     assert [r[:3] for r in rows if r[-1] == "NO"] == [["export", "data/export", "files here"]]
     assert all(r[-1] == "yes" for r in rows if r[0] == "audit")
-    assert "DIFFERENT: export" in bad.stdout and "must reproduce on any machine" in bad.stdout
+    assert "DIFFERENT: export" in bad.stdout and "the file here was modified after the build" in bad.stdout
 
     # the changed shard recorded as if it had been built (dvc commit), the local copy gone: the record is red
     sh(["dvc", "commit", "-f", "export"], root)
@@ -68,6 +68,7 @@ def test_one_byte_in_an_export_shard_is_named(tmp_path):
     rec = verify(root, "export")
     assert rec.returncode == 1
     assert [r[:3] for r in rows_of(rec.stdout) if r[-1] == "NO"] == [["export", "data/export", "dvc.lock"]]
+    assert "export: must reproduce on any machine" in rec.stdout
 
 
 def test_unknown_stage_is_one_line(tmp_path):
@@ -95,3 +96,39 @@ def test_report_says_why_a_stage_is_red():
     assert "unet: float training/sampling" in text
     assert "sample: nothing to compare with" in text
     assert "verified: all 1 checks of 1 stage(s)" in report(rows[-1:])
+
+
+def test_a_flipped_byte_on_the_same_machine_is_not_blamed_on_the_hardware():
+    """Issue 25: a byte flipped in models/unet after the build. The rebuild matches dvc.lock and the manifest
+    (the hashes recorded at build time); only the files here differ. Before, the report said the float
+    stage is bit-identical only on the same machine type; the hardware is not what changed."""
+    from pdd.build.verify import Row, report
+
+    rows = [Row("unet", "models/unet", "dvc.lock", "a" * 64, "a" * 64),
+            Row("unet", "models/unet", "manifest", "b" * 64, "b" * 64),
+            Row("unet", "models/unet", "files here", "c" * 64, "b" * 64)]
+    text = report(rows)
+    assert "DIFFERENT: unet" in text and "float training" not in text and "machine type" not in text
+    assert ("unet: models/unet here differs from what its recorded inputs produce, and the rebuild matches the hashes "
+            "recorded when it was built (dvc.lock, manifest): the file here was modified after the build") in text
+
+
+def test_the_hardware_is_named_only_when_the_platform_differs(tmp_path):
+    from pdd.build.verify import Row, manifest_platform, platform_difference, report
+
+    def manifest(folder, torch):
+        out = tmp_path / folder / "models" / "unet"
+        out.parent.mkdir(parents=True)
+        out.with_name("unet.manifest.json").write_text(json.dumps(
+            {"versions": {"torch": torch, "python": "3.11.7"}, "determinism": {"device": "cpu", "deterministic": True}}))
+        return manifest_platform(out)
+
+    here, same, other = manifest("a", "2.13.0+cpu"), manifest("b", "2.13.0+cpu"), manifest("c", "2.13.0+cu128")
+    assert platform_difference(same, here) == "" and platform_difference(None, here) is None
+    assert platform_difference(other, here) == "torch 2.13.0+cpu here, 2.13.0+cu128 recorded"
+    rebuilt = [Row("unet", "models/unet", "dvc.lock", "a" * 64, "d" * 64, platform_difference(same, here)),
+               Row("unet", "models/unet", "files here", "a" * 64, "d" * 64, platform_difference(same, here))]
+    text = report(rebuilt)
+    assert "float training" not in text and "on the platform the record names" in text
+    elsewhere = [Row(r.stage, r.output, r.record, r.expected, r.got, platform_difference(other, here)) for r in rebuilt]
+    assert "float training/sampling" in report(elsewhere) and "torch 2.13.0+cpu here, 2.13.0+cu128 recorded" in report(elsewhere)

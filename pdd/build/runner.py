@@ -38,6 +38,7 @@ from pdd.core import config as config_mod
 from pdd.core import params as params_mod
 from pdd.core.determinism import apply as apply_compute, stage_record
 from pdd.core.errors import PddError
+from pdd.core.files import disk_full
 from pdd.core.hashing import write_atomic, write_json
 
 LOCK_DIR = Path(".pdd/locks")
@@ -92,6 +93,76 @@ def _lock(name: str):
     return fh
 
 
+# ---- one build engine per folder --------------------------------------------------------------
+# DVC and Snakemake both remove a stage's old outputs before they run it, so the two building one folder
+# at once delete what the other's stages read (a stage then said "input ... not found"). Each keeps a
+# second run of itself out (DVC's repo lock, Snakemake's directory lock), but not the other: a stage run
+# under one engine is refused, naming the other's process, while the other engine runs in this folder.
+ENGINES = ("dvc", "snakemake")
+
+
+def _engine_of(pid: int | str) -> str | None:
+    """'dvc' or 'snakemake' when process PID is one of them (by its command line), else None."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    names = [Path(a.decode(errors="replace")).name for a in argv[:3]]   # `dvc ...`, `python .../snakemake ...`
+    return next((e for e in ENGINES if e in names), None)
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def engine_ancestors() -> dict[int, str]:
+    """{pid: engine} of the dvc / snakemake processes this process runs under."""
+    found, pid = {}, os.getppid()
+    for _ in range(64):
+        if pid <= 1:
+            break
+        if _engine_of(pid):
+            found[pid] = _engine_of(pid)
+        pid = _parent(pid)
+    return found
+
+
+def other_engines_here(ancestors: dict[int, str]) -> list[tuple[int, str]]:
+    """(pid, engine) of every dvc / snakemake process working in this folder that is not one of ANCESTORS
+    and not of their kind (a second run of one engine is that engine's own business)."""
+    here, mine = Path.cwd().resolve(), set(ancestors.values())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in ancestors or int(entry.name) == os.getpid():
+            continue
+        engine = _engine_of(entry.name)
+        if engine is None or engine in mine:
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")).resolve() == here:
+                found.append((int(entry.name), engine))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _one_engine(stage: str) -> None:
+    """Refuse a stage run under DVC while Snakemake builds this folder, and the other way round."""
+    ancestors = engine_ancestors()
+    if not ancestors:   # run by hand: the per-stage lock keeps a second run of the same stage out
+        return
+    others = other_engines_here(ancestors)
+    if others:
+        pid, engine = others[0]
+        me = sorted(set(ancestors.values()))[0]
+        raise PddError(f"stage {stage}: a {engine} run (pid {pid}) is building this folder ({Path.cwd()}) while this "
+                       f"{me} run is; the two must not build one folder at once (each removes outputs the other's "
+                       f"stages read): wait for it to finish, then run again")
+
+
 def _rank() -> int:
     """This process's global rank under torchrun / accelerate launch (RANK); 0 when it runs alone."""
     try:
@@ -144,6 +215,7 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     cfgs = config_mod.check(params, only=stage.params, source=args.params)
     # params.yaml compute: deterministic kernels (or not) and attention, before anything runs a model
     determinism, notes = stage_record(apply_compute(cfgs["compute"]) if "compute" in stage.params else None)
+    _one_engine(name)   # before the inputs are looked for: another engine may have removed them
     deps = {k: _resolve_path(v, params) for k, v in stage.deps.items()}
     for k, path in deps.items():
         if not path.exists():
@@ -172,9 +244,13 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
             ctx.outs[k] = tmp
         try:
             outcome = module.compute(ctx) or Outcome()
-        except BaseException:
+        except BaseException as exc:
             for tmp in ctx.outs.values():
                 shutil.rmtree(tmp, ignore_errors=True)
+            if disk_full(exc):   # one line, not a traceback; the temporary folders are gone
+                where = ", ".join(str(p) for p in final_outs.values())
+                raise PddError(f"{name}: the disk is full ({str(exc)[:200]}); nothing was replaced, the previous "
+                               f"output is kept: free space for {where} and run it again") from None
             raise
         for k, final in final_outs.items():
             _swap_in(ctx.outs[k], final)

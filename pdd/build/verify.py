@@ -17,7 +17,10 @@ show as a row with same = no, naming the stage. Exit 0 when every row matches, 1
 
 Bit-for-bit equality of the float stages needs the same machine type, torch build and thread counts (see each
 manifest's `nondeterminism`): audit, export and tokenizer must reproduce anywhere; clip, vae, latents, unet,
-sample, memorization and the pipeline folder only on the same kind of hardware and software.
+sample, memorization and the pipeline folder only on the same kind of hardware and software. The report says
+which: when only the files here differ and the rebuild matches dvc.lock and the manifest, the file was modified
+after the build; a float stage is put down to the platform only when the rebuild's manifest records another
+one than the reference's (library versions, device, determinism settings).
 
 Bookkeeping, not a build input (pdd/build/codedeps.py: pdd.build.* modules that decide nothing a stage computes).
 """
@@ -53,6 +56,8 @@ class Row:
     record: str          # dvc.lock | manifest | files here
     expected: str | None
     got: str | None
+    platform: str | None = None   # how the rebuild's platform differs from the recorded build's: "" the same
+    #                               (library versions, device, determinism), None unknown (no manifest)
 
     @property
     def same(self) -> bool:
@@ -98,6 +103,27 @@ def manifest_hash(out: Path) -> str | None:
         return json.loads(path.read_text(encoding="utf-8"))["output"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def manifest_platform(out: Path) -> dict | None:
+    """What a manifest records of the platform that built OUT: library versions and the compute settings
+    (device, determinism). No machine type or host name: manifests hold none (pdd/build/manifest.py)."""
+    path = out.with_name(out.name + ".manifest.json")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        return {**{k: str(v) for k, v in (m.get("versions") or {}).items()},
+                **{f"compute {k}": str(v) for k, v in (m.get("determinism") or {}).items()}}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def platform_difference(recorded: dict | None, here: dict | None) -> str | None:
+    """'' when the rebuild ran on the platform the record names, else what differs; None when unknown."""
+    if recorded is None or here is None:
+        return None
+    diff = [f"{k} {here.get(k, '-')} here, {recorded.get(k, '-')} recorded" for k in sorted(recorded.keys() | here.keys())
+            if recorded.get(k) != here.get(k)]
+    return "; ".join(diff)
 
 
 def tracked_files(root: Path) -> list[str]:
@@ -163,16 +189,19 @@ def compare(root: Path, workspace: Path, stages: list[str], params: dict) -> lis
     rows = []
     for name in stages:
         s = dag.stage(name)
+        dirs = [rel for rel, is_dir in outputs(s, params) if is_dir]
+        platform = platform_difference(*(next((p for p in map(manifest_platform, (r / rel for rel in dirs)) if p), None)
+                                         for r in (root, workspace)))
         for rel, is_dir in outputs(s, params):
             got = hash_path(workspace / rel) if (workspace / rel).exists() else None
             if rel in expected_lock.get(name, {}):
-                rows.append(Row(name, rel, "dvc.lock", expected_lock[name][rel], got_lock.get(name, {}).get(rel)))
+                rows.append(Row(name, rel, "dvc.lock", expected_lock[name][rel], got_lock.get(name, {}).get(rel), platform))
             if is_dir and manifest_hash(root / rel) is not None:
-                rows.append(Row(name, rel, "manifest", manifest_hash(root / rel), got))
+                rows.append(Row(name, rel, "manifest", manifest_hash(root / rel), got, platform))
             if (root / rel).exists():
-                rows.append(Row(name, rel, "files here", hash_path(root / rel), got))
+                rows.append(Row(name, rel, "files here", hash_path(root / rel), got, platform))
             if not any(r.stage == name and r.output == rel for r in rows):
-                rows.append(Row(name, rel, "no record", None, got))
+                rows.append(Row(name, rel, "no record", None, got, platform))
     return rows
 
 
@@ -225,11 +254,29 @@ def report(rows: list[Row]) -> str:
         lines.append(f"{', '.join(unrecorded)}: nothing to compare with (no dvc.lock entry, manifest or files here): "
                      "build first (`dvc repro`), then verify")
     bad = [b for b in bad if b not in unrecorded]
-    bound = [b for b in bad if b in HARDWARE_BOUND]
+    # only the files here differ, and the rebuild matches the hashes recorded at build time: the file was
+    # changed after the build, wherever the stage runs (no machine to blame)
+    modified = [b for b in bad if all(r.record == "files here" for r in rows if r.stage == b and not r.same)
+                and any(r.same for r in rows if r.stage == b and r.record in ("dvc.lock", "manifest"))]
+    for b in modified:
+        outs = sorted({r.output for r in rows if r.stage == b and not r.same})
+        lines.append(f"{b}: {', '.join(outs)} here differs from what its recorded inputs produce, and the rebuild "
+                     f"matches the hashes recorded when it was built (dvc.lock, manifest): the file here was modified "
+                     f"after the build; restore it (`dvc checkout {b}`) or rebuild it (`dvc repro -f -s {b}`)")
+    bad = [b for b in bad if b not in modified]
+    platform = {b: next((r.platform for r in rows if r.stage == b), None) for b in bad}
+    bound = [b for b in bad if b in HARDWARE_BOUND and platform[b] != ""]
+    same_platform = [b for b in bad if b in HARDWARE_BOUND and platform[b] == ""]
     if any(b in ANYWHERE for b in bad):
         lines.append(f"{', '.join(b for b in bad if b in ANYWHERE)}: must reproduce on any machine: the artifact or its "
                      "record was changed after the build, or the build is not a function of its inputs")
-    if bound:
-        lines.append(f"{', '.join(bound)}: float training/sampling; bit-identical only on the same machine type, torch "
-                     "build and thread counts as the reference (see the manifests' nondeterminism notes)")
+    if same_platform:
+        lines.append(f"{', '.join(same_platform)}: the rebuild differs from what was recorded, on the platform the record "
+                     "names (same library versions, device and determinism settings): the artifact or its record was "
+                     "changed after the build, the machine type differs (manifests do not record it), or the build is "
+                     "not a function of its recorded inputs")
+    for b in bound:
+        where = f" (the platform differs: {platform[b]})" if platform[b] else " (the record does not say on which platform)"
+        lines.append(f"{b}: float training/sampling; bit-identical only on the same machine type, torch "
+                     f"build and thread counts as the reference (see the manifests' nondeterminism notes){where}")
     return "\n".join(lines)

@@ -5,9 +5,11 @@ socket is no better; a tar-extracted dump can contain any of them. regular_file(
 symlinks, which each caller's own policy has already judged) before anything is opened, and
 open_regular() opens without blocking and checks again on the open descriptor, so a FIFO swapped in
 after the check cannot hang the open either. A missing path is left to the caller's own message.
+disk_full() tells a write refused for want of space, however the library that wrote reports it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -70,3 +72,15 @@ def read_regular(path: str | Path, what: str, *, hint: str | None = None) -> byt
     """The bytes of PATH, refusing anything but a regular file (NotRegularFile)."""
     with open_regular(path, what, hint=hint) as fh:
         return fh.read()
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)   # a full disk, or the user's quota
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether EXC is a write refused for want of space: an OSError with ENOSPC or EDQUOT, or an error
+    whose text carries the C library's message for them (Arrow's OSError leaves errno unset; DuckDB
+    raises its own IOException)."""
+    if isinstance(exc, OSError) and exc.errno in FULL:
+        return True
+    return isinstance(exc, Exception) and any(os.strerror(e) in str(exc) for e in FULL)

@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pdd.core.errors import PddError
+from pdd.core.files import disk_full
+
 CHUNK = 1 << 20
 # Engine bookkeeping, not content: Snakemake drops this marker into directory outputs.
 IGNORED_NAMES = frozenset({".snakemake_timestamp"})
@@ -69,12 +72,21 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write via a temp name in the same folder and rename: readers never see half a file."""
+    """Write via a temp name in the same folder and rename: readers never see half a file. A write that
+    fails (a full disk, no permission) removes the temp file, leaves PATH as it was and is one PddError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise PddError(f"{path}: cannot write it ({exc.strerror or exc}); it was left as it was: "
+                           f"{'free space in ' + str(path.parent) if disk_full(exc) else 'check the folder'} "
+                           "and run again") from None
+        raise

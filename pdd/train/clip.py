@@ -109,6 +109,13 @@ def build_model(cfg, tokenizer):
     return CLIPModel(build_config(cfg, tokenizer))
 
 
+def check_memory(cfg, tokenizer) -> int:
+    """Refuse, before anything is allocated, a CLIP too large to train here (loop.check_memory)."""
+    return loop.check_memory(lambda: build_model(cfg, tokenizer), cfg.train, "clip",
+                             "clip.text / clip.vision hidden_size, intermediate_size or num_layers "
+                             "(or tokenizer.vocab_size)")
+
+
 def normalizer(processor):
     mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std, dtype=torch.float32).view(1, 3, 1, 1)
@@ -220,6 +227,7 @@ def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, 
     judge is a second CLIP, trained by the same code under its own name)."""
     check_inputs(export_dir, cfg)
     tokenizer, processor = load_tokenizer(tokenizer_dir)
+    check_memory(cfg, tokenizer)
     torch.set_num_threads(cfg.train.threads)
     seed_everything(seed)
     val = load_split(export_dir, "val", cfg.image_size, tokenizer)

@@ -234,6 +234,62 @@ def check_config(cfg, n_train: int, where: str) -> None:
                        "lower it or export more data")
 
 
+# ---- will it fit? -----------------------------------------------------------------------------
+# The least a training run holds per parameter, in bytes: fp32 weights and their gradients, the optimizer's
+# state (Adam/AdamW: two moments; SGD: its momentum buffer) and the EMA's copy. Activations, batches and the
+# allocator's slack come on top, so a model refused here could never train: this is a floor, not an estimate.
+def bytes_per_parameter(train_cfg) -> int:
+    optimizer = {"adamw": 8, "adam": 8, "sgd": 4}.get(train_cfg.optimizer.kind, 8)
+    return 4 + 4 + optimizer + (4 if train_cfg.ema.decay > 0 else 0)
+
+
+def available_memory() -> tuple[int, str]:
+    """(bytes free for training, where): the GPU's free memory when training runs on one (as
+    make_accelerator picks), else the memory this process may still use (MemAvailable, capped by a cgroup
+    limit), divided among the processes of this node (torchrun's LOCAL_WORLD_SIZE)."""
+    if torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info()
+        return free, f"free on the GPU ({torch.cuda.get_device_name()})"
+    avail, where = None, "available"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:   # cgroup v2: what the container may still use
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            left = int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            if avail is None or left < avail:
+                avail, where = left, "left under this container's memory limit"
+    except (OSError, ValueError):
+        pass
+    if avail is None:
+        return 1 << 62, "memory (unknown)"
+    try:
+        procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        procs = 1
+    return avail // procs, where + (f", shared by {procs} processes" if procs > 1 else "")
+
+
+def check_memory(build: Callable[[], torch.nn.Module], train_cfg, section: str, lower: str) -> int:
+    """Refuse, before anything is allocated, a model whose training cannot fit: BUILD() runs on the meta
+    device (shapes only, no memory), its parameters are counted, and bytes_per_parameter() of each is set
+    against available_memory(). SECTION names the params section, LOWER what to lower. Returns the count."""
+    with torch.device("meta"):
+        model = build()
+    n = sum(p.numel() for p in model.parameters())
+    need, (avail, where) = n * bytes_per_parameter(train_cfg), available_memory()
+    if need > avail:
+        raise PddError(f"{section}: the model has {n / 1e6:,.1f} M parameters; training it needs at least "
+                       f"{need / 2**30:,.1f} GiB ({bytes_per_parameter(train_cfg)} bytes per parameter: weights, "
+                       f"gradients, optimizer state{', EMA' if train_cfg.ema.decay > 0 else ''}; activations on top) "
+                       f"but only {avail / 2**30:,.1f} GiB is {where}; lower {lower}")
+    return n
+
+
 def make_accelerator(cfg):
     # One process may train several models in turn (a bench, the tests) with different precisions or
     # accumulation: start each from a fresh accelerator state. The process group (PartialState) is kept.

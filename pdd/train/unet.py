@@ -124,6 +124,12 @@ def check_inputs(cfg, vae_cfg, *, latents_dir=None, export_dir=None) -> dict:
             raise PddError(f"{export_dir}: the export has no {cfg.resolution} px images for unet.resolution (it "
                            f"has {index['resolutions']}); rebuild it (`dvc repro export`)")
     loop.check_config(cfg.train, index["counts"]["train"], "unet.train")
+    if cfg.mode == LATENT:
+        size, channels, cross = index["latent_shape"][1], index["latent_shape"][0], index["text"]["shape"][-1]
+    else:
+        size, channels, cross = cfg.resolution, 3, None
+    loop.check_memory(lambda: build_unet(cfg, size, channels, cross), cfg.train, "unet",
+                      "unet.block_out_channels, unet.layers_per_block or unet.attention_head_dim")
     return index
 
 

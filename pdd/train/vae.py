@@ -47,6 +47,8 @@ def check_inputs(export_dir, cfg) -> dict:
         raise PddError(f"{export_dir}: the export has no {cfg.resolution} px images for vae.resolution (it has "
                        f"{index['resolutions']}); rebuild it (`dvc repro export`)")
     loop.check_config(cfg.train, index["counts"].get("train", 0), "vae.train")
+    loop.check_memory(lambda: VaeObjective(cfg), cfg.train, "vae",
+                      "vae.block_out_channels, vae.layers_per_block" + (" or vae.gan.channels" if cfg.gan.weight > 0 else ""))
     return index
 
 

@@ -5,6 +5,7 @@ rule curate:
         audit='data/audit',
         code=[
             'pdd/core/datacard.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/images.py',
             'pdd/core/shards.py',

@@ -8,6 +8,7 @@ if cluster.slices(config, "export") > 1:
             curate='data/curate',
             code=[
                 'pdd/core/datacard.py',
+                'pdd/core/files.py',
                 'pdd/core/hashing.py',
                 'pdd/core/images.py',
                 'pdd/core/shards.py',
@@ -41,6 +42,7 @@ rule export:
         slices=cluster.slice_dirs(config, "export"),
         code=[
             'pdd/core/datacard.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/images.py',
             'pdd/core/shards.py',

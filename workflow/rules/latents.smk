@@ -8,6 +8,7 @@ rule latents:
         code=[
             'pdd/core/datacard.py',
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/data.py',

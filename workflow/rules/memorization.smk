@@ -9,6 +9,7 @@ rule memorization:
         code=[
             'pdd/core/datacard.py',
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/clip.py',

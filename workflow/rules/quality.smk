@@ -10,6 +10,7 @@ rule quality:
         code=[
             'pdd/core/datacard.py',
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/report_tables.py',
             'pdd/core/shards.py',

@@ -4,6 +4,7 @@ rule tokenizer:
         export='data/export',
         code=[
             'pdd/core/datacard.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/tokenizer.py',

@@ -6,6 +6,7 @@ rule unet:
         code=[
             'pdd/core/datacard.py',
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/data.py',

@@ -5,6 +5,7 @@ rule vae:
         code=[
             'pdd/core/datacard.py',
             'pdd/core/determinism.py',
+            'pdd/core/files.py',
             'pdd/core/hashing.py',
             'pdd/core/shards.py',
             'pdd/train/data.py',
