@@ -30,7 +30,7 @@ def lock_stage(name: str) -> dict:
 
 def test_the_committed_lock_is_for_the_demo_snapshot_and_params():
     params = load_yaml12(REPO / "params.yaml")
-    for stage in ("audit", "export", "vae", "unet", "sample", "pipeline"):
+    for stage in ("audit", "curate", "export", "judge", "vae", "unet", "sample", "quality", "pipeline"):
         locked = lock_stage(stage)["params"]["params.yaml"]
         for section, value in locked.items():
             assert params[section] == value, f"dvc.lock's {stage} was built with other {section} params: rebuild"

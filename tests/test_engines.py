@@ -130,7 +130,7 @@ def test_committed_dvc_lock_is_reproduced_by_a_fresh_clone(tmp_path):
 
 def test_committed_dvc_lock_holds_for_the_data_stages_in_a_fresh_clone(tmp_path):
     """The cheap, CPU-type-independent part of the check above, on every CI run: a fresh clone's
-    `dvc repro tokenizer` (audit, export, tokenizer) leaves the committed dvc.lock unchanged."""
+    `dvc repro tokenizer` (audit, curate, export, tokenizer) leaves the committed dvc.lock unchanged."""
     from conftest import REPO
 
     head = sh(["git", "rev-parse", "--verify", "HEAD"], REPO, check=False)
@@ -140,7 +140,7 @@ def test_committed_dvc_lock_holds_for_the_data_stages_in_a_fresh_clone(tmp_path)
     sh(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(clone)], tmp_path)
     if sh(["git", "status", "--porcelain", "--", "dvc.lock", "params.yaml", "pdd", "stages"], REPO).stdout.strip():
         pytest.skip("the checkout has uncommitted changes to the build; the clone would test HEAD, not them")
-    stages = ("audit", "export", "tokenizer")
+    stages = ("audit", "curate", "export", "tokenizer")
     committed = artifact_hashes((clone / "dvc.lock").read_text(), stages)
     sh(["dvc", "repro", "tokenizer"], clone, timeout=900)
     rebuilt = artifact_hashes((clone / "dvc.lock").read_text(), stages)
