@@ -17,10 +17,11 @@ from pdd.rights.text import redecide_text
 from pdd.rights.commons import redecide as commons_redecide
 from pdd import exclusions
 from pdd.rights.openclipart import redecide as openclipart_redecide
+from pdd.rights import screen
 
 
 
-def row_problems(row: dict, allowed: list[str]) -> list[str]:
+def row_problems(row: dict, allowed: list[str], review: dict | None = None) -> list[str]:
     problems = []
     if row.get("licence_status") != "accepted":
         problems.append(f"status {row.get('licence_status')!r}")
@@ -44,15 +45,22 @@ def row_problems(row: dict, allowed: list[str]) -> list[str]:
         problems.append(f"evidence does not support acceptance ({again.reason})")
     elif again.kind != row.get("licence_kind"):
         problems.append(f"evidence says {again.kind}, row says {row.get('licence_kind')}")
+    # the marks and likeness screen, again with today's lists and reviewed decisions (data/rights_review.tsv)
+    screened = screen.row_problem(row, evidence, review)
+    if screened:
+        problems.append(screened)
     return problems
 
 
-def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | Path = exclusions.DEFAULT_PATH) -> dict:
+def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | Path = exclusions.DEFAULT_PATH,
+                   review_path: str | Path = screen.DEFAULT_REVIEW) -> dict:
     """Check every row; raise PddError naming the failing rows, else return the report.
-    A row whose id is on the exclusion list (data/exclusions.tsv) fails, with the takedown reason."""
+    A row whose id is on the exclusion list (data/exclusions.tsv) fails, with the takedown reason; so does a
+    row the marks and likeness screen rejects today, with data/rights_review.tsv's decisions."""
     digest, integrity = snapshot.verify(path)
     rows = snapshot.read_rows(path)
-    bad = {r["file_id"]: row_problems(r, allowed) for r in rows}
+    review = screen.read_review(review_path)
+    bad = {r["file_id"]: row_problems(r, allowed, review) for r in rows}
     excl = exclusions.read(exclusions_path)
     exclusions.warn_unmatched(excl, (r["file_id"] for r in rows), Path(path).as_posix())
     for fid, problems in exclusions.check_snapshot_ids((r["file_id"] for r in rows), excl).items():
@@ -70,4 +78,5 @@ def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | 
         kinds[r["licence_kind"]] = kinds.get(r["licence_kind"], 0) + 1
     # parquet_sha256: export compiles only the very file that passed (pdd/data/export.py check_audit)
     return {"snapshot": Path(path).as_posix(), "content_hash": digest, "parquet_sha256": hash_file(path), "rows": len(rows),
-            "licences": dict(sorted(kinds.items())), "passed": True}
+            "licences": dict(sorted(kinds.items())), "passed": True,
+            "screen": {"decider": screen.DECIDER, "reviewed_accepts": sum(r["file_id"] in review for r in rows)}}

@@ -9,6 +9,7 @@ rule pipeline:
         snapshot=config["snapshot"]["path"],
         exclusions='data/exclusions.tsv',
         sample_metrics='metrics/sample.json',
+        sample_grid='metrics/sample_grid.png',
         memorization='metrics/memorization.json',
         code=[
             'pdd/card.py',
@@ -17,8 +18,10 @@ rule pipeline:
             'pdd/core/hashing.py',
             'pdd/core/ids.py',
             'pdd/core/images.py',
+            'pdd/core/pii.py',
             'pdd/core/shards.py',
             'pdd/data/export.py',
+            'pdd/data/personal.py',
             'pdd/exclusions.py',
             'pdd/snapshot.py',
             'pdd/train/clip.py',
