@@ -5,7 +5,7 @@ On a cluster the export can be scattered (params.yaml resources.rules.export.sli
 `--slice I/N`, each writing whole shards into data/export-slices/I, and `--gather N` assembles
 data/export from them, byte-identical to one job."""
 from pdd.build.runner import Outcome, run, slice_arg, slice_dir
-from pdd.data import export
+from pdd.data import export, personal
 
 
 def add_args(parser):
@@ -31,8 +31,10 @@ def compute(ctx):
         index = export.gather(slices, ctx.outs["export"], ctx.deps["snapshot"], ctx.cfg, ctx.seed)
     else:
         index = export.export(ctx.deps["snapshot"], ctx.outs["export"], ctx.cfg, ctx.seed)
+    removed = personal.removals(export.rows_in_order(ctx.deps["snapshot"], ["file_id", "labels"]), list(ctx.cfg.caption.label_licences),
+                               ctx.cfg.caption.template)
     return Outcome(metrics={"train": index["counts"]["train"], "val": index["counts"]["val"],
-                            "resolutions": index["resolutions"]},
+                            "resolutions": index["resolutions"], "personal_data_removed": removed},
                    extra={"audited_snapshot": {"content_hash": report["content_hash"], "parquet_sha256": report["parquet_sha256"]}},
                    summary=f"export: {index['counts']} rows at {index['resolutions']} px -> {ctx.final_outs['export']}")
 

@@ -18,6 +18,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pdd.data import personal
 from pdd import snapshot
 from pdd.core import images, shards
 from pdd.core.config import as_dict
@@ -131,7 +132,7 @@ def renderer(cfg, seed: int):
 
     def render(row: dict) -> dict:
         rec = render_row(row, resolutions, cfg.resample, cfg.fit, cfg.background)
-        rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback, cfg.caption.max_parts)
+        rec["caption"] = build_caption(personal.scrub_labels(json.loads(row["labels"])), tpl, allowed, fallback, cfg.caption.max_parts)
         rec["split"] = split_of(row["file_id"], seed, cfg.val_fraction)
         return rec
     return render

@@ -8,8 +8,10 @@ if cluster.slices(config, "export") > 1:
             code=[
                 'pdd/core/hashing.py',
                 'pdd/core/images.py',
+                'pdd/core/pii.py',
                 'pdd/core/shards.py',
                 'pdd/data/export.py',
+                'pdd/data/personal.py',
                 'pdd/snapshot.py',
                 'stages/export.py',
             ],
@@ -38,8 +40,10 @@ rule export:
         code=[
             'pdd/core/hashing.py',
             'pdd/core/images.py',
+            'pdd/core/pii.py',
             'pdd/core/shards.py',
             'pdd/data/export.py',
+            'pdd/data/personal.py',
             'pdd/snapshot.py',
             'stages/export.py',
         ],
