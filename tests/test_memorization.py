@@ -65,9 +65,11 @@ def test_one_image_repeated_is_flagged(copied):
     card = (copied / "models/pipeline/README.md").read_text()
     assert "## Memorization check" in card and "**6 of 6 samples flagged**" in card
     assert json.loads((copied / "models/pipeline/provenance.json").read_text())["memorization"]["flagged"] == 6
-    # pd/cc0 captions only: the pipeline stage writes an ATTRIBUTION.tsv with its header and no rows
-    assert (copied / "models/pipeline/ATTRIBUTION.tsv").read_text().splitlines() == ["\t".join(
-        ("file_id", "split", "page_id", "field", "licence", "author", "source_url", "text"))]
+    # every training image is listed in ATTRIBUTION.tsv; pd/cc0 captions only: no caption credit
+    lines = (copied / "models/pipeline/ATTRIBUTION.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["file_id", "title", "creator", "source", "location", "licence", "licence_uri",
+                                    "snapshot_sha256", "caption_credit"]
+    assert len(lines) - 1 == m["n_train"] and all(line.endswith("\t") for line in lines[1:])
 
 
 def test_memorization_numbers_are_consistent(copied):
