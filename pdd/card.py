@@ -13,7 +13,10 @@ import re
 import shutil
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData
+# the Hub's card classes only (they render and validate text); nothing here calls the Hub, so the stage imports
+# these two offline modules, not the huggingface_hub package's network API (tests/test_dag.py NETWORK)
+from huggingface_hub.repocard import ModelCard
+from huggingface_hub.repocard_data import ModelCardData
 
 from pdd import exclusions, snapshot
 from pdd.core.hashing import hash_path, write_json
