@@ -111,3 +111,17 @@ def test_the_card_is_a_valid_hub_card_without_personal_data(built):
     assert "Creative Commons Public Domain Dedication (retired)" in text and "CC0 1.0" not in text
     assert "| unet | 2500 | 32 | adamw lr 0.001 |" in text
     assert f"{len(meta)} e-mail addresses, {len(meta)} phone numbers and {len(meta)} URLs" in text
+
+
+@pytest.mark.parametrize("text,clean,counts", [
+    ("Telefono (email: frollandin@email.it)", "Telefono", {"email": 1}),
+    ("renardjb at free dot fr", "", {"email": 1}),
+    ("icon, icons, snu@autistici.org, hash", "icon, icons, hash", {"email": 1}),
+    ("Paint Brush, http://www.bcostea.ro, tool", "Paint Brush, tool", {"url": 1}),
+    ("call +49 (0)30 1234567 today", "call today", {"phone": 1}),
+    ("Iraqi flag 1959-1963", "Iraqi flag 1959-1963", {}),          # a year range, not a phone number
+    ("drawn 2006-01-02 at 1024x768", "drawn 2006-01-02 at 1024x768", {}),
+    ("Apple, food/fruit, apple, fruit", "Apple, food/fruit, apple, fruit", {}),
+])
+def test_personal_data_patterns(text, clean, counts):
+    assert pii.scrub(text) == (clean, counts)
