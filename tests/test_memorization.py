@@ -24,9 +24,10 @@ def repeated_snapshot(root: Path, name: str = "one-image-80", rows: int = 80) ->
     from pdd.source.pin import write_parquet
 
     table = pq.read_table(DEMO)
-    # row 16 (a square, dark, full-frame drawing: "cigno di notte"): most clip art is a small shape on white,
+    # "cigno di notte" (a square, dark, full-frame drawing), chosen by id: most clip art is a small shape on white,
     # where even a perfect copy says little in a 16 px pixel correlation
-    first = table.slice(16, 1).to_pylist()[0]
+    ids = table.column("file_id").to_pylist()
+    first = table.slice(ids.index("openclipart:animals/birds/cigno_di_notte_nella_pa_01"), 1).to_pylist()[0]
     meta = [{k: r[k] for k in snapshot.META_COLUMNS} for r in table.slice(0, rows).to_pylist()]
     for r in meta:
         r.update({k: first[k] for k in ("sha256", "size", "mime", "width", "height")})

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pdd.core import files, pii
 from pdd.core.errors import PddError
+from pdd.core.hashing import canonical_json
 from pdd.core.ids import check_id, id_problem
 
 DECIDER = "pdd-screen/1"
@@ -153,7 +154,8 @@ def row_text(*, file_id: str, external_id: str, title: str | None, labels: list[
     fields: list[tuple[str, str]] = [("name", p.split("/")[-1]) for p in paths if p]
     fields.append(("title", str(title or "")))
     creators = []
-    for lab in labels or []:
+    # in the order a pin stores them (canonical JSON), so a store record and its snapshot row give the same hits
+    for lab in sorted(labels or [], key=canonical_json):
         text = str(lab.get("text") or "")
         if lab.get("field") == "creator":
             creators.append(text)
