@@ -23,12 +23,14 @@ what the text does not say: an unnamed logo, a face with a generic title, a trac
 """
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pdd import exclusions  # the same date rule as the takedown list
 from pdd.core import files, pii
 from pdd.core.errors import PddError
 from pdd.core.hashing import canonical_json
@@ -106,7 +108,6 @@ def read_review(path: str | Path = DEFAULT_REVIEW) -> dict[str, dict]:
     """{file_id: {"decision", "reason", "date"}} from data/rights_review.tsv; a missing file is empty.
     Parsed as strictly as data/exclusions.tsv: a header, blank lines and `#` comments aside, every line
     is `file_id<TAB>accept|reject<TAB>reason<TAB>YYYY-MM-DD`; anything else is one error naming file:line."""
-    from pdd import exclusions  # the same text reading and date rule as the takedown list
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return {}
@@ -286,7 +287,6 @@ def screen_record(rec, review: dict | None):
 
 def row_problem(row: dict, evidence: dict, review: dict | None) -> str | None:
     """The audit's re-decision of one snapshot row with today's lists and review file (None when clear)."""
-    import json
     try:
         labels = json.loads(row.get("labels") or "[]")
     except (TypeError, ValueError):
