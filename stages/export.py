@@ -6,7 +6,7 @@ On a cluster the export can be scattered (params.yaml resources.rules.export.sli
 `--slice I/N`, each writing whole shards into data/export-slices/I, and `--gather N` assembles
 data/export from them, byte-identical to one job."""
 from pdd.build.runner import Outcome, run, slice_arg, slice_dir
-from pdd.data import curate, export
+from pdd.data import curate, export, personal
 
 
 def add_args(parser):
@@ -36,8 +36,10 @@ def compute(ctx):
     found = curate.read_summary(ctx.deps["curate"]) if ctx.deps.get("curate") else {}
     dup = {k: found[k] for k in ("byte_identical_groups", "byte_identical_rows", "near_duplicate_clusters",
                                  "near_duplicate_rows", "keys_in_both_splits", "dropped") if k in found}
+    removed = personal.removals(export.rows_in_order(ctx.deps["snapshot"], ["file_id", "labels"]),
+                                list(ctx.cfg.caption.label_licences), ctx.cfg.caption.template)
     return Outcome(metrics={"train": index["counts"]["train"], "val": index["counts"]["val"],
-                            "resolutions": index["resolutions"], "duplicates": dup},
+                            "resolutions": index["resolutions"], "duplicates": dup, "personal_data_removed": removed},
                    extra={"audited_snapshot": {"content_hash": report["content_hash"], "parquet_sha256": report["parquet_sha256"]}},
                    summary=f"export: {index['counts']} rows at {index['resolutions']} px -> {ctx.final_outs['export']}")
 

@@ -76,7 +76,9 @@ def draw(i: int, rng: random.Random) -> tuple[Image.Image, str]:
     # a little seeded noise so no two images share bytes and the shards are not trivially compressible
     for _ in range(w * h // 16):
         img.putpixel((rng.randrange(w), rng.randrange(h)), tuple(rng.randrange(256) for _ in range(3)))
-    return img, f"{fg_name.capitalize()} {shape} on {bg_name}"
+    # "plus sign", not "cross": a red cross on white is the protected Red Cross emblem, which the rights screen
+    # rejects (pdd/rights/screen.py PROTECTED)
+    return img, f"{fg_name.capitalize()} {'plus sign' if shape == 'cross' else shape} on {bg_name}"
 
 
 def write_folder(folder: Path) -> dict:

@@ -36,7 +36,7 @@ def tamper(tmp_path, snap, change) -> str:
 
 def test_demo_snapshot_passes_audit():
     report = audit.audit_snapshot(DEMO, ["pd", "cc0"])
-    assert report["rows"] == 6790 and report["licences"] == {"pd": 6790}
+    assert report["rows"] == 6350 and report["licences"] == {"pd": 6350}
 
 
 def test_generated_snapshot_passes_audit(generated_snapshot):
@@ -80,7 +80,7 @@ def test_export_content(tmp_path, generated_snapshot):
     assert imgs.shape == (len(ids), 24, 24, 3) and imgs.dtype == np.uint8 and imgs.std() > 10
     cap = dict(zip(ids, train.column("caption").to_pylist()))
     meta = generated_snapshot.meta
-    assert cap["mus:0003"] == "Yellow cross on green no. 3, Unknown maker, 1909"
+    assert cap["mus:0003"] == "Yellow plus sign on green no. 3, Unknown maker, 1909"
     # CC0 labels make the caption; CC BY-SA labels may not, so those rows get the fallback
     assert {m["label_licence"] for fid, m in meta.items() if fid in cap} == {"cc0", "cc-by-sa"}
     for fid, caption in cap.items():

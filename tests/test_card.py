@@ -22,7 +22,7 @@ BYSA = {"field": "description", "lang": "en", "text": "A mill by a river at dusk
         "source": "commons-extmetadata"}
 
 
-def small_snapshot(tmp_path, rows=30, add_to=(4,)) -> tuple[Path, list[str]]:
+def small_snapshot(tmp_path, rows=30, add_to=(3,)) -> tuple[Path, list[str]]:
     """The demo's first ROWS files, re-pinned (a valid content hash), with a CC BY-SA description added to
     the rows at ADD_TO."""
     from pdd.source.pin import write_parquet
@@ -69,23 +69,26 @@ def test_licence_counts_equal_a_direct_count_and_bysa_text_is_attributed(tmp_pat
     assert sum(prov["exported"].values()) == len(table) == prov["snapshot"]["rows"]
     with open(out / "ATTRIBUTION.tsv", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
-    assert [r["file_id"] for r in rows] == ids
-    r = rows[0]
-    assert (r["field"], r["licence"], r["text"]) == ("description", "cc-by-sa", BYSA["text"])
-    assert r["source_url"] == "https://commons.wikimedia.org/wiki/File:Mill_4.jpg" and r["page_id"] == "1004"
-    assert r["author"]    # the AIC creator from the provenance
+    assert len(rows) == prov["exported"]["train"] == prov["attribution"]["rows"]
+    credited = [r for r in rows if r["caption_credit"]]
+    assert [r["file_id"] for r in credited] == ids   # row 3 is in the train split: its caption text is credited
+    assert credited[0]["caption_credit"] == f"description (cc-by-sa) by {credited[0]['creator']}, " \
+                                            "https://commons.wikimedia.org/wiki/File:Mill_3.jpg"
     readme = (out / "README.md").read_text()
-    assert readme.startswith("---\nlicense: other\n") and "**Attribution required:**" in readme
-    assert prov["attribution"] == {"rows": 1, "labels": 1, "licences": {"cc-by-sa": 1}, "file": "ATTRIBUTION.tsv"}
+    assert readme.startswith("---\n") and "\nlicense: other\n" in readme.split("\n---\n")[0]
+    assert "**Attribution required:**" in readme
+    assert prov["attribution"]["caption_credits"] == {"images": 1, "labels": 1, "licences": {"cc-by-sa": 1}}
 
 
 def test_bysa_label_not_allowed_for_captions_needs_no_attribution(tmp_path):
     snap, _ = small_snapshot(tmp_path)
     prov, out = build_card(tmp_path, snap, ["pd", "cc0"])
-    assert (out / "ATTRIBUTION.tsv").read_text() == "\t".join(card.ATTRIBUTION_COLUMNS) + "\n"
-    assert prov["attribution"]["labels"] == 0
+    with open(out / "ATTRIBUTION.tsv", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert len(rows) == prov["exported"]["train"] and not any(r["caption_credit"] for r in rows)
+    assert prov["attribution"]["caption_credits"]["labels"] == 0
     readme = (out / "README.md").read_text()
-    assert readme.startswith("---\nlicense: cc0-1.0\n") and "No caption text requires attribution" in readme
+    assert "\nlicense: cc0-1.0\n" in readme.split("\n---\n")[0] and "No caption text requires attribution" in readme
 
 
 @pytest.mark.parametrize("licence,needs", [("cc-by", True), ("cc-by-sa", True), ("cc-by-4.0", True), ("cc0", False),

@@ -39,7 +39,7 @@ def content_splits(rows: list[dict], params: dict) -> list[str]:
 
 def forced_copy_snapshot(root: Path, name: str = "copy-one-120", rows: int = 120) -> str:
     """A valid snapshot (passes the audit) of the demo's first ROWS files, where every *training* row carries
-    one image (row 61, "blue dragonfly": a square, dark, full-frame drawing; most clip art is a small shape on
+    one image ("blue dragonfly": a square, dark, full-frame drawing; most clip art is a small shape on
     white, where even a perfect copy says little in a 16 px correlation); val rows keep their own images. The
     split is stage curate's (by content): rows whose own image goes to val keep it, the others carry the copy,
     whose own key goes to train."""
@@ -49,10 +49,14 @@ def forced_copy_snapshot(root: Path, name: str = "copy-one-120", rows: int = 120
 
     params = yaml.safe_load((root / "params.yaml").read_text())
     table = pq.read_table(DEMO)
-    first = table.slice(61, 1).to_pylist()[0]
+    # "blue dragonfly" (a square, dark, full-frame drawing), chosen by id: most clip art is a small shape on white,
+    # where even a perfect copy says little in a 16 px pixel correlation
+    ids = table.column("file_id").to_pylist()
+    first = table.slice(ids.index("openclipart:animals/bugs/blue_dragonfly_ghuul_ghu_01"), 1).to_pylist()[0]
     full = table.slice(0, rows).to_pylist()
     assert content_splits([first], params) == ["train"]
     images = {r["sha256"]: r["image"] for r in full}
+    images[first["sha256"]] = first["image"]
     meta = [{k: r[k] for k in snapshot.META_COLUMNS} for r in full]
     n_val = 0
     for r, split in zip(meta, content_splits(full, params)):
@@ -100,9 +104,11 @@ def test_a_model_trained_to_copy_one_image_is_flagged(copied):
     card = (copied / "models/pipeline/README.md").read_text()
     assert "## Memorization check" in card and "**6 of 6 samples flagged**" in card and "1.88 %" in card
     assert json.loads((copied / "models/pipeline/provenance.json").read_text())["memorization"]["flagged"] == 6
-    # pd/cc0 captions only: the pipeline stage writes an ATTRIBUTION.tsv with its header and no rows
-    assert (copied / "models/pipeline/ATTRIBUTION.tsv").read_text().splitlines() == ["\t".join(
-        ("file_id", "split", "page_id", "field", "licence", "author", "source_url", "text"))]
+    # every training image is listed in ATTRIBUTION.tsv; pd/cc0 captions only: no caption credit
+    lines = (copied / "models/pipeline/ATTRIBUTION.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["file_id", "title", "creator", "source", "location", "licence", "licence_uri",
+                                    "snapshot_sha256", "caption_credit"]
+    assert len(lines) - 1 == m["n_train"] and all(line.endswith("\t") for line in lines[1:])
 
 
 def test_memorization_numbers_are_consistent(copied):

@@ -101,7 +101,7 @@ def test_demo_snapshot_is_committed_and_self_contained():
     digest, problems = snapshot.verify(path)
     assert problems == [] and digest == info["content_hash"]
     s = snapshot.summary(path)
-    assert s["rows"] == 6790 == info["n_rows"] and s["content_hash"] == info["content_hash"]
+    assert s["rows"] == 6350 == info["n_rows"] and s["content_hash"] == info["content_hash"]
     assert info["parquet_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     rows = snapshot.read_rows(path)
     assert all(max(r["width"], r["height"]) <= 64 for r in rows)

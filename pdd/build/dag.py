@@ -57,7 +57,8 @@ PIPELINE: list[Stage] = [
     Stage(
         name="audit",
         module="stages.audit",
-        deps={"snapshot": SNAPSHOT, "exclusions": "data/exclusions.tsv"},
+        deps={"snapshot": SNAPSHOT, "exclusions": "data/exclusions.tsv", "rights_review": "data/rights_review.tsv",
+              "brands": "data/rights/brands.tsv", "given_names": "data/rights/given-names.txt"},
         outs={"audit": "data/audit"},
         params=("snapshot", "audit"),
         metrics={"metrics": "metrics/audit.json"},
@@ -181,6 +182,7 @@ PIPELINE: list[Stage] = [
         deps={"unet": "models/unet", "latents": "data/latents", "clip": "models/clip", "tokenizer": "models/tokenizer",
               "export": "data/export", "snapshot": SNAPSHOT, "exclusions": "data/exclusions.tsv",
               "quality": "metrics/quality.json", "curate": "metrics/curate.json",
+              "sample_grid": "metrics/sample_grid.png", "quality_grid": "metrics/quality_grid.png",
               "memorization": "metrics/memorization.json"},
         outs={"pipeline": "models/pipeline"},
         params=("sample", "snapshot", "audit", "curate", "export", "tokenizer", "clip", "vae", "latents", "unet", "quality",

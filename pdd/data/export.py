@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pdd.data import personal
 from pdd import snapshot
 from pdd.core import images, shards
 from pdd.core import config
@@ -141,7 +142,8 @@ def renderer(cfg, decided: dict):
 
     def render(row: dict) -> dict:
         rec = render_row(row, resolutions, cfg.resample, cfg.fit, cfg.background)
-        rec["caption"] = build_caption(json.loads(row["labels"]), tpl, allowed, fallback, cfg.caption.max_parts)
+        rec["caption"] = build_caption(personal.scrub_labels(json.loads(row["labels"])), tpl, allowed, fallback,
+                                       cfg.caption.max_parts)
         rec["split"] = decided[row["file_id"]][0]
         return rec
     return render

@@ -19,6 +19,7 @@ from pdd.rights.text import redecide_text
 from pdd.rights.commons import redecide as commons_redecide
 from pdd import exclusions
 from pdd.rights.openclipart import redecide as openclipart_redecide
+from pdd.rights import screen
 
 # Evidence is a few levels deep (Commons: extmetadata -> field -> value; SDC scopes: 4). A crafted row
 # nested deeper is refused before anything walks it (json and repr recurse: a RecursionError otherwise).
@@ -54,7 +55,7 @@ def read_evidence(text) -> tuple[dict | None, str | None]:
     return evidence, None
 
 
-def row_problems(row: dict, allowed: list[str]) -> list[str]:
+def row_problems(row: dict, allowed: list[str], review: dict | None = None) -> list[str]:
     problems = []
     if row.get("licence_status") != "accepted":
         problems.append(f"status {row.get('licence_status')!r}")
@@ -75,19 +76,26 @@ def row_problems(row: dict, allowed: list[str]) -> list[str]:
         problems.append(f"evidence does not support acceptance ({again.reason})")
     elif again.kind != row.get("licence_kind"):
         problems.append(f"evidence says {again.kind}, row says {row.get('licence_kind')}")
+    # the marks and likeness screen, again with today's lists and reviewed decisions (data/rights_review.tsv)
+    screened = screen.row_problem(row, evidence, review)
+    if screened:
+        problems.append(screened)
     return problems
 
 
-def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | Path = exclusions.DEFAULT_PATH) -> dict:
+def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | Path = exclusions.DEFAULT_PATH,
+                   review_path: str | Path = screen.DEFAULT_REVIEW) -> dict:
     """Check every row; raise PddError naming the failing rows, else return the report.
-    A row whose id is on the exclusion list (data/exclusions.tsv) fails, with the takedown reason, and so
-    does an id that more than one row has (a snapshot holds one row per file: a second row of the same
-    id could carry another licence decision than the one checked). Ids are printed escaped."""
+    A row whose id is on the exclusion list (data/exclusions.tsv) fails, with the takedown reason; so does a
+    row the marks and likeness screen rejects today, with data/rights_review.tsv's decisions, and an id
+    that more than one row has (a snapshot holds one row per file: a second row of the same id could carry
+    another licence decision than the one checked). Ids are printed escaped."""
     digest, integrity = snapshot.verify(path)
     rows = snapshot.read_rows(path)
+    review = screen.read_review(review_path)
     bad: dict[str, list[str]] = {}
     for r in rows:
-        bad.setdefault(r["file_id"], []).extend(row_problems(r, allowed))
+        bad.setdefault(r["file_id"], []).extend(row_problems(r, allowed, review))
     for fid, n in Counter(r["file_id"] for r in rows).items():
         if n > 1:
             bad[fid].append(f"file_id on {n} rows (a snapshot has one row per file)")
@@ -111,4 +119,5 @@ def audit_snapshot(path: str | Path, allowed: list[str], exclusions_path: str | 
         kinds[r["licence_kind"]] = kinds.get(r["licence_kind"], 0) + 1
     # parquet_sha256: export compiles only the very file that passed (pdd/data/export.py check_audit)
     return {"snapshot": Path(path).as_posix(), "content_hash": digest, "parquet_sha256": hash_file(path), "rows": len(rows),
-            "licences": dict(sorted(kinds.items())), "passed": True}
+            "licences": dict(sorted(kinds.items())), "passed": True,
+            "screen": {"decider": screen.DECIDER, "reviewed_accepts": sum(r["file_id"] in review for r in rows)}}

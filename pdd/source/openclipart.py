@@ -6,7 +6,8 @@ Debian replaced duplicate files by relative symlinks, so one store row is made p
 (its real path inside png/, which is also its id); the other names that link to it are kept as aliases.
 
 Each file's licence is decided from its own SVG's RDF only (pdd.rights.openclipart; the package's
-copyright file is never evidence), fail closed, and trademarks are rejected. Accepted PNGs are decoded
+copyright file is never evidence), fail closed, and trademarks are rejected; the store then screens every
+accepted file for marks and likenesses (pdd.rights.screen, with data/rights_review.tsv). Accepted PNGs are decoded
 with the bomb checks (IHDR read first: more than images.MAX_PIXELS pixels is refused before any
 decompression), flattened on white, shrunk to --max-side (Lanczos, never upscaled) and stored as
 lossless WebP with fixed settings, so the same package gives the same bytes and the same snapshot.
@@ -121,6 +122,9 @@ def reason_class(rec: FileRecord, kind: str | None) -> str:
         return "rejected: decompression bomb"
     if rec.reason.startswith("rejected: bad image"):
         return "rejected: bad image"
+    for screened in ("mark", "likeness", "reviewed"):  # the marks and likeness screen (pdd.rights.screen)
+        if rec.reason.startswith(f"rejected: {screened}:"):
+            return f"rejected: {screened}"
     return f"rejected: {kind}"
 
 
@@ -192,6 +196,8 @@ def import_openclipart(store: Store, folder: str | Path, *, max_side: int = 64, 
             results = [next(pending) for _ in items[start:start + BATCH]]
             created = store.record_batch([rec for rec, _ in results])
             for (rec, klass), (_rev, new) in zip(results, created):
+                if klass == "accepted" and rec.status != "accepted":  # the store's screen rejected it
+                    klass = reason_class(rec, None)
                 report.unchanged += not new
                 if rec.status == "accepted":
                     report.accepted += 1

@@ -189,13 +189,35 @@ def _store_pin(store: Store, name: str, digest: str) -> dict | None:
     return existing[0] if existing else None
 
 
+def rejection_class(reason: str) -> str:
+    """The reason a model card counts a rejected file by: licence, trademark (the logo/trademark word rule),
+    mark, likeness or reviewed (the marks and likeness screen), decompression bomb, bad image."""
+    r = str(reason).removeprefix("rejected: ")
+    for kind in ("mark", "likeness", "reviewed", "trademark"):
+        if r.startswith(f"{kind}:"):
+            return kind
+    if r.startswith("bad image"):
+        return "decompression bomb" if "decompression bomb" in r else "bad image"
+    return "licence"
+
+
+def rejection_counts(store: Store) -> dict:
+    """{reason class: distinct files} over the newest revision of every rejected file in the store."""
+    out: dict[str, int] = {}
+    for r in store.query("SELECT reason FROM current_revisions WHERE status = 'rejected'"):
+        k = rejection_class(r["reason"])
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: dict | None = None) -> dict:
     """Freeze the store's accepted rows as snapshot NAME. Same rows again: same bytes, same hash.
     A name is bound to its content forever: different rows under a used name is an error, whether the
     store or the files in OUT_DIR (NAME.parquet, NAME.json) know the name.
     Ids in EXCLUSIONS (pdd/exclusions.py) are left out; how many is recorded in the Parquet
     metadata (`pdd.excluded`) and NAME.json (`excluded`), only when there were any, so a pin
-    without exclusions stays byte-identical to one made before exclusions existed.
+    without exclusions stays byte-identical to one made before exclusions existed. NAME.json also counts
+    the store's rejected files by reason class (`rejected`, when there are any) for the model card.
 
     Crash safety: the Parquet is written to a temp file in OUT_DIR, fsynced and renamed, then NAME.json
     (also temp+fsync+rename), then the store records the pin. A pin killed in between leaves at most
@@ -211,8 +233,11 @@ def pin(store: Store, name: str, out_dir: str | Path = DEFAULT_DIR, exclusions: 
     existing = _store_pin(store, name, digest)
     check_not_pinned_otherwise(out_dir, name, digest)
     extra_meta = {"pdd.excluded": str(len(excluded))} if excluded else None
-    info = _write_pinned(rows, out_dir, name, digest, store.read_blob, extra_meta,
-                         {"excluded": len(excluded)} if excluded else {})
+    record_extra = {"excluded": len(excluded)} if excluded else {}
+    rejected = rejection_counts(store)
+    if rejected:  # only when there are any: a pin without rejections keeps its earlier record
+        record_extra["rejected"] = rejected
+    info = _write_pinned(rows, out_dir, name, digest, store.read_blob, extra_meta, record_extra)
     path = out_dir / info["parquet"]
     if not existing:
         with store.transaction() as con:

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from pdd.core.errors import PddError
 from pdd.core.hashing import canonical_json, hash_json, sha256_bytes, write_atomic
+from pdd.rights import screen
 from pdd.rights.text import LicenceDecision
 
 DEFAULT_DB = Path("data/pdd.duckdb")
@@ -232,8 +233,11 @@ class FileRecord:
 class Store:
     """Open (creating if needed) the database and the blob folder next to it."""
 
-    def __init__(self, db_path: str | Path = DEFAULT_DB, blob_dir: str | Path | None = None, read_only: bool = False):
+    def __init__(self, db_path: str | Path = DEFAULT_DB, blob_dir: str | Path | None = None, read_only: bool = False,
+                 rights_review: str | Path = screen.DEFAULT_REVIEW):
         self.db_path = Path(db_path)
+        self.rights_review_path = Path(rights_review)
+        self._rights_review: dict | None = None
         self.blob_dir = Path(blob_dir) if blob_dir else self.db_path.parent / "blobs"
         if read_only and not self.db_path.exists():
             raise PddError(f"{self.db_path}: no database yet (import or scrape something first)")
@@ -323,6 +327,12 @@ class Store:
                 after(con, results)
         return results
 
+    def rights_review(self) -> dict:
+        """The reviewed decisions (data/rights_review.tsv), read once, strictly (pdd.rights.screen)."""
+        if self._rights_review is None:
+            self._rights_review = screen.read_review(self.rights_review_path)
+        return self._rights_review
+
     def _record_many(self, con, recs: list[FileRecord]) -> list[Recorded]:
         """record() for every observation of a batch, inside a transaction the caller holds, with the same
         result as storing them one after another (a file seen twice in a batch gets its second revision
@@ -330,6 +340,8 @@ class Store:
         per row made importing thousands of files cost seconds of DuckDB overhead each hundred. Blobs are
         written (atomically) before the commit that refers to them."""
         for rec in recs:
+            # every source's accepted file passes the marks and likeness screen before it is stored
+            screen.screen_record(rec, self.rights_review())
             if rec.status not in ("accepted", "rejected"):
                 raise ValueError(f"status must be accepted or rejected, not {rec.status!r}")
             if rec.status == "accepted" and (rec.data is None or rec.licence is None or not rec.licence.accepted):
