@@ -34,6 +34,7 @@ rule pipeline:
     output:
         pipeline=directory('models/pipeline'),
         pipeline_manifest='models/pipeline.manifest.json',
+        pipeline_provenance='models/pipeline.intoto.json',
     params:
         seed=config["seed"],
         sample=config["sample"],
