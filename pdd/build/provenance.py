@@ -159,12 +159,13 @@ def stale_statements(root: str | Path) -> list[str]:
     for m in sorted([*root.glob("data/*" + MANIFEST_SUFFIX), *root.glob("models/*" + MANIFEST_SUFFIX)]):
         out = m.with_name(m.name[: -len(MANIFEST_SUFFIX)])
         st = statement_path(out)
-        want = statement_bytes(statement(json.loads(m.read_text(encoding="utf-8"))))
-        rel = st.relative_to(root).as_posix()
+        manifest = json.loads(m.read_text(encoding="utf-8"))
+        rel, name = st.relative_to(root).as_posix(), manifest.get("stage", out.name)
         if not st.is_file():
-            problems.append(f"{rel} is missing: rerun the stage (dvc repro -f -s {out.name}) and commit it")
-        elif st.read_bytes() != want:
-            problems.append(f"{rel} is not the statement of {m.relative_to(root).as_posix()}: rerun the stage and commit both")
+            problems.append(f"{rel} is missing: rerun the stage (dvc repro -f -s {name}) and commit it")
+        elif st.read_bytes() != statement_bytes(statement(manifest)):
+            problems.append(f"{rel} is not the statement of {m.relative_to(root).as_posix()}: rerun the stage "
+                            f"(dvc repro -f -s {name}) and commit both")
     return problems
 
 
