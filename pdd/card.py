@@ -124,6 +124,7 @@ def provenance(params: dict, deps: dict, pipeline_class: str) -> dict:
         "quality": sample_metrics.get("quality", {}),
         "memorization": _memorization(deps.get("memorization")),
         "libraries": package_versions(LIBRARIES),
+        "signing_key": (params.get("release") or {}).get("signing_key") or None,
         "safety_checker": None,
         "rebuild": REBUILD,
     }
@@ -178,6 +179,18 @@ def _attribution_text(p: dict) -> str:
             f"attribution ({lic}), so these weights are a derivative of that text. `ATTRIBUTION.tsv` in this folder "
             "lists each image, the field, its licence, the author we know of and the page to credit (for wiki "
             "descriptions: the page's contributors, in its history).\n")
+
+
+def signing_key_section(fingerprint: str | None) -> str:
+    """The card's "Signature" section: the key `pdd sign` signs this folder with (params.yaml release.signing_key),
+    and how to check it; "" when the build names no key."""
+    if not fingerprint:
+        return ""
+    return (f"\n## Signature\n\nSigned with the elliptic curve key {fingerprint} (sha256 of its DER public key): "
+            "OpenSSF model-signing's signature of this folder beside it (`pipeline.sig`), and the SLSA provenance of "
+            "every build stage in DSSE envelopes (`pipeline.intoto.jsonl`). Check with `pdd verify --signatures --key "
+            "PUBLIC.pem`, or `model_signing verify key models/pipeline --signature models/pipeline.sig --public_key "
+            "PUBLIC.pem`.\n")
 
 
 def render(p: dict) -> str:
@@ -244,7 +257,7 @@ the build's licence audit.
 ```
 
 Training params, stage output hashes and library versions are in `provenance.json` beside this card.
-"""
+{signing_key_section(p.get("signing_key"))}"""
     return "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n" + body
 
 

@@ -157,7 +157,8 @@ PIPELINE: list[Stage] = [
               "sample_metrics": "metrics/sample.json",
               "memorization": "metrics/memorization.json"},
         outs={"pipeline": "models/pipeline"},
-        params=("sample", "snapshot", "audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "memorization", "compute"),
+        params=("sample", "snapshot", "audit", "export", "tokenizer", "clip", "vae", "latents", "unet", "memorization", "compute",
+                "release"),
     ),
 ]
 

@@ -48,6 +48,7 @@ rule pipeline:
         unet=config["unet"],
         memorization=config["memorization"],
         compute=config["compute"],
+        release=config["release"],
     log:
         "logs/pipeline.log",
     threads: 1
