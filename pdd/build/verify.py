@@ -19,6 +19,8 @@ Bit-for-bit equality of the float stages needs the same machine type, torch buil
 manifest's `nondeterminism`): audit, export and tokenizer must reproduce anywhere; clip, vae, latents, unet,
 sample, memorization and the pipeline folder only on the same kind of hardware and software.
 
+`pdd verify --signatures --key PUBLIC.pem` rebuilds nothing: it checks what `pdd sign` signed (pdd/build/signing.py).
+
 Bookkeeping, not a build input (pdd/build/codedeps.py: pdd.build.* modules that decide nothing a stage computes).
 """
 from __future__ import annotations
