@@ -124,10 +124,17 @@ def provenance(params: dict, deps: dict, pipeline_class: str) -> dict:
         "quality": sample_metrics.get("quality", {}),
         "memorization": _memorization(deps.get("memorization")),
         "libraries": package_versions(LIBRARIES),
-        "signing_key": (params.get("release") or {}).get("signing_key") or None,
         "safety_checker": None,
         "rebuild": REBUILD,
+        **signing_key(params),
     }
+
+
+def signing_key(params: dict) -> dict:
+    """{"signing_key": fingerprint} when params.yaml release.signing_key names the key `pdd sign` signs with; {}
+    otherwise, so an unsigned build's folder is what it was before signing existed."""
+    key = (params.get("release") or {}).get("signing_key")
+    return {"signing_key": key} if key else {}
 
 
 def _memorization(path) -> dict:

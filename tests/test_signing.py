@@ -116,7 +116,7 @@ def test_a_flipped_byte_in_a_provenance_statement_fails_naming_it(signed, statem
     try:
         bad = pdd_cli(["verify", "--signatures", "--key", str(keys / "signer.pub")], root)
         assert bad.returncode == 1, bad.stdout + bad.stderr
-        row = next(ln.split() for ln in bad.stdout.splitlines() if ln.startswith("statement") and statement in ln)
+        row = next(r for r in map(str.split, bad.stdout.splitlines()) if r[:2] == ["statement", statement])
         assert row[:3] == ["statement", statement, "NO"] and "differs from the signed one" in " ".join(row)
         assert statement in bad.stdout.splitlines()[-1]   # the summary names it
     finally:
@@ -173,3 +173,15 @@ def test_sign_checks_the_key_before_anything_else(tmp_path):
     (tmp_path / "enc.pem").write_bytes(enc.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                          serialization.BestAvailableEncryption(b"pw")))
     one_line(pdd_cli(["sign", "--key", "enc.pem"], tmp_path), "enc.pem", "PDD_KEY_PASSWORD")
+
+
+def test_the_card_names_a_key_only_when_params_do():
+    """An unsigned build's card and provenance.json are what they were before signing existed."""
+    from pdd import card
+
+    fpr = "SHA256:" + "ab" * 32
+    assert card.signing_key({"release": {"signing_key": ""}}) == {} == card.signing_key({})
+    assert card.signing_key({"release": {"signing_key": fpr}}) == {"signing_key": fpr}
+    assert card.signing_key_section(None) == ""
+    section = card.signing_key_section(fpr)
+    assert section.startswith("\n## Signature\n") and fpr in section and "pdd verify --signatures" in section
