@@ -226,7 +226,15 @@ def provenance(params: dict, deps: dict, pipeline_class: str) -> dict:
         "libraries": package_versions(LIBRARIES),
         "safety_checker": None,
         "rebuild": REBUILD,
+        **signing_key(params),
     }
+
+
+def signing_key(params: dict) -> dict:
+    """{"signing_key": fingerprint} when params.yaml release.signing_key names the key `pdd sign` signs with; {}
+    otherwise, so an unsigned build's folder is what it was before signing existed."""
+    key = (params.get("release") or {}).get("signing_key")
+    return {"signing_key": key} if key else {}
 
 
 def _memorization(path) -> dict:
@@ -344,6 +352,18 @@ def card_data(p: dict) -> ModelCardData:
         pdd_snapshot={"name": s["name"], "content_hash": s["content_hash"], "images": s["rows"],
                       "sources": [o for o in s.get("origins", {}) if o] or list(s["sources"])},
     )
+
+
+def signing_key_section(fingerprint: str | None) -> str:
+    """The card's "Signature" section: the key `pdd sign` signs this folder with (params.yaml release.signing_key),
+    and how to check it; "" when the build names no key."""
+    if not fingerprint:
+        return ""
+    return (f"\n## Signature\n\nSigned with the elliptic curve key {fingerprint} (sha256 of its DER public key): "
+            "OpenSSF model-signing's signature of this folder beside it (`pipeline.sig`), and the SLSA provenance of "
+            "every build stage in DSSE envelopes (`pipeline.intoto.jsonl`). Check with `pdd verify --signatures --key "
+            "PUBLIC.pem`, or `model_signing verify key models/pipeline --signature models/pipeline.sig --public_key "
+            "PUBLIC.pem`.\n")
 
 
 def render(p: dict) -> str:
@@ -469,7 +489,7 @@ Seed {prm.get('seed', '?')}; every parameter is in `provenance.json` beside this
 ```
 
 Training params, stage output hashes and library versions are in `provenance.json` beside this card.
-"""
+{signing_key_section(p.get("signing_key"))}"""
     return str(ModelCard(f"---\n{card_data(p).to_yaml()}\n---\n{body}"))
 
 

@@ -3,7 +3,7 @@
     pdd import-folder | import-openclipart          fill the store
     pdd snapshot pin | card | list | show | verify | textconv | blame
     pdd diff A B | pdd exclude FILE_ID              dataset history and takedowns
-    pdd dag [show | write | check] | pdd verify | pdd launch STAGE
+    pdd dag [show | write | check] | pdd verify | pdd sign | pdd launch STAGE
     pdd audit | export | ... | sample | pipeline    the build stages (the DAG's own commands)
     pdd generate                                    images from a built pipeline folder, for people
     pdd credentials show | make-key                 read an image's C2PA content credentials, make a test key
@@ -297,11 +297,33 @@ def cmd_dag_check(args) -> int:
 def cmd_verify(args) -> int:
     from pdd.build import verify  # lazy: start-up
 
+    if args.key and not args.signatures:
+        raise PddError("--key is the public key for --signatures: give both (pdd verify --signatures --key PUBLIC.pem)")
+    if args.signatures:
+        from pdd.build import signing  # lazy: model-signing loads sigstore and protobuf
+
+        if not args.key:
+            raise PddError("--signatures needs the signer's public key: --key PUBLIC.pem")
+        if args.stages or args.workdir or args.keep:
+            raise PddError("--signatures rebuilds nothing: it takes no STAGE, --workdir or --keep")
+        checks = signing.verify_signatures(".", args.key)
+        print(signing.report(checks))
+        return 0 if all(c.ok for c in checks) else 1
     rows, workspace = verify.verify(".", args.stages or None, workdir=args.workdir, keep=args.keep)
     print(verify.report(rows))
     if args.keep:
         print(f"workspace kept: {workspace}")
     return 0 if all(r.same for r in rows) else 1
+
+
+def cmd_sign(args) -> int:
+    from pdd.build import signing  # lazy: model-signing loads sigstore and protobuf
+
+    password = os.environ.get("PDD_KEY_PASSWORD")
+    done = signing.sign(".", args.key, password.encode("utf-8") if password else None)
+    print(f"signed {signing.PIPELINE} -> {done['signature']} (model-signing) and {done['statements']} provenance "
+          f"statements -> {done['envelopes']} (DSSE); key {done['fingerprint']}")
+    return 0
 
 
 def cmd_launch(args) -> int:
@@ -570,11 +592,29 @@ def _add_build_commands(sub) -> None:
     p = sub.add_parser("verify", help="rebuild (all or the named stages) in a temporary workspace and compare hashes",
                        description="Copies the tracked working tree and the pinned snapshot into a fresh workspace, "
                                    "runs `dvc repro [STAGE...]` there and compares each output's hash with dvc.lock, "
-                                   "the manifests and the files in this repository. Exit 0 same, 1 different, 2 error.")
+                                   "the manifests and the files in this repository. With --signatures --key PUBLIC.pem "
+                                   "it rebuilds nothing and checks what `pdd sign` signed instead. Exit 0 same, "
+                                   "1 different, 2 error.")
     p.add_argument("stages", nargs="*", metavar="STAGE", help="stages to rebuild (with what they depend on); default: all")
     p.add_argument("--workdir", help="build here instead of a new temporary folder (must be empty)")
     p.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
+    p.add_argument("--signatures", action="store_true",
+                   help="rebuild nothing: check the signatures `pdd sign` wrote (models/pipeline.sig, "
+                        "models/pipeline.intoto.jsonl) and every digest they cover, with --key")
+    p.add_argument("--key", metavar="PUBLIC.pem", help="with --signatures: the signer's public key (PEM)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("sign", help="sign models/pipeline (model-signing, key method, offline) and its provenance "
+                                    "statements (DSSE)",
+                       description="Signs models/pipeline with OpenSSF model-signing's key method (no network), writing "
+                                   "models/pipeline.sig, and wraps the provenance statement of every stage it was "
+                                   "built from in a DSSE envelope signed with the same key, writing "
+                                   "models/pipeline.intoto.jsonl. Refuses a folder or statement that is not what the "
+                                   "build recorded. The key: an elliptic curve private key (P-256, P-384, P-521) in "
+                                   "PEM; an encrypted one takes its password from PDD_KEY_PASSWORD. Check with "
+                                   "`pdd verify --signatures --key PUBLIC.pem`. Run in the repository root.")
+    p.add_argument("--key", required=True, metavar="PRIVATE.pem", help="the signing key (PEM)")
+    p.set_defaults(func=cmd_sign)
 
     distributed = [s.name for s in dag.PIPELINE if s.distributed]
     p = sub.add_parser("launch", help="print (--dry-run) or run the command that runs a stage on several processes or nodes",

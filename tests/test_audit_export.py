@@ -150,6 +150,6 @@ def test_export_refuses_an_empty_split(tmp_path, generated_snapshot):
 def test_junk_in_labels_is_cleaned_where_captions_are_built():
     labels = [{"field": "title", "lang": "en", "text": "Tom &amp;amp; Jerry &lt;3", "licence": "pd"},
               {"field": "creator", "lang": "en", "text": "HASH(0x8a0cf9c)", "licence": "pd"},
-              {"field": "keywords", "lang": "en", "text": "<b>cat</b>", "licence": "pd"}]
+              {"field": "keywords", "lang": "en", "text": "hash(0x8a3ecd4), <b>cat</b>", "licence": "pd"}]
     cap = export.build_caption(labels, "{title}, {creator}, {keywords}", ["pd"], "fallback")
     assert cap == "Tom & Jerry <3, cat"      # the placeholder creator is dropped with its comma

@@ -31,6 +31,8 @@ LEAVES = [
     (["dag", "write"], "cmd_dag_write"),
     (["dag", "check"], "cmd_dag_check"),
     (["verify", "vae", "--keep"], "cmd_verify"),
+    (["verify", "--signatures", "--key", "k.pub"], "cmd_verify"),
+    (["sign", "--key", "k.pem"], "cmd_sign"),
     (["launch", "-n", "unet", "--nodes", "2"], "cmd_launch"),
     (["unet"], "cmd_stage"),
     (["generate", "--prompt", "x"], "cmd_generate"),

@@ -4,7 +4,9 @@ clone's `dvc repro`) rewrites no tracked file and leaves `git status` clean:
 - every manifest beside a stage output records the sha256 of each project file the stage ran; those
   must be the files as committed (edit a file a stage runs, bookkeeping included, and the stage must be
   rerun: `dvc repro -f -s STAGE` refreshes its manifest without changing its output);
-- every code dependency in dvc.lock has the md5 of the committed file (else `dvc status` is not clean).
+- every code dependency in dvc.lock has the md5 of the committed file (else `dvc status` is not clean);
+- beside every manifest is the provenance statement that manifest gives (pdd/build/provenance.py), so the
+  statements a clean build writes are the committed ones.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from pdd.build.provenance import stale_statements
 
 MANIFESTS = sorted([*REPO.glob("data/*.manifest.json"), *REPO.glob("models/*.manifest.json")])
 
@@ -51,6 +54,11 @@ def stale_lock_code_deps(root) -> list[str]:
 @pytest.mark.skipif(not MANIFESTS, reason="no committed manifests")
 def test_committed_manifests_record_the_committed_code():
     assert stale_manifest_records(REPO) == []
+
+
+@pytest.mark.skipif(not MANIFESTS, reason="no committed manifests")
+def test_committed_statements_are_the_committed_manifests():
+    assert stale_statements(REPO) == []
 
 
 def test_committed_lock_records_the_committed_code():

@@ -79,8 +79,8 @@ def test_code_deps_follow_imports():
     deps = module_closure("stages.export")
     assert {"stages/export.py", "pdd/data/export.py", "pdd/core/images.py", "pdd/core/shards.py", "pdd/snapshot.py"} <= set(deps)
     # bookkeeping is recorded, never a build input
-    for book in ("pdd/build/manifest.py", "pdd/build/runner.py", "pdd/build/dag.py", "pdd/cli.py", "pdd/core/version.py",
-                 "pdd/core/errors.py", "pdd/core/params.py", "pdd/core/config.py", "pdd/__init__.py"):
+    for book in ("pdd/build/manifest.py", "pdd/build/provenance.py", "pdd/build/runner.py", "pdd/build/dag.py", "pdd/cli.py",
+                 "pdd/core/version.py", "pdd/core/errors.py", "pdd/core/params.py", "pdd/core/config.py", "pdd/__init__.py"):
         assert book not in deps
     assert "pdd/build/runner.py" in ran_files("stages.export")   # ... but the manifest hashes it
     for s in dag.PIPELINE:

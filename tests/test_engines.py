@@ -99,12 +99,12 @@ def test_a_tampered_snapshot_does_not_compile(tmp_path):
 
 
 def artifact_hashes(lock_text: str, stages=None) -> dict:
-    """stage -> {out path: md5} from a dvc.lock, leaving out the manifests (they name git revisions and
+    """stage -> {out path: md5} from a dvc.lock, leaving out the manifests and statements (they name git revisions and
     library versions: bookkeeping, not artifact bytes)."""
     from ruamel.yaml import YAML
 
     lock = YAML(typ="safe").load(lock_text)
-    return {name: {o["path"]: o.get("md5") for o in st.get("outs", []) if not o["path"].endswith(".manifest.json")}
+    return {name: {o["path"]: o.get("md5") for o in st.get("outs", []) if not o["path"].endswith((".manifest.json", ".intoto.json"))}
             for name, st in lock["stages"].items() if stages is None or name in stages}
 
 

@@ -43,7 +43,8 @@ def ran(out) -> set[str]:
 
 
 def test_full_chain_builds_and_a_second_clean_build_is_identical(built, tiny_chain_snakemake):
-    """The second clean build is the session's `snakemake -c2` one: two builds, two engines, the same bytes."""
+    """The second clean build is the session's `snakemake -c2` one: two builds, two engines, the same bytes
+    (artifacts and provenance statements)."""
     root, first, h = built
     assert ran(first) == {"audit", "curate", "export", "tokenizer", "clip", "judge", "vae", "latents", "unet", "sample",
                           "quality", "memorization", "pipeline"}
@@ -53,6 +54,8 @@ def test_full_chain_builds_and_a_second_clean_build_is_identical(built, tiny_cha
         assert b"tEXt" not in png.read_bytes() and b"tIME" not in png.read_bytes()   # no metadata chunks
         assert b"caBX" not in png.read_bytes()   # and no content credentials: build samples stay byte-deterministic
     assert hashes(tiny_chain_snakemake) == h
+    for a in ARTIFACTS:   # and byte-identical provenance statements (no time, host or engine in them)
+        assert (tiny_chain_snakemake / f"{a}.intoto.json").read_bytes() == (root / f"{a}.intoto.json").read_bytes(), a
 
 
 def test_pipeline_loads_in_a_python_without_project_code(built, tmp_path):

@@ -129,7 +129,7 @@ def lock_hashes(root) -> dict:
     from ruamel.yaml import YAML
 
     lock = YAML(typ="safe").load((root / "dvc.lock").read_text())
-    return {name: {o["path"]: o.get("md5") for o in st.get("outs", []) if not o["path"].endswith(".manifest.json")}
+    return {name: {o["path"]: o.get("md5") for o in st.get("outs", []) if not o["path"].endswith((".manifest.json", ".intoto.json"))}
             for name, st in lock["stages"].items()}
 
 

@@ -1,8 +1,8 @@
 """Which source files can change a stage's bytes: its module and every `stages`/`pdd` module it imports,
 found by reading the imports (so no stage can forget to declare a code dependency).
 
-Bookkeeping modules are left out (and not followed): the runner, manifests, the registry and its
-renderers, params loading and typed configs, reports, the CLI, error messages and the version. They
+Bookkeeping modules are left out (and not followed): the runner, manifests and provenance statements, the
+registry and its renderers, params loading and typed configs, reports, the CLI, error messages and the version. They
 decide where things go and how they are recorded, never what a stage computes, so editing them must
 not retrain a model (like Bazel's volatile stamping: recorded, never a reason to rebuild). Package
 `__init__.py` files are left out too; a test keeps them free of code. The manifest still records the
@@ -16,7 +16,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("stages", "pdd")
 BOOKKEEPING = frozenset({
-    "pdd.build.runner", "pdd.build.manifest", "pdd.build.codedeps", "pdd.build.dag", "pdd.build.report",
+    "pdd.build.runner", "pdd.build.manifest", "pdd.build.provenance", "pdd.build.codedeps", "pdd.build.dag", "pdd.build.report",
     "pdd.core.params", "pdd.core.config", "pdd.build.cluster", "pdd.cli", "pdd.core.errors", "pdd.core.version",
 })
 

@@ -28,7 +28,7 @@ class Stage:
     name: str
     module: str                    # run as `python -m <module>`
     deps: dict                     # input name -> path (data the stage reads)
-    outs: dict                     # output name -> directory the stage writes (manifest beside it: <dir>.manifest.json)
+    outs: dict                     # output name -> directory the stage writes (beside it: <dir>.manifest.json, <dir>.intoto.json)
     params: tuple                  # params.yaml sections the stage reads (besides `seed`)
     metrics: dict = field(default_factory=dict)   # name -> small JSON file (not cached by DVC)
     plots: dict = field(default_factory=dict)     # name -> TSV/JSON file (not cached by DVC)
@@ -43,8 +43,13 @@ class Stage:
 
     @property
     def manifests(self) -> dict:
-        """name -> <out>.manifest.json for each output (not cached by DVC: committed, like metrics)."""
-        return {f"{k}_manifest": f"{v}.manifest.json" for k, v in self.outs.items()}
+        """name -> <out>.manifest.json and <out>.intoto.json (its provenance statement) for each output
+        (not cached by DVC: committed, like metrics)."""
+        out = {}
+        for k, v in self.outs.items():
+            out[f"{k}_manifest"] = f"{v}.manifest.json"
+            out[f"{k}_provenance"] = f"{v}.intoto.json"
+        return out
 
     @property
     def code_deps(self) -> list[str]:
@@ -186,7 +191,7 @@ PIPELINE: list[Stage] = [
               "memorization": "metrics/memorization.json"},
         outs={"pipeline": "models/pipeline"},
         params=("sample", "snapshot", "audit", "curate", "export", "tokenizer", "clip", "vae", "latents", "unet", "quality",
-                "memorization", "compute"),
+                "memorization", "compute", "release"),
     ),
 ]
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from pdd.build import dag
 from pdd.build.manifest import manifest_path, write_manifest
+from pdd.build.provenance import source_date, statement_path, write_statement
 from pdd.core import config as config_mod
 from pdd.core import params as params_mod
 from pdd.core.determinism import apply as apply_compute, stage_record
@@ -185,7 +186,8 @@ def _clean_stale_tmps(final: Path) -> None:
 
 def _swap_in(tmp: Path, final: Path) -> None:
     """Replace final with tmp: the old artifact is removed only once the new one is in place."""
-    manifest_path(final).unlink(missing_ok=True)   # no manifest may outlive the output it describes
+    manifest_path(final).unlink(missing_ok=True)   # no manifest (or statement) may outlive the output it describes
+    statement_path(final).unlink(missing_ok=True)
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
     if final.exists():
         os.replace(final, old)
@@ -213,6 +215,7 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
     args = parse_args(stage, module, argv)
     params = params_mod.load(args.params)
     cfgs = config_mod.check(params, only=stage.params, source=args.params)
+    source_date()   # a SOURCE_DATE_EPOCH the provenance statement cannot use fails here, before anything runs
     # params.yaml compute: deterministic kernels (or not) and attention, before anything runs a model
     determinism, notes = stage_record(apply_compute(cfgs["compute"]) if "compute" in stage.params else None)
     _one_engine(name)   # before the inputs are looked for: another engine may have removed them
@@ -261,10 +264,11 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
         for k, data in outcome.plots.items():
             _write_bytes(plots[k], data)
         for k, final in final_outs.items():
-            write_manifest(final, stage=name, inputs=list(deps.values()),
-                           params={s: params[s] for s in stage.params}, seed=params["seed"], module=stage.module,
-                           extra={"determinism": determinism, **outcome.extra},
-                           nondeterminism=outcome.nondeterminism + notes)
+            manifest = write_manifest(final, stage=name, inputs=list(deps.values()),
+                                      params={s: params[s] for s in stage.params}, seed=params["seed"],
+                                      module=stage.module, extra={"determinism": determinism, **outcome.extra},
+                                      nondeterminism=outcome.nondeterminism + notes)
+            write_statement(final, manifest)   # <out>.intoto.json: the manifest as SLSA provenance
         shutil.rmtree(ctx.checkpoints, ignore_errors=True)   # the run is complete: its checkpoints are of no further use
     finally:
         lock.close()

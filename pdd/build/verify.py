@@ -22,6 +22,8 @@ which: when only the files here differ and the rebuild matches dvc.lock and the 
 after the build; a float stage is put down to the platform only when the rebuild's manifest records another
 one than the reference's (library versions, device, determinism settings).
 
+`pdd verify --signatures --key PUBLIC.pem` rebuilds nothing: it checks what `pdd sign` signed (pdd/build/signing.py).
+
 Bookkeeping, not a build input (pdd/build/codedeps.py: pdd.build.* modules that decide nothing a stage computes).
 """
 from __future__ import annotations

@@ -369,6 +369,14 @@ class ComputeCfg:
                           enum=["sdpa", "xformers"])
 
 
+@dataclass(frozen=True)
+class ReleaseCfg:
+    """Who signs the built pipeline folder (pdd sign); its model card names the key."""
+    signing_key: str = knob("", "SHA256:<64 hex digits>, the fingerprint of the public key `pdd sign` signs "
+                                "models/pipeline with (`pdd sign` prints it and refuses any other key); the model "
+                                "card lists it. \"\": not signed", pattern="^(SHA256:[0-9a-f]{64})?$")
+
+
 # ---- resources: what each Snakemake rule asks of a machine (pdd/build/cluster.py); no stage reads it ----
 @dataclass(frozen=True)
 class RuleResourcesCfg:
@@ -461,7 +469,7 @@ def _whole(*sections) -> type:
 
 
 ParamsCfg = _whole(SnapshotCfg, AuditCfg, CurateCfg, ExportCfg, TokenizerCfg, ClipCfg, JudgeCfg, VaeCfg, LatentsCfg,
-                   UnetCfg, SampleCfg, QualityCfg, MemorizationCfg, ComputeCfg, ResourcesCfg)
+                   UnetCfg, SampleCfg, QualityCfg, MemorizationCfg, ComputeCfg, ReleaseCfg, ResourcesCfg)
 
 
 STAGE_FREE = ("seed", "resources")   # read by no stage as a section of its own

@@ -32,7 +32,7 @@ from pdd.data import curate
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # junk the collection's metadata carries: Perl placeholders written instead of a creator (HASH(0x8a0cf9c)),
 # HTML entities and tags in titles and descriptions
-_PERL_REF = re.compile(r"\b(?:HASH|ARRAY|SCALAR|CODE|GLOB)\(0x[0-9a-fA-F]+\)")
+_PERL_REF = re.compile(r"(?i)\b(?:HASH|ARRAY|SCALAR|CODE|GLOB)\(0x[0-9a-f]+\)")
 _TAG = re.compile(r"<[^<>]{1,200}>")
 
 

@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 import torch
+from diffusers.utils import logging as dlogging
+from transformers.utils import logging as tlogging
 
 from pdd.core import shards
 from pdd.core.determinism import derive_seed
@@ -120,6 +122,8 @@ def evaluate(deps: dict, cfg, sample_cfg, seed: int, progress=print) -> tuple[di
     """The quality stage: (metrics, grid PNG, timings in seconds)."""
     timings = {}
     t0 = time.perf_counter()
+    dlogging.set_verbosity_error()   # the pipeline warns once per batch about long captions (the judge truncates too)
+    tlogging.set_verbosity_error()
     judge = Judge(deps["judge"])
     pipe = pipeline.build_pipe(deps, sample_cfg.scheduler)
     res = judge.model.config.vision_config.image_size

@@ -23,6 +23,7 @@ rule audit:
     output:
         audit=directory('data/audit'),
         audit_manifest='data/audit.manifest.json',
+        audit_provenance='data/audit.intoto.json',
         metrics='metrics/audit.json',
     params:
         seed=config["seed"],

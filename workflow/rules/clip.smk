@@ -17,6 +17,7 @@ rule clip:
     output:
         clip=directory('models/clip'),
         clip_manifest='models/clip.manifest.json',
+        clip_provenance='models/clip.intoto.json',
         metrics='metrics/clip.json',
         loss='metrics/clip_loss.tsv',
         val='metrics/clip_val.tsv',

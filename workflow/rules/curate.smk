@@ -19,6 +19,7 @@ rule curate:
     output:
         curate=directory('data/curate'),
         curate_manifest='data/curate.manifest.json',
+        curate_provenance='data/curate.intoto.json',
         metrics='metrics/curate.json',
     params:
         seed=config["seed"],

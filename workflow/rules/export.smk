@@ -58,6 +58,7 @@ rule export:
     output:
         export=directory('data/export'),
         export_manifest='data/export.manifest.json',
+        export_provenance='data/export.intoto.json',
         metrics='metrics/export.json',
     params:
         seed=config["seed"],

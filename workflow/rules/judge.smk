@@ -21,6 +21,7 @@ rule judge:
     output:
         judge=directory('models/judge'),
         judge_manifest='models/judge.manifest.json',
+        judge_provenance='models/judge.intoto.json',
         metrics='metrics/judge.json',
         loss='metrics/judge_loss.tsv',
         val='metrics/judge_val.tsv',

@@ -18,6 +18,7 @@ rule latents:
     output:
         latents=directory('data/latents'),
         latents_manifest='data/latents.manifest.json',
+        latents_provenance='data/latents.intoto.json',
         metrics='metrics/latents.json',
     params:
         seed=config["seed"],

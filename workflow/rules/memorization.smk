@@ -26,6 +26,7 @@ rule memorization:
     output:
         memorization=directory('models/memorization'),
         memorization_manifest='models/memorization.manifest.json',
+        memorization_provenance='models/memorization.intoto.json',
         metrics='metrics/memorization.json',
         pairs='metrics/memorization_pairs.png',
     params:

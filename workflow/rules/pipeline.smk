@@ -38,6 +38,7 @@ rule pipeline:
     output:
         pipeline=directory('models/pipeline'),
         pipeline_manifest='models/pipeline.manifest.json',
+        pipeline_provenance='models/pipeline.intoto.json',
     params:
         seed=config["seed"],
         sample=config["sample"],
@@ -53,6 +54,7 @@ rule pipeline:
         quality=config["quality"],
         memorization=config["memorization"],
         compute=config["compute"],
+        release=config["release"],
     log:
         "logs/pipeline.log",
     threads: 1

@@ -29,6 +29,7 @@ rule quality:
     output:
         quality=directory('models/quality'),
         quality_manifest='models/quality.manifest.json',
+        quality_provenance='models/quality.intoto.json',
         metrics='metrics/quality.json',
         grid='metrics/quality_grid.png',
     params:

@@ -21,6 +21,7 @@ rule sample:
     output:
         samples=directory('models/samples'),
         samples_manifest='models/samples.manifest.json',
+        samples_provenance='models/samples.intoto.json',
         metrics='metrics/sample.json',
         grid='metrics/sample_grid.png',
     params:

@@ -13,6 +13,7 @@ rule tokenizer:
     output:
         tokenizer=directory('models/tokenizer'),
         tokenizer_manifest='models/tokenizer.manifest.json',
+        tokenizer_provenance='models/tokenizer.intoto.json',
         metrics='metrics/tokenizer.json',
     params:
         seed=config["seed"],

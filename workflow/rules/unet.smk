@@ -19,6 +19,7 @@ rule unet:
     output:
         unet=directory('models/unet'),
         unet_manifest='models/unet.manifest.json',
+        unet_provenance='models/unet.intoto.json',
         metrics='metrics/unet.json',
         loss='metrics/unet_loss.tsv',
         val='metrics/unet_val.tsv',

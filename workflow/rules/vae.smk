@@ -17,6 +17,7 @@ rule vae:
     output:
         vae=directory('models/vae'),
         vae_manifest='models/vae.manifest.json',
+        vae_provenance='models/vae.intoto.json',
         metrics='metrics/vae.json',
         loss='metrics/vae_loss.tsv',
         val='metrics/vae_val.tsv',
