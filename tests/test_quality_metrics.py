@@ -143,3 +143,29 @@ def test_colour_error_sees_red_turning_brown():
     assert same["hue_error_deg"] == 0.0 and same["chroma_loss"] == 0.0
     shifted = imaging.colour_error(red, brown)
     assert shifted["hue_error_deg"] > 20 and shifted["chroma_loss"] > 100
+
+
+def test_same_category_distractors_come_from_the_query_s_own_category_first():
+    caps = [f"c{i}" for i in range(40)]
+    groups = [0] * 20 + [1] * 20
+    others = quality.distractors([0, 25], caps, seed=0, k=10, groups=groups)
+    assert all(groups[int(o)] == 0 for o in others[0]) and all(groups[int(o)] == 1 for o in others[1])
+    few = quality.distractors([0], caps, seed=0, k=25, groups=groups)   # 19 of its own, then 6 others
+    assert [groups[int(o)] for o in few[0]] == [0] * 19 + [1] * 6
+
+
+def test_a_category_prototype_is_told_apart_only_by_category():
+    """Two categories, each caption a category plus an object: images that carry only the category score at
+    chance on same-category R-precision and perfectly on random R-precision (the trivial generator the
+    yardstick reports beside the model)."""
+    cat = torch.nn.functional.normalize(_feats(16, 32, seed=20), dim=1)
+    obj = torch.nn.functional.normalize(_feats(80, 32, seed=21), dim=1)
+    groups = [i % 16 for i in range(80)]
+    txt = torch.nn.functional.normalize(3 * cat[groups] + obj, dim=1)
+    proto = torch.nn.functional.normalize(cat[groups], dim=1)
+    caps = [f"c{i}" for i in range(80)]
+    own = list(range(80))
+    easy = [quality.r_precision(proto, txt, own, quality.distractors(own, caps, seed=s, k=3)) for s in range(4)]
+    hard = [quality.r_precision(proto, txt, own, quality.distractors(own, caps, seed=s, k=3, groups=groups))
+            for s in range(4)]
+    assert sum(hard) / 4 < 0.45 and sum(easy) / 4 > 0.7     # chance: 1/4

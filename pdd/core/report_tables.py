@@ -3,7 +3,9 @@ from __future__ import annotations
 
 # (key in metrics/quality.json, what it measures, better)
 ROWS = [
-    ("r_precision", "R-precision: own prompt ranked first among 32 val captions (judge)", "higher"),
+    ("r_precision_same_category", "R-precision, same category: own prompt first among 32 val captions of its own "
+                                  "category (judge)", "higher"),
+    ("r_precision", "R-precision: own prompt first among 32 random val captions (judge)", "higher"),
     ("clip_score", "CLIP score: image-prompt cosine x 100 (judge)", "higher"),
     ("category_accuracy", "category accuracy (judge's probe; real: val images)", "higher"),
     ("precision", "precision (k-NN manifold of val, judge features)", "higher"),
@@ -22,20 +24,25 @@ def _fmt(key: str, v) -> str:
 
 def quality_table(q: dict) -> str:
     """Markdown: each measure's model / real-image / chance values."""
-    lines = ["| measure | better | model (samples) | real images | chance / trivial |", "|---|---|---|---|---|"]
+    lines = ["| measure | better | model (samples) | real images | chance | category prototype |",
+             "|---|---|---|---|---|---|"]
     for key, what, better in ROWS:
         row = q.get(key)
         if not isinstance(row, dict):
             continue
-        m, r, c = (_fmt(key, row.get(k)) for k in ("model", "real", "chance"))
+        m, r, c, p = (_fmt(key, row.get(k)) for k in ("model", "real", "chance", "prototype"))
         if key == "kid":
-            m += f" ± {row.get('model_se', 0) * 1e3:.2f}"
-            r += f" ± {row.get('real_se', 0) * 1e3:.2f}"
-        lines.append(f"| {what} | {better} | {m} | {r} | {c} |")
+            m += f" ± {(row.get('model_se') or 0) * 1e3:.2f}"
+            r += f" ± {(row.get('real_se') or 0) * 1e3:.2f}"
+        lines.append(f"| {what} | {better} | {m} | {r} | {c} | {p} |")
     n = q.get("n_samples")
     lines.append("")
     lines.append(f"{n} samples prompted with held-out val captions; real: a random train subset of the same size "
                  f"(distribution measures) or the {q.get('n_val')} val images with their own captions; chance: Gaussian "
                  f"noise with the data's colours, 1/{q.get('r_precision', {}).get('candidates', 32)} for R-precision, "
-                 f"shuffled image-caption pairs for the CLIP score, the train split's majority class for categories.")
+                 f"shuffled image-caption pairs for the CLIP score, the train split's majority class for categories. "
+                 f"Category prototype: a trivial generator that draws, for every prompt, the mean train image of the "
+                 f"prompt's category (a blurred blob that knows the category and nothing else). Precision and the CLIP "
+                 f"score reward typical images: where the prototype beats real images, so may samples, without "
+                 f"drawing the object.")
     return "\n".join(lines)

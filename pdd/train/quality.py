@@ -220,9 +220,12 @@ def clip_score(img_f: torch.Tensor, txt_f: torch.Tensor) -> float:
     return float(100 * (img_f * txt_f).sum(dim=1).mean())
 
 
-def distractors(prompt_ids: list[int], captions: list[str], seed: int, k: int = 31) -> torch.Tensor:
+def distractors(prompt_ids: list[int], captions: list[str], seed: int, k: int = 31,
+                groups: list | None = None) -> torch.Tensor:
     """For each query (index into captions), k other caption indices whose text differs from the query's,
-    drawn with a seeded generator: [Q, k]."""
+    drawn with a seeded generator: [Q, k]. With `groups` (a group per caption, e.g. its category), the
+    distractors come from the query's own group first (then from the others when it has too few): the
+    prompt must then be told from captions of the same kind, which a category alone cannot do."""
     by_text: dict[str, int] = {}
     for i, c in enumerate(captions):
         by_text.setdefault(c, i)
@@ -230,12 +233,13 @@ def distractors(prompt_ids: list[int], captions: list[str], seed: int, k: int = 
     if len(distinct) <= k:
         raise ValueError(f"R-precision needs more than {k} distinct captions (got {len(distinct)})")
     g = _gen(seed)
-    pool = torch.tensor(distinct)
     out = []
     for q in prompt_ids:
-        cand = pool[torch.randperm(len(pool), generator=g)[:k + 1]]
-        cand = [int(c) for c in cand if captions[int(c)] != captions[q]][:k]
-        out.append(cand)
+        order = torch.randperm(len(distinct), generator=g).tolist()
+        cand = [distinct[j] for j in order if captions[distinct[j]] != captions[q]]
+        if groups is not None:
+            cand = [c for c in cand if groups[c] == groups[q]] + [c for c in cand if groups[c] != groups[q]]
+        out.append(cand[:k])
     return torch.tensor(out)
 
 

@@ -67,55 +67,79 @@ def grid_rows(val_ids: list[str], n_rows: int, seed: int) -> list[int]:
     return (first + rest)[:n_rows]
 
 
+def prototypes(train_u8: torch.Tensor, train_labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """The trivial generator that knows the category and nothing else: per class, the pixel mean of its train
+    images (uint8 [C,R,R,3]; a blurred blob in the category's colours)."""
+    x = train_u8.double()
+    out = torch.full((n_classes, *train_u8.shape[1:]), 255.0, dtype=torch.float64)
+    for c in range(n_classes):
+        rows = train_labels == c
+        if bool(rows.any()):
+            out[c] = x[rows].mean(dim=0)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
 def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8, judge: Judge, cfg, seed: int) -> dict:
-    """Every figure for samples (uint8 [n,R,R,3], prompted with val_caps[prompt_ids[j]])."""
+    """Every figure for samples (uint8 [n,R,R,3], prompted with val_caps[prompt_ids[j]]), for real images, for
+    chance, and for the category prototype (the mean train image of the prompt's category)."""
     n = len(samples)
     g = torch.Generator().manual_seed(derive_seed(seed, "quality", "real-subset"))
     sub = torch.randperm(len(train_u8), generator=g)[:n]
     real = train_u8[sub]
     noise = quality.noise_like(val_u8, n, derive_seed(seed, "quality", "noise"))
-    f_s, f_v, f_r, f_n = (judge.images(x) for x in (samples, val_u8, real, noise))
+    lab_v, lab_t = judge.labels(val_ids), judge.labels(train_ids)
+    lab_s = lab_v[torch.tensor(prompt_ids)]
+    proto = prototypes(train_u8, lab_t, max(len(judge.classes), 1))[lab_s]
+    f_s, f_v, f_r, f_n, f_p = (judge.images(x) for x in (samples, val_u8, real, noise, proto))
     t_v = judge.texts(val_caps)
     k_seed = derive_seed(seed, "quality", "kid")
 
     def kid(f):
         return quality.kid(f, f_v, k_seed, cfg.kid_subsets, cfg.kid_subset_size)
 
-    (km, kms), (kr, krs), (kc, kcs) = kid(f_s), kid(f_r), kid(f_n)
-    pr = {name: quality.precision_recall(f_v, f, cfg.pr_k) for name, f in (("model", f_s), ("real", f_r), ("chance", f_n))}
+    kids = {name: kid(f) for name, f in (("model", f_s), ("real", f_r), ("chance", f_n), ("prototype", f_p))}
+    gens = (("model", f_s), ("real", f_r), ("chance", f_n), ("prototype", f_p))
+    pr = {name: quality.precision_recall(f_v, f, cfg.pr_k) for name, f in gens}
     # prompt adherence: samples vs their prompts; val images vs their own captions; shuffled pairs
     k = min(cfg.distractors, len(set(val_caps)) - 1)
     d_seed = derive_seed(seed, "quality", "distractors")
-    others_s = quality.distractors(prompt_ids, val_caps, d_seed, k)
     own = list(range(len(val_caps)))
-    others_v = quality.distractors(own, val_caps, d_seed, k)
+    groups = lab_v.tolist()
+    rp = {}
+    for key, grp in (("r_precision", None), ("r_precision_same_category", groups)):
+        o_s = quality.distractors(prompt_ids, val_caps, d_seed, k, grp)
+        o_v = quality.distractors(own, val_caps, d_seed, k, grp)
+        rp[key] = {"model": _r(quality.r_precision(f_s, t_v, prompt_ids, o_s)),
+                   "real": _r(quality.r_precision(f_v, t_v, own, o_v)), "chance": _r(1 / (k + 1)),
+                   "prototype": _r(quality.r_precision(f_p, t_v, prompt_ids, o_s)), "candidates": k + 1}
     shuffled = torch.randperm(len(val_caps), generator=torch.Generator().manual_seed(derive_seed(seed, "quality", "shuffle")))
-    # categories: of the val image whose caption prompted each sample
-    lab_s = judge.labels([val_ids[i] for i in prompt_ids])
-    lab_v, lab_t = judge.labels(val_ids), judge.labels(train_ids)
-    return {
+    t_prompt = t_v[torch.tensor(prompt_ids)]
+    out = {
         "n_samples": n, "n_val": len(val_u8), "n_real": len(real),
-        "r_precision": {"model": _r(quality.r_precision(f_s, t_v, prompt_ids, others_s)),
-                        "real": _r(quality.r_precision(f_v, t_v, own, others_v)), "chance": _r(1 / (k + 1)),
-                        "candidates": k + 1},
-        "clip_score": {"model": _r(quality.clip_score(f_s, t_v[torch.tensor(prompt_ids)])),
-                       "real": _r(quality.clip_score(f_v, t_v)), "chance": _r(quality.clip_score(f_v, t_v[shuffled]))},
-        "category_accuracy": ({"model": _r(quality.accuracy(judge.probe, f_s, lab_s)),
-                               "real": _r(quality.accuracy(judge.probe, f_v, lab_v)),
-                               "chance": _r(quality.majority_rate(lab_t, lab_v, len(judge.classes))),
-                               "classes": len(judge.classes)} if judge.probe is not None else
-                              {"model": None, "real": None, "chance": None, "classes": len(judge.classes),
-                               "why": "fewer than 2 categories in the train split: nothing to tell apart"}),
+        **rp,
+        "clip_score": {"model": _r(quality.clip_score(f_s, t_prompt)), "real": _r(quality.clip_score(f_v, t_v)),
+                       "chance": _r(quality.clip_score(f_v, t_v[shuffled])),
+                       "prototype": _r(quality.clip_score(f_p, t_prompt))},
         "precision": {name: _r(v[0]) for name, v in pr.items()},
         "recall": {name: _r(v[1]) for name, v in pr.items()},
-        "kid": {"model": _r(km), "model_se": _r(kms), "real": _r(kr), "real_se": _r(krs), "chance": _r(kc),
-                "chance_se": _r(kcs)},
-        "colour": {"model": _r(quality.colour_distance(samples, val_u8)), "real": _r(quality.colour_distance(real, val_u8)),
-                   "chance": _r(quality.colour_distance(noise, val_u8))},
-        "swd": {"model": _r(quality.swd(samples, val_u8, seed)), "real": _r(quality.swd(real, val_u8, seed)),
-                "chance": _r(quality.swd(noise, val_u8, seed))},
+        "kid": {**{name: _r(v[0]) for name, v in kids.items()}, **{f"{name}_se": _r(v[1]) for name, v in kids.items()}},
+        "colour": {name: _r(quality.colour_distance(x, val_u8))
+                   for name, x in (("model", samples), ("real", real), ("chance", noise), ("prototype", proto))},
+        "swd": {name: _r(quality.swd(x, val_u8, seed))
+                for name, x in (("model", samples), ("real", real), ("chance", noise), ("prototype", proto))},
         "palette": {"model": quality.hue_shares(samples), "val": quality.hue_shares(val_u8)},
     }
+    if judge.probe is not None:
+        out["category_accuracy"] = {"model": _r(quality.accuracy(judge.probe, f_s, lab_s)),
+                                    "real": _r(quality.accuracy(judge.probe, f_v, lab_v)),
+                                    "chance": _r(quality.majority_rate(lab_t, lab_v, len(judge.classes))),
+                                    "prototype": _r(quality.accuracy(judge.probe, f_p, lab_s)),
+                                    "classes": len(judge.classes)}
+    else:
+        out["category_accuracy"] = {"model": None, "real": None, "chance": None, "prototype": None,
+                                    "classes": len(judge.classes),
+                                    "why": "fewer than 2 categories in the train split: nothing to tell apart"}
+    return out
 
 
 def evaluate(deps: dict, cfg, sample_cfg, seed: int, progress=print) -> tuple[dict, bytes, dict]:
