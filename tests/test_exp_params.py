@@ -131,6 +131,7 @@ def test_dvc_exp_run_set_param_then_exp_show(tiny_chain_dvc, tmp_path):
     params = data["params"]["params.yaml"]["data"]
     assert params["unet"]["train"]["steps"] == 4 and params["memorization"]["show"] == 1
     assert data["metrics"]["metrics/unet.json"]["data"]["steps"] == 4
+    assert data["metrics"]["metrics/live/unet/metrics.json"]["data"]["step"] == 4   # the dvclive log's last values
     csv = sh(["dvc", "exp", "show", "--csv"], root).stdout
     assert "smaller" in csv
     dry = sh(["snakemake", "-n", "-c1"], root)   # parses (and validates) the rewritten params.yaml

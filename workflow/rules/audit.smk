@@ -18,7 +18,7 @@ rule audit:
     output:
         audit=directory('data/audit'),
         audit_manifest='data/audit.manifest.json',
-        metrics='metrics/audit.json',
+        metrics=report('metrics/audit.json', category='audit', subcategory='metrics'),
     params:
         seed=config["seed"],
         snapshot=config["snapshot"],

@@ -15,9 +15,8 @@ rule clip:
     output:
         clip=directory('models/clip'),
         clip_manifest='models/clip.manifest.json',
-        metrics='metrics/clip.json',
-        loss='metrics/clip_loss.tsv',
-        val='metrics/clip_val.tsv',
+        metrics=report('metrics/clip.json', category='clip', subcategory='metrics'),
+        live=report(directory('metrics/live/clip'), category='clip', subcategory='training log', patterns=['plots/metrics/{kind}/{name}.tsv']),
     params:
         seed=config["seed"],
         clip=config["clip"],

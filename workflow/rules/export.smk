@@ -46,7 +46,7 @@ rule export:
     output:
         export=directory('data/export'),
         export_manifest='data/export.manifest.json',
-        metrics='metrics/export.json',
+        metrics=report('metrics/export.json', category='export', subcategory='metrics'),
     params:
         seed=config["seed"],
         snapshot=config["snapshot"],

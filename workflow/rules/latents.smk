@@ -16,7 +16,7 @@ rule latents:
     output:
         latents=directory('data/latents'),
         latents_manifest='data/latents.manifest.json',
-        metrics='metrics/latents.json',
+        metrics=report('metrics/latents.json', category='latents', subcategory='metrics'),
     params:
         seed=config["seed"],
         latents=config["latents"],

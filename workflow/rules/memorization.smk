@@ -24,8 +24,8 @@ rule memorization:
     output:
         memorization=directory('models/memorization'),
         memorization_manifest='models/memorization.manifest.json',
-        metrics='metrics/memorization.json',
-        pairs='metrics/memorization_pairs.png',
+        metrics=report('metrics/memorization.json', category='memorization', subcategory='metrics'),
+        pairs=report('metrics/memorization_pairs.png', category='memorization', subcategory='pairs'),
     params:
         seed=config["seed"],
         memorization=config["memorization"],

@@ -11,7 +11,7 @@ rule tokenizer:
     output:
         tokenizer=directory('models/tokenizer'),
         tokenizer_manifest='models/tokenizer.manifest.json',
-        metrics='metrics/tokenizer.json',
+        metrics=report('metrics/tokenizer.json', category='tokenizer', subcategory='metrics'),
     params:
         seed=config["seed"],
         tokenizer=config["tokenizer"],

@@ -17,9 +17,8 @@ rule unet:
     output:
         unet=directory('models/unet'),
         unet_manifest='models/unet.manifest.json',
-        metrics='metrics/unet.json',
-        loss='metrics/unet_loss.tsv',
-        val='metrics/unet_val.tsv',
+        metrics=report('metrics/unet.json', category='unet', subcategory='metrics'),
+        live=report(directory('metrics/live/unet'), category='unet', subcategory='training log', patterns=['plots/metrics/{kind}/{name}.tsv', 'plots/images/val/{step}.png']),
     params:
         seed=config["seed"],
         unet=config["unet"],
