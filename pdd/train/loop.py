@@ -473,11 +473,13 @@ class LiveLog:
     values (LIVE/metrics.json). `dvc plots` draws them (dvc.yaml declares x and y) and `dvc exp show` lists
     metrics.json, during training too. No timestamps, no dvc.yaml, no experiment saved: a rebuild writes the same
     bytes, and a resumed run replays the checkpoint's history (and keeps the grids up to its step), so it ends
-    with the same logs as an uninterrupted one."""
+    with the same logs as an uninterrupted one. Studio is kept offline (DVC_STUDIO_OFFLINE)."""
 
     def __init__(self, directory: str | Path, state: dict, start: int):
         from dvclive import Live   # here: the loop's own tests and the benches train without logging
 
+        # nothing after the pin touches the network: no live metrics posted to DVC Studio, whatever is configured
+        os.environ["DVC_STUDIO_OFFLINE"] = "true"
         images = Path(directory) / "plots" / "images" / "val"
         kept = {p.name: p.read_bytes() for p in images.glob("*.png")
                 if p.stem.isdigit() and int(p.stem) <= start} if start else {}
