@@ -65,6 +65,53 @@ def test_the_offline_template_loads_nothing():
         assert f"<script>/* {name} */" in text
 
 
+def run_log(directory, steps, state=None, start=0, evals=(3, 6)):
+    """A LiveLog over `steps` made-up training steps (an evaluation with a grid at each of `evals`), like the loop."""
+    from PIL import Image
+
+    from pdd.train.loop import LiveLog
+
+    state = state or {"train": [], "val": []}
+    live = LiveLog(directory, state, start)
+    for s in steps:
+        row = [s, 1.0 / s, 0.001 * min(s, 2) / 2]
+        state["train"].append(row)
+        live.train(*row)
+        if s in evals:
+            metrics = {"val_loss": 0.5 / s, "val_psnr": 10.0 + s}
+            state["val"].append({"step": s, **metrics})
+            live.val(s, metrics, Image.new("RGB", (8, 4), (s * 20, 0, 0)))
+    return live, state
+
+
+def files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_live_log_is_deterministic_and_a_resume_replays_it(tmp_path):
+    """The dvclive log holds no timestamps (two runs, same bytes), and a run killed after step 5 that resumes
+    from its step-4 checkpoint (history replayed, earlier grids kept) ends with the same bytes."""
+    logs = []
+    for name in ("a", "b"):
+        live, _ = run_log(tmp_path / name, range(1, 7))
+        live.end()
+        logs.append(files(tmp_path / name))
+    assert logs[0] == logs[1]
+    assert logs[0]["plots/metrics/train/loss.tsv"].startswith(b"step\tloss\n1\t1.0\n")
+    assert sorted(k for k in logs[0] if "images" in k) == ["plots/images/val/3.png", "plots/images/val/6.png"]
+    assert json.loads(logs[0]["metrics.json"]) == {"train": {"loss": 1 / 6, "lr": 0.001}, "val": {"val_loss": 0.5 / 6,
+                                                                                                 "val_psnr": 16.0},
+                                                    "step": 6}
+    # killed after step 5; resumed from the checkpoint of step 2 (before any evaluation) or 4 (grid 3 kept)
+    for start in (2, 4):
+        killed = tmp_path / f"killed-{start}"
+        _, state = run_log(killed, range(1, 6))
+        checkpoint = {"train": state["train"][:start], "val": [v for v in state["val"] if v["step"] <= start]}
+        live, _ = run_log(killed, range(start + 1, 7), json.loads(json.dumps(checkpoint)), start=start)
+        live.end()
+        assert files(killed) == logs[0], start
+
+
 def chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -494,7 +494,13 @@ class LiveLog:
             for name, data in sorted(kept.items()):
                 write_atomic(images / name, data)
         if state["train"]:
-            self.live.make_summary()
+            self._summary()
+
+    def _summary(self) -> None:
+        """metrics.json in one key order however the run got here: train, val, then step (dvclive appends a
+        key where it is first set, and a resumed run sets them in another order)."""
+        self.live.summary.pop("step", None)
+        self.live.make_summary()
 
     def train(self, step: int, loss: float, lr: float) -> None:
         self.live.step = step
@@ -507,9 +513,10 @@ class LiveLog:
             self.live.log_metric(f"val/{k}", v)
         if image is not None:
             self.live.log_image(f"val/{step}.png", image)
-        self.live.make_summary()
+        self._summary()
 
     def end(self) -> None:
+        self.live.summary.pop("step", None)
         self.live.end()
 
 
