@@ -133,7 +133,7 @@ def test_dvc_plots_render_offline_in_a_browser(tiny_chain_dvc, tmp_path):
         pytest.skip("chromium not installed (Debian: apt-get install chromium)")
     root, _ = tiny_chain_dvc
     # DVC's own view: each declared chart's data has its y column (not the file's last one by accident)
-    shown = json.loads(sh(["dvc", "plots", "show", "--json"], root).stdout)
+    shown = json.loads(sh(["dvc", "plots", "show", "--json"], root).stdout)["data"]
     charts = {k: v for k, v in shown.items() if not k.endswith(IMAGE) and "/plots/images" not in k}
     doc = yaml.safe_load((root / "dvc.yaml").read_text())
     want = {pid: props for pid, props in declared_plots(doc) if isinstance(props.get("y"), dict)}
@@ -155,9 +155,7 @@ def test_dvc_plots_render_offline_in_a_browser(tiny_chain_dvc, tmp_path):
     rendered = len(re.findall(r'class="marks"', dom))
     assert rendered >= len(want), f"{rendered} charts drawn of {len(want)}"
     assert shot.stat().st_size > 10_000
-    keep = REPO.parent / "i24a-plots.png"   # for people to look at (outside the repository)
-    shutil.copy(shot, keep)
-    report(f"dvc plots offline: {rendered} charts drawn in headless chromium; screenshot {keep}")
+    report(f"dvc plots offline: {rendered} charts drawn in headless chromium; screenshot {shot} (pytest --basetemp keeps it)")
 
     # the control: DVC's default page (scripts from a CDN) draws nothing without the network
     cdn = tmp_path / "cdn"
