@@ -105,20 +105,20 @@ def test_a_bad_preset_is_one_line(tmp_path, preset, message):
 
 @pytest.mark.slow
 def test_dvc_exp_run_set_param_then_exp_show(tiny_chain_dvc, tmp_path):
-    """Real `dvc exp run -S` on keys of several stages of the built tiny chain, then `dvc exp show`, and
+    """Real `dvc exp run -S` on four keys of three stages of the built tiny chain, then `dvc exp show`, and
     Snakemake still parses the params.yaml DVC rewrote."""
     built, _ = tiny_chain_dvc
     root = tmp_path / "repo"
     shutil.copytree(built, root, symlinks=True)
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-q", "-m", "tiny build"], root)
-    run = sh(["dvc", "exp", "run", "-n", "smaller", "-S", "vae.train.steps=4", "-S", "unet.train.steps=4",
-              "-S", "unet.train.schedule.warmup_steps=3", "-S", "sample.steps=2", "-S", "memorization.show=1"],
-             root, timeout=1200)
+    # keys of three stages (not vae or clip: their rerun would re-encode every latent, minutes on a busy machine)
+    run = sh(["dvc", "exp", "run", "-n", "smaller", "-S", "unet.train.steps=4", "-S", "unet.train.schedule.warmup_steps=3",
+              "-S", "sample.steps=2", "-S", "memorization.show=1"], root, timeout=2400)
     out = run.stdout + run.stderr
-    for stage in ("vae", "latents", "unet", "sample", "memorization", "pipeline"):
+    for stage in ("unet", "sample", "memorization", "pipeline"):
         assert f"Running stage '{stage}'" in out, out[-3000:]
-    for stage in ("audit", "export", "tokenizer", "clip"):
+    for stage in ("audit", "export", "tokenizer", "clip", "vae", "latents"):
         assert f"Running stage '{stage}'" not in out
     text = (root / "params.yaml").read_text()
     assert "mixed_precision: no" in text and '"no"' not in text   # rewritten by DVC in YAML 1.2
