@@ -14,7 +14,12 @@ import sys
 
 sys.path.insert(0, workflow.basedir)   # this checkout's pdd, here and in each cluster job
 from pdd.build import cluster
+from snakemake.utils import update_config
 
+# Snakemake reads YAML 1.1 (a bare `no` is False); read params.yaml again as YAML 1.2, as DVC writes it
+# (`dvc exp run -S` drops the quotes) and pdd reads it, then what the command line says over it.
+update_config(config, cluster.read_params_or_exit("params.yaml"))
+update_config(config, workflow.config_settings.overwrite_config or {})
 # params.yaml first (one-line errors), then what the profile or command line asks (set-resources,
 # set-threads, default-resources) against params.yaml resources.limits: before any job is submitted.
 cluster.check_or_exit(config, workflow.resource_settings)

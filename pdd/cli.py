@@ -32,8 +32,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from pdd import exclusions
 from pdd.build import dag
 from pdd.core.errors import PddError
@@ -234,10 +232,11 @@ def cmd_diff(args) -> int:
 
 def _allowed_licences(params_path: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """The audit's allowed licences from params.yaml when there is one (what counts as a rights regression)."""
+    from pdd.core import params as params_mod  # lazy: start-up
+
     try:
-        with open(params_path) as fh:
-            allowed = ((yaml.safe_load(fh) or {}).get("audit") or {}).get("allowed_licences")
-    except (OSError, ValueError, AttributeError):
+        allowed = ((params_mod.read(params_path) or {}).get("audit") or {}).get("allowed_licences")
+    except (PddError, OSError, AttributeError):
         allowed = None
     return tuple(allowed) if isinstance(allowed, list) and allowed else default
 
@@ -291,6 +290,15 @@ def cmd_dag_check(args) -> int:
     if stale:
         raise PddError(f"generated files out of date: {', '.join(stale)}; run `pdd dag write`")
     print("dvc.yaml, Snakefile and workflow/rules match pdd/build/dag.py")
+    return 0
+
+
+def cmd_params_set_args(args) -> int:
+    """A preset (e.g. params-smoke.yaml) as `dvc exp run` arguments: one `-S 'key=value'` line per value."""
+    from pdd.core import config  # lazy: start-up (config loads params' jsonschema)
+
+    for item in config.set_params(config.preset(args.preset, args.params)):
+        print(f"-S {shlex.quote(item)}")
     return 0
 
 
@@ -588,6 +596,17 @@ def _add_build_commands(sub) -> None:
     leaves.add_parser("show", help="one line per stage: command, inputs, outputs (the default)").set_defaults(func=cmd_dag_show)
     leaves.add_parser("write", help="regenerate dvc.yaml, the Snakefile and workflow/rules").set_defaults(func=cmd_dag_write)
     leaves.add_parser("check", help="fail if the generated files are out of date").set_defaults(func=cmd_dag_check)
+
+    p = sub.add_parser("params", help="params presets: print one as `dvc exp run -S` arguments")
+    leaves = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = leaves.add_parser("set-args", help="a preset as `-S key=value` lines: `pdd params set-args params-smoke.yaml | "
+                                           "xargs dvc exp run`",
+                          description="Checks that the preset (a partial params file in params.yaml's shape) gives "
+                                      "valid params over --params, then prints one `-S 'key=value'` line per value, "
+                                      "in the syntax `dvc exp run -S` takes.")
+    q.add_argument("preset", metavar="PRESET", help="a partial params file, e.g. params-smoke.yaml")
+    q.add_argument("--params", default="params.yaml", help="the params file it applies over (default: params.yaml)")
+    q.set_defaults(func=cmd_params_set_args)
 
     p = sub.add_parser("verify", help="rebuild (all or the named stages) in a temporary workspace and compare hashes",
                        description="Copies the tracked working tree and the pinned snapshot into a fresh workspace, "

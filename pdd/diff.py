@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import yaml
 
 from pdd import snapshot
+from pdd.core import params as params_mod
 from pdd.core.errors import PddError
 from pdd.core.ids import printable
 
@@ -76,8 +76,9 @@ def _is_revision(root: Path | None, rev: str) -> str | None:
 def snapshot_path_in_params(text) -> str | None:
     """snapshot.path of a params.yaml text (str or bytes), or None when it names none."""
     try:
-        rel = ((yaml.safe_load(text) or {}).get("snapshot") or {}).get("path")
-    except (yaml.YAMLError, AttributeError):
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
+        rel = ((params_mod.parse(text) or {}).get("snapshot") or {}).get("path")
+    except (PddError, UnicodeDecodeError, AttributeError):
         return None
     return rel if isinstance(rel, str) and rel and "\n" not in rel else None
 

@@ -1,8 +1,8 @@
 """Stage `clip`: a CLIPModel trained from scratch, contrastively, on the export (pdd/train/clip.py).
 
 Reads the export and the tokenizer; writes models/clip (loads with `CLIPModel.from_pretrained` and
-`CLIPProcessor.from_pretrained`), metrics/clip.json and the plots metrics/clip_loss.tsv (train loss per
-step) and metrics/clip_val.tsv (val loss and recall@1/@5 both ways, chance levels beside).
+`CLIPProcessor.from_pretrained`), metrics/clip.json and, while it trains, the dvclive log metrics/live/clip
+(train loss and learning rate per step; val loss and recall@1/@5 both ways, chance levels beside, per evaluation).
 `python -m stages.clip --resume` continues an interrupted run to bit-identical weights.
 """
 from pdd.build.runner import Outcome, run
@@ -20,7 +20,7 @@ def check(ctx):
 
 def compute(ctx):
     t = clip.train_clip(ctx.deps["export"], ctx.deps["tokenizer"], ctx.outs["clip"], ctx.cfg, ctx.seed,
-                        ckpt_dir=ctx.checkpoints, resume=ctx.args.resume)
+                        ckpt_dir=ctx.checkpoints, resume=ctx.args.resume, live_dir=ctx.live)
     m, resumed = t.metrics, t.resumed_from
     return Outcome(
         metrics=m, plots=t.plots, nondeterminism=clip.NONDETERMINISM,

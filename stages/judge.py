@@ -2,7 +2,7 @@
 on the train split under its own seed and architecture, and a category probe on its image features.
 
 Writes models/judge (CLIPModel + CLIPProcessor folder, probe.safetensors, probe.json), metrics/judge.json
-(val recall, probe accuracy beside the majority class) and its loss and val plots."""
+(val recall, probe accuracy beside the majority class) and its training log (metrics/live/judge)."""
 from pdd.build.runner import Outcome, run
 from pdd.train import clip, judge
 
@@ -13,12 +13,12 @@ def add_args(parser):
 
 def check(ctx):
     judge.check_inputs(ctx.deps["export"], ctx.cfg)
-    clip.load_tokenizer(ctx.deps["tokenizer"])
+    clip.check_memory(ctx.cfg, clip.load_tokenizer(ctx.deps["tokenizer"])[0])
 
 
 def compute(ctx):
     t = judge.train_judge(ctx.deps["export"], ctx.deps["tokenizer"], ctx.outs["judge"], ctx.cfg, ctx.seed,
-                          ckpt_dir=ctx.checkpoints, resume=ctx.args.resume)
+                          ckpt_dir=ctx.checkpoints, resume=ctx.args.resume, live_dir=ctx.live)
     m = t.metrics
     return Outcome(
         metrics=m, plots=t.plots, nondeterminism=judge.NONDETERMINISM,

@@ -1,8 +1,9 @@
 """Stage `vae`: a diffusers AutoencoderKL trained from scratch on the export (pdd/train/vae.py).
 
 Writes models/vae (loads with `AutoencoderKL.from_pretrained`), metrics/vae.json (val PSNR/SSIM beside the
-mean-colour and resize baselines, KL), the plots metrics/vae_loss.tsv, metrics/vae_val.tsv and
-metrics/vae_grid.png (val images above their reconstructions). `--resume` continues an interrupted run.
+mean-colour and resize baselines, KL), metrics/vae_grid.png (val images above their reconstructions) and,
+while it trains, the dvclive log metrics/live/vae (train loss and learning rate per step, val metrics and the
+grid per evaluation). `--resume` continues an interrupted run.
 """
 from pdd.build.runner import Outcome, run
 from pdd.train import vae
@@ -18,7 +19,7 @@ def check(ctx):
 
 def compute(ctx):
     t = vae.train_vae(ctx.deps["export"], ctx.outs["vae"], ctx.cfg, ctx.seed, ckpt_dir=ctx.checkpoints,
-                      resume=ctx.args.resume)
+                      resume=ctx.args.resume, live_dir=ctx.live)
     m, resumed = t.metrics, t.resumed_from
     return Outcome(metrics=m, plots=t.plots, nondeterminism=vae.NONDETERMINISM,
                    summary=f"vae: {m['steps']} steps{f' (resumed at {resumed})' if resumed else ''}, {t.items_per_s:.1f} images/s, "

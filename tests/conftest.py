@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pdd.core import params as params_mod
 from pdd.core.config import deep_update  # noqa: F401  (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,31 +96,9 @@ def update_params(root: Path, update: dict) -> None:
     path.write_text(yaml.safe_dump(deep_update(params, update), sort_keys=False))
 
 
-# Tiny params so the real engines run in seconds on 2 cores.
-TINY = {"curate": {"resolution": 16},
-        "export": {"resolutions": [16], "threads": 2},
-        "tokenizer": {"vocab_size": 640, "max_length": 16},
-        "clip": {"image_size": 16, "text": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
-                 "vision": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "patch_size": 4},
-                 "projection_dim": 32,
-                 "train": {"batch_size": 16, "steps": 12, "eval_every": 6, "checkpoint_every": 4,
-                           "schedule": {"kind": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.0}}},
-        "vae": {"resolution": 16, "block_out_channels": [8, 16], "norm_num_groups": 8, "preview_images": 4,
-                "train": {"steps": 6, "batch_size": 8, "eval_every": 3, "checkpoint_every": 2,
-                          "schedule": {"kind": "cosine", "warmup_steps": 1, "min_lr_ratio": 0.1}}},
-        "unet": {"resolution": 16, "block_out_channels": [16, 32], "attention": [False, True], "attention_head_dim": 8,
-                 "norm_num_groups": 8,
-                 "train": {"steps": 6, "batch_size": 8, "eval_every": 3, "checkpoint_every": 2,
-                           "schedule": {"kind": "cosine", "warmup_steps": 1, "min_lr_ratio": 0.1}}},
-        "judge": {"image_size": 16, "text": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
-                  "vision": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "patch_size": 4},
-                  "projection_dim": 32,
-                  "train": {"batch_size": 16, "steps": 8, "eval_every": 8, "checkpoint_every": 4,
-                            "schedule": {"kind": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.0}},
-                  "probe": {"steps": 20}},
-        "sample": {"prompts": ["a red apple", "a painting of a house"], "images_per_prompt": 1, "steps": 3},
-        "quality": {"n_samples": 8, "batch_size": 8, "kid_subsets": 4, "grid_prompts": 2, "grid_samples": 2},
-        "memorization": {"n_samples": 4, "pixel_size": 8, "show": 2}}
+# Tiny params so the real engines run in seconds on 2 cores: the smoke preset users run too
+# (`pdd params set-args params-smoke.yaml | xargs dvc exp run`), read as pdd reads params (YAML 1.2).
+TINY = params_mod.read(REPO / "params-smoke.yaml")
 
 
 def tiny_cfgs(update: dict | None = None) -> dict:

@@ -49,17 +49,20 @@ def test_synthetic_recall_far_above_chance(shapes, tmp_path):
     from transformers import CLIPModel, CLIPProcessor
 
     t = clip.train_clip(shapes / "export", shapes / "tok", tmp_path / "clip", SYN_CLIP, 1, ckpt_dir=tmp_path / "ck",
-                        progress=False)
-    m, loss_tsv, val_tsv = t.metrics, t.plots["loss"], t.plots["val"]
-    (tmp_path / "clip_loss.tsv").write_text(loss_tsv)
-    (tmp_path / "clip_val.tsv").write_text(val_tsv)
+                        progress=False, live_dir=tmp_path / "live")
+    m, logged = t.metrics, tmp_path / "live/plots/metrics"   # the dvclive log: one TSV per metric
     assert m["chance_r1"] == pytest.approx(1 / 72, abs=1e-6) and m["chance_r5"] == pytest.approx(5 / 72, abs=1e-6)
     assert m["i2t_r1"] >= 0.5 and m["t2i_r1"] >= 0.5, m
     assert m["i2t_r5"] >= 0.8 and m["t2i_r5"] >= 0.8, m
-    assert m["val_loss"] < 1.0 < float((tmp_path / "clip_loss.tsv").read_text().splitlines()[1].split("\t")[1])
-    val_rows = (tmp_path / "clip_val.tsv").read_text().splitlines()
-    assert val_rows[0].split("\t") == ["step", "val_loss", "i2t_r1", "t2i_r1", "chance_r1", "i2t_r5", "t2i_r5", "chance_r5"]
-    assert len(val_rows) == 1 + 3
+    loss_rows = (logged / "train/loss.tsv").read_text().splitlines()
+    assert loss_rows[0] == "step\tloss" and len(loss_rows) == 1 + 150
+    assert m["val_loss"] < 1.0 < float(loss_rows[1].split("\t")[1])
+    assert sorted(p.stem for p in (logged / "val").glob("*.tsv")) == sorted(
+        ["val_loss", "i2t_r1", "t2i_r1", "chance_r1", "i2t_r5", "t2i_r5", "chance_r5"])
+    val_rows = (logged / "val/i2t_r1.tsv").read_text().splitlines()
+    assert val_rows[0] == "step\ti2t_r1" and [r.split("\t")[0] for r in val_rows[1:]] == ["50", "100", "150"]
+    assert float(val_rows[-1].split("\t")[1]) == m["i2t_r1"]
+    assert json.loads((tmp_path / "live/metrics.json").read_text())["step"] == 150
     assert not (tmp_path / "ck").exists() or not loop.checkpoints(tmp_path / "ck")
 
     # the saved folder is a plain transformers CLIP: the processor reproduces the training normalisation
@@ -112,6 +115,10 @@ def run(module: str, cwd: Path, *args, env_extra=None, check=True):
     return proc
 
 
+def live_files(root) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in (root / "metrics/live/clip").rglob("*") if p.is_file())
+
+
 def test_clean_builds_identical_and_kill_resume_matches(demo_workdir, tmp_path):
     builds = []
     for name in ("a", "b"):
@@ -123,8 +130,9 @@ def test_clean_builds_identical_and_kill_resume_matches(demo_workdir, tmp_path):
     for out in ("models/tokenizer", "models/clip"):
         assert output_hash(a / out) == output_hash(b / out), out
         assert read_manifest(a / out)["output"] == read_manifest(b / out)["output"]
-    for f in ("metrics/clip.json", "metrics/clip_loss.tsv", "metrics/clip_val.tsv", "metrics/tokenizer.json"):
+    for f in ("metrics/clip.json", "metrics/tokenizer.json", *live_files(a)):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    assert live_files(a) == live_files(b) and "metrics/live/clip/plots/metrics/val/i2t_r5.tsv" in live_files(a)
     assert (a / "models/clip/model.safetensors").read_bytes() == (b / "models/clip/model.safetensors").read_bytes()
     assert not (a / "models/.checkpoints/clip").exists()      # a finished run leaves no checkpoints behind
     manifest = read_manifest(a / "models/clip")
@@ -139,7 +147,8 @@ def test_clean_builds_identical_and_kill_resume_matches(demo_workdir, tmp_path):
     resumed = run("stages.clip", c, "--resume")
     assert "resumed from" in resumed.stderr and "(resumed at 4)" in resumed.stderr
     assert output_hash(c / "models/clip") == output_hash(a / "models/clip")
-    for f in ("metrics/clip.json", "metrics/clip_loss.tsv", "metrics/clip_val.tsv"):
+    assert live_files(c) == live_files(a)   # the resumed run's dvclive log: the uninterrupted run's bytes
+    for f in ("metrics/clip.json", *live_files(a)):
         assert (c / f).read_bytes() == (a / f).read_bytes(), f
 
     # the control: an interruption that resumed from scratch-state would differ (the test can fail)

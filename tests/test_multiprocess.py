@@ -95,7 +95,7 @@ def launch_stage(root: Path, stage: str, *args, params=None, procs=1, inputs=Non
 
 
 def loss_history(root: Path, stage: str) -> list[float]:
-    return [float(line.split("\t")[1]) for line in (root / f"metrics/{stage}_loss.tsv").read_text().splitlines()[1:]]
+    return [float(line.split("\t")[1]) for line in (root / f"metrics/live/{stage}/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]]
 
 
 def test_the_stage_runs_under_its_launch_command_with_two_processes(shapes, tmp_path):

@@ -258,6 +258,15 @@ def profile_problems(params: dict, resource_settings) -> list[str]:
     return problems
 
 
+def read_params_or_exit(path: str = "params.yaml") -> dict:
+    """For the Snakefile: params.yaml's data read as pdd reads it (YAML 1.2); a problem is one line, exit 2."""
+    try:
+        return params_mod.read(path) or {}
+    except PddError as exc:
+        print(f"pdd: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def check_or_exit(config: dict, resource_settings, source: str = "params.yaml") -> None:
     """For the Snakefile, while it is parsed: params (schema and resources) and the profile's asks.
     The first problem is one line on stderr and exit status 2, before any job is submitted."""

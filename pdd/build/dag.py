@@ -31,11 +31,31 @@ class Stage:
     outs: dict                     # output name -> directory the stage writes (beside it: <dir>.manifest.json, <dir>.intoto.json)
     params: tuple                  # params.yaml sections the stage reads (besides `seed`)
     metrics: dict = field(default_factory=dict)   # name -> small JSON file (not cached by DVC)
-    plots: dict = field(default_factory=dict)     # name -> TSV/JSON file (not cached by DVC)
+    plots: dict = field(default_factory=dict)     # name -> image file (not cached by DVC)
+    live: str = ""                 # the dvclive folder a training stage logs to as it trains (not cached by DVC)
+    charts: dict = field(default_factory=dict)    # `dvc plots` of the live log: title -> metric names (x: step)
     threads: object = 1            # an int, or a ${params.key} reference
     distributed: bool = False      # may run on several processes / nodes (resources.rules.<name>: pdd/build/cluster.py)
     sliced: bool = False           # may be scattered over jobs writing <out>-slices/I, then gathered (export)
     # memory, runtime, GPUs, partition, nodes: params.yaml `resources:` (pdd/build/cluster.py), not the registry
+
+    @property
+    def report(self) -> dict:
+        """Snakemake `report()` marks: output name -> patterns inside a folder output (None for a file)."""
+        out = {"metrics": None, **{k: None for k in self.plots}}
+        if self.live:
+            out["live"] = ["plots/metrics/{kind}/{name}.tsv"] + (["plots/images/val/{step}.png"] if "grids" in self.charts
+                                                                 else [])
+        return out
+
+    @property
+    def live_outs(self) -> dict:
+        return {"live": self.live} if self.live else {}
+
+    def chart_files(self) -> dict:
+        """title -> {TSV file: column}: dvclive writes metric NAME to LIVE/plots/metrics/NAME.tsv (columns step, NAME)."""
+        return {title: {f"{self.live}/plots/metrics/{n}.tsv": n.rsplit("/", 1)[-1] for n in names}
+                for title, names in self.charts.items() if title != "grids"}
 
     @property
     def cmd(self) -> str:
@@ -102,7 +122,10 @@ PIPELINE: list[Stage] = [
         outs={"clip": "models/clip"},
         params=("clip", "compute"),
         metrics={"metrics": "metrics/clip.json"},
-        plots={"loss": "metrics/clip_loss.tsv", "val": "metrics/clip_val.tsv"},
+        live="metrics/live/clip",
+        charts={"train loss": ["train/loss"], "learning rate": ["train/lr"], "val loss": ["val/val_loss"],
+                "val recall@1": ["val/i2t_r1", "val/t2i_r1", "val/chance_r1"],
+                "val recall@5": ["val/i2t_r5", "val/t2i_r5", "val/chance_r5"]},
         threads="${clip.train.threads}",
         distributed=True,
     ),
@@ -113,7 +136,9 @@ PIPELINE: list[Stage] = [
         outs={"judge": "models/judge"},
         params=("judge", "compute"),
         metrics={"metrics": "metrics/judge.json"},
-        plots={"loss": "metrics/judge_loss.tsv", "val": "metrics/judge_val.tsv"},
+        live="metrics/live/judge",
+        charts={"train loss": ["train/loss"], "learning rate": ["train/lr"], "val loss": ["val/val_loss"],
+                "val recall@1": ["val/i2t_r1", "val/t2i_r1", "val/chance_r1"]},
         threads="${judge.train.threads}",
         distributed=True,
     ),
@@ -124,7 +149,12 @@ PIPELINE: list[Stage] = [
         outs={"vae": "models/vae"},
         params=("vae", "compute"),
         metrics={"metrics": "metrics/vae.json"},
-        plots={"loss": "metrics/vae_loss.tsv", "val": "metrics/vae_val.tsv", "grid": "metrics/vae_grid.png"},
+        plots={"grid": "metrics/vae_grid.png"},
+        live="metrics/live/vae",
+        charts={"train loss": ["train/loss"], "learning rate": ["train/lr"],
+                "val PSNR (dB)": ["val/val_psnr", "val/baseline_resize_psnr", "val/baseline_mean_colour_psnr"],
+                "val SSIM": ["val/val_ssim", "val/baseline_resize_ssim", "val/baseline_mean_colour_ssim"],
+                "val KL": ["val/val_kl"], "grids": []},
         threads="${vae.train.threads}",
         distributed=True,
     ),
@@ -144,7 +174,8 @@ PIPELINE: list[Stage] = [
         outs={"unet": "models/unet"},
         params=("unet", "compute"),
         metrics={"metrics": "metrics/unet.json"},
-        plots={"loss": "metrics/unet_loss.tsv", "val": "metrics/unet_val.tsv"},
+        live="metrics/live/unet",
+        charts={"train loss": ["train/loss"], "learning rate": ["train/lr"], "val loss": ["val/val_loss"], "grids": []},
         threads="${unet.train.threads}",
         distributed=True,
     ),
@@ -235,14 +266,21 @@ def render_dvc_yaml() -> str:
             "cmd": s.cmd,
             "deps": list(s.deps.values()) + s.code_deps,
             "params": ["seed", *s.params],
-            "outs": list(s.outs.values()) + [{p: {"cache": False}} for p in s.manifests.values()],
+            "outs": list(s.outs.values()) + [{p: {"cache": False}} for p in [*s.manifests.values(), *s.live_outs.values()]],
         }
         if s.metrics:
             entry["metrics"] = [{p: {"cache": False}} for p in s.metrics.values()]
         if s.plots:
             entry["plots"] = [{p: {"cache": False}} for p in s.plots.values()]
         stages[s.name] = entry
-    return GENERATED + yaml.safe_dump({"stages": stages}, sort_keys=False, width=200)
+    doc = {"stages": stages,
+           # dvclive's latest values of each training log, beside the stages' metrics (`dvc exp show`, `dvc metrics`)
+           "metrics": [f"{s.live}/metrics.json" for s in PIPELINE if s.live],
+           # every chart names its x and y columns (else DVC draws a TSV's last column against the row number)
+           "plots": [{f"{s.name}: {title}": {"x": "step", "y": files, "x_label": "step", "y_label": title}}
+                     for s in PIPELINE for title, files in s.chart_files().items()]
+                    + [f"{s.live}/plots/images" for s in PIPELINE if "grids" in s.charts]}
+    return GENERATED + yaml.safe_dump(doc, sort_keys=False, width=200)
 
 
 def _rule(name: str, sections: list[tuple[str, object]]) -> list[str]:
@@ -285,6 +323,16 @@ def _render_slice_rule(s: Stage) -> list[str]:
     return [f'if cluster.slices(config, "{s.name}") > 1:', "", *(f"    {ln}" for ln in rule), "", ""]
 
 
+def _reported(s: Stage, name: str, path: str) -> str:
+    """An output, marked with report() when `snakemake --report` should show it (metrics, grids, the live log)."""
+    expr = f"directory({_smk_expr(path)})" if name == "live" else _smk_expr(path)
+    if name not in s.report:
+        return expr
+    patterns = s.report[name]
+    return (f"report({expr}, category={s.name!r}, subcategory={'training log' if name == 'live' else name!r}"
+            + (f", patterns={patterns!r}" if patterns else "") + ")")
+
+
 def render_rule(s: Stage) -> str:
     if s.distributed:   # threads x processes per node; the command runs torchrun / srun when resources say so
         threads, shell = f'cluster.threads(config, "{s.name}")', f'cluster.command(config, "{s.name}") + " 2> {{log}}"'
@@ -295,7 +343,7 @@ def render_rule(s: Stage) -> str:
     rule = _rule(s.name, [
         ("input", _inputs(s, (f'slices=cluster.slice_dirs(config, "{s.name}"),',) if s.sliced else ())),
         ("output", [*(f"{k}=directory({_smk_expr(v)})," for k, v in s.outs.items()),
-                    *(f"{k}={_smk_expr(v)}," for k, v in {**s.manifests, **s.metrics, **s.plots}.items())]),
+                    *(f"{k}={_reported(s, k, v)}," for k, v in {**s.manifests, **s.metrics, **s.plots, **s.live_outs}.items())]),
         ("params", _params(s)),
         ("log", [f'"logs/{s.name}.log",']),
         ("threads", threads),
@@ -329,7 +377,12 @@ import sys
 
 sys.path.insert(0, workflow.basedir)   # this checkout's pdd, here and in each cluster job
 from pdd.build import cluster
+from snakemake.utils import update_config
 
+# Snakemake reads YAML 1.1 (a bare `no` is False); read params.yaml again as YAML 1.2, as DVC writes it
+# (`dvc exp run -S` drops the quotes) and pdd reads it, then what the command line says over it.
+update_config(config, cluster.read_params_or_exit("params.yaml"))
+update_config(config, workflow.config_settings.overwrite_config or {{}})
 # params.yaml first (one-line errors), then what the profile or command line asks (set-resources,
 # set-threads, default-resources) against params.yaml resources.limits: before any job is submitted.
 cluster.check_or_exit(config, workflow.resource_settings)
@@ -377,7 +430,8 @@ def resolved(params: dict) -> dict:
         s.name: {
             "cmd": s.cmd,
             "deps": sorted({resolve(v, params) for v in s.deps.values()} | set(s.code_deps)),
-            "outs": sorted(resolve(v, params) for v in [*s.outs.values(), *s.manifests.values(), *s.metrics.values(), *s.plots.values()]),
+            "outs": sorted(resolve(v, params) for v in [*s.outs.values(), *s.manifests.values(), *s.metrics.values(),
+                                                          *s.plots.values(), *s.live_outs.values()]),
         }
         for s in PIPELINE
     }

@@ -67,6 +67,7 @@ class Context:
     final_outs: dict                                           # output name -> where it lands
     plots: dict                                                # plot name -> final Path (write via Outcome.plots)
     checkpoints: Path                                          # resumable state of this stage
+    live: Path | None = None                                   # the training log (dvclive) of this stage, when it has one
 
     @property
     def seed(self) -> int:
@@ -227,6 +228,7 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
             raise PddError(f"{name}: input {k} ({path}) not found; {how}")
     final_outs = {k: _resolve_path(v, params) for k, v in stage.outs.items()}
     plots = {k: _resolve_path(v, params) for k, v in stage.plots.items()}
+    live = _resolve_path(stage.live, params) if stage.live else None
     if _rank() != 0:
         return _execute_follower(module, Context(stage, params, cfgs, args, deps, {}, final_outs, plots,
                                                  CHECKPOINT_DIR / name))
@@ -235,7 +237,7 @@ def execute(name: str, argv: list[str] | None = None) -> Outcome:
         final_outs = {k: slice_dir(v, sliced[0]) for k, v in final_outs.items()}
     lock = _lock(name if sliced is None else f"{name}-slice-{sliced[0]}")
     try:
-        ctx = Context(stage, params, cfgs, args, deps, {}, final_outs, plots, CHECKPOINT_DIR / name)
+        ctx = Context(stage, params, cfgs, args, deps, {}, final_outs, plots, CHECKPOINT_DIR / name, live)
         if hasattr(module, "check"):
             module.check(ctx)   # every input checked before the previous output is touched
         for k, final in final_outs.items():

@@ -81,7 +81,8 @@ class OptimizerCfg:
 @dataclass(frozen=True)
 class ScheduleCfg:
     kind: str = knob(help="learning-rate schedule after the warm-up", enum=["constant", "cosine", "linear"])
-    warmup_steps: int = knob(help="linear warm-up steps (at most train.steps)", minimum=0)
+    warmup_steps: int = knob(help="linear warm-up steps; more than train.steps warms up over all of them (so a "
+                                  "shorter run needs only steps changed)", minimum=0)
     min_lr_ratio: float = knob(help="the schedule's floor, as a fraction of lr", minimum=0, maximum=1)
 
 
@@ -99,8 +100,9 @@ class TrainCfg:
     grad_accum: int = knob(help="micro-steps per optimizer step", minimum=1)
     max_grad_norm: float = knob(help="gradient clipping norm; 0 turns clipping off", minimum=0)
     mixed_precision: str = knob(help="autocast precision (accelerate)", enum=["no", "bf16", "fp16"])
-    eval_every: int = knob(help="steps between val evaluations, and at the last step (0: none)", minimum=0)
-    checkpoint_every: int = knob(help="steps between resumable checkpoints (0: none)", minimum=0)
+    eval_every: int = knob(help="steps between val evaluations, and at the last step (0: none; more than steps: "
+                                "the last step only)", minimum=0)
+    checkpoint_every: int = knob(help="steps between resumable checkpoints (0, or steps or more: none)", minimum=0)
     threads: int = knob(help="torch CPU threads", **THREADS)
     memory_budget_mb: int = knob(help="a train split larger than this is streamed from the shards instead of "
                                       "preloaded", minimum=1)
@@ -719,8 +721,7 @@ def check_generated(root: str | Path = params_mod.REPO_ROOT) -> list[str]:
     problems = [f"{rel}: differs from the declarations in pdd/core/config.py (run `python -m pdd.core.config "
                 f"--write`)" for rel, make in GENERATED.items()
                 if not (root / rel).is_file() or (root / rel).read_text(encoding="utf-8") != make()]
-    with open(root / "params.yaml", encoding="utf-8") as fh:
-        committed = yaml.load(fh, Loader=params_mod.StrictLoader)
+    committed = params_mod.read(root / "params.yaml")
     problems += [f"params.yaml: {key}: {why}" for key, why in _drift(committed, declared())]
     return problems
 
@@ -745,11 +746,9 @@ def _failer(source):
 
 
 def check_train(t: TrainCfg, where: str, source="params.yaml") -> None:
-    fail = _failer(source)
-    if t.schedule.warmup_steps > t.steps:
-        fail(f"{where}.schedule.warmup_steps", f"{t.schedule.warmup_steps} is more than {where}.steps={t.steps}")
-    if t.eval_every > t.steps:
-        fail(f"{where}.eval_every", f"{t.eval_every} is more than {where}.steps={t.steps} (0 turns evaluation off)")
+    """Nothing spans a training section's fields: warmup_steps, eval_every and checkpoint_every larger than
+    steps are valid (the warm-up is cut to steps, evaluation happens at the last step, no checkpoint is
+    written), so changing `steps` alone (`dvc exp run -S unet.train.steps=20`) is always a valid run."""
 
 
 def _check_groups(prefix: str, channels, groups: int, source) -> None:
@@ -911,6 +910,57 @@ def deep_update(base: dict, update: dict) -> dict:
         else:
             base[k] = v
     return base
+
+
+# ---- presets: a partial params file (params-smoke.yaml) applied with `dvc exp run -S` ------------
+def preset(path, params_path="params.yaml") -> dict:
+    """A preset's data: a partial params file in params.yaml's shape whose every key exists in PARAMS_PATH,
+    checked to give valid params when applied over it (schema and cross-field rules), errors naming PATH."""
+    data = params_mod.read(path)
+    if not isinstance(data, dict) or not data:
+        raise PddError(f"{path}: expected a mapping of the params sections to change")
+    base = params_mod.load(params_path)
+    _known_keys(data, base, path)
+    merged = deep_update(copy.deepcopy(base), copy.deepcopy(data))
+    params_mod.validate(merged, path)
+    check(merged, source=path)
+    return data
+
+
+def _known_keys(update: dict, base: dict, path, prefix=()) -> None:
+    for k, v in update.items():
+        key = ".".join(map(str, (*prefix, k)))
+        if not isinstance(base, dict) or k not in base:
+            raise PddError(f"{path}: {key}: not a key of params.yaml (a preset only changes existing keys)")
+        if isinstance(v, dict) and isinstance(base[k], dict):
+            _known_keys(v, base[k], path, (*prefix, k))
+
+
+def set_params(update: dict, prefix=()) -> list[str]:
+    """`section.key=VALUE` for every leaf of a preset, VALUE in the override syntax `dvc exp run -S` parses
+    (Hydra's): true/false, numbers, "double-quoted" strings, [lists]. DVC writes them into params.yaml."""
+    out = []
+    for k, v in update.items():
+        key = (*prefix, str(k))
+        if isinstance(v, dict):
+            out += set_params(v, key)
+        else:
+            out.append(f"{'.'.join(key)}={_override(v, '.'.join(key))}")
+    return out
+
+
+def _override(v, key: str) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        if any(c in v for c in '"\\$') or not v.isprintable():
+            raise PddError(f"{key}: {v!r} has a quote, backslash, $ or control character: set it in params.yaml by hand")
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ",".join(_override(x, key) for x in v) + "]"
+    raise PddError(f"{key}: a {type(v).__name__} cannot be given with `dvc exp run -S`")
 
 
 def main(argv: list[str] | None = None) -> int:

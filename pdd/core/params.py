@@ -11,6 +11,10 @@ import math
 from pathlib import Path
 import jsonschema
 import yaml
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.composer import Composer, ComposerError
+from ruamel.yaml.constructor import ConstructorError, SafeConstructor
+from ruamel.yaml.events import AliasEvent
 
 from pdd.core.errors import PddError
 
@@ -19,29 +23,57 @@ SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class StrictLoader(yaml.SafeLoader):
-    """safe_load, minus what params.yaml never needs and a hostile file abuses: aliases (an alias bomb
-    expands exponentially when validated) and repeated keys (the last silently won)."""
+class _NoAliasComposer(Composer):
+    """Refuses what params.yaml never needs and a hostile file abuses: aliases (an alias bomb expands
+    exponentially when validated)."""
 
     def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refused: params.yaml allows no "
-                                              "aliases, write the value out", event.start_mark)
+        if self.parser.check_event(AliasEvent):
+            event = self.parser.peek_event()
+            raise ComposerError(None, None, f"alias *{event.anchor} refused: params.yaml allows no aliases, write the "
+                                "value out", event.start_mark)
         return super().compose_node(parent, index)
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _value in node.value:
-            try:
-                key = self.construct_object(key_node, deep=True)
-                repeated = key in seen
-                seen.add(key)
-            except TypeError:  # an unhashable key: the base class says so
-                break
-            if repeated:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        return super().construct_mapping(node, deep)
+
+class _StrictConstructor(SafeConstructor):
+    """Repeated keys are refused (in YAML 1.1 readers the last silently won)."""
+
+    def check_mapping_key(self, node, key_node, mapping, key, value):
+        if key in mapping:
+            raise ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return True
+
+
+def _reader() -> YAML:
+    """YAML 1.2 (ruamel.yaml, pure Python, safe): what DVC itself reads and writes. `dvc exp run -S` rewrites
+    params.yaml without the quotes around strings like "no", which YAML 1.1 readers (PyYAML) turn into False."""
+    reader = YAML(typ="safe", pure=True)
+    reader.Composer = _NoAliasComposer
+    reader.Constructor = _StrictConstructor
+    return reader
+
+
+def parse(text: str, source: str | Path = "params.yaml"):
+    """params YAML text -> plain data, read as YAML 1.2 (bare no/yes/on/off stay strings, 1e-6 is a number),
+    without aliases or repeated keys; a YAML error is one line naming the file and line."""
+    try:
+        return _reader().load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise PddError(f"{source}:{where} is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+
+
+def read(path: str | Path = DEFAULT_PARAMS):
+    """A params file's data, unvalidated (see `parse`); a missing file or non-UTF-8 bytes are one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise PddError(f"{path}: params file not found (run from the repository root or pass --params PATH)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PddError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 4]!r}); save it as UTF-8") from None
+    return parse(text, path)
 
 
 def _non_finite(data, path=()):
@@ -99,19 +131,9 @@ def validate(params: dict, source: str | Path = "params.yaml") -> dict:
 
 
 def load(path: str | Path = DEFAULT_PARAMS) -> dict:
-    """Read and validate params.yaml. Errors are one line: file, key, what is wrong."""
+    """Read (YAML 1.2, as DVC writes it) and validate params.yaml. Errors are one line: file, key, what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise PddError(f"{path}: params file not found (run from the repository root or pass --params PATH)")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            params = yaml.load(fh, Loader=StrictLoader)
-    except UnicodeDecodeError as exc:
-        raise PddError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 4]!r}); save it as UTF-8") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise PddError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    params = read(path)
     if not isinstance(params, dict):
         raise PddError(f"{path}: expected a mapping of sections at the top level")
     return validate(params, path)

@@ -10,8 +10,8 @@ same weights as an uninterrupted run.
 
 Writes models/clip/ (config.json, model.safetensors, tokenizer and preprocessor files:
 `CLIPModel.from_pretrained` and `CLIPProcessor.from_pretrained` both load it), and
-metrics/clip.json, metrics/clip_loss.tsv (train loss per step), metrics/clip_val.tsv
-(val loss and image->text / text->image recall@1/@5 per evaluation, chance levels beside).
+metrics/clip.json and, through the loop's live log, the train loss per step and the val loss and
+image->text / text->image recall@1/@5 per evaluation, chance levels beside.
 """
 from __future__ import annotations
 
@@ -221,10 +221,10 @@ def train_source(export_dir, cfg, tokenizer, pixels, **force):
 
 
 def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = False,
-               progress: bool = True, name: str = "clip", **force) -> loop.Trained:
-    """Train and save CLIP into out_dir (model + processor); returns the final metrics, the plots (loss, val
-    TSV text), the loop's Result and the model. `name` names the run's seeds and progress bar (the quality
-    judge is a second CLIP, trained by the same code under its own name)."""
+               progress: bool = True, live_dir=None, name: str = "clip", **force) -> loop.Trained:
+    """Train and save CLIP into out_dir (model + processor); returns the final metrics, no plots (the histories
+    are in the live log, live_dir), the loop's Result and the model. `name` names the run's seeds and progress
+    bar (the quality judge is a second CLIP, trained by the same code under its own name)."""
     check_inputs(export_dir, cfg)
     tokenizer, processor = load_tokenizer(tokenizer_dir)
     check_memory(cfg, tokenizer)
@@ -242,7 +242,8 @@ def train_clip(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, 
                      evaluate=(lambda m, rt: evaluate(m, val, pixels, cfg.train.batch_size)) if len(val) > 1 else None)
     fingerprint = hash_json({"cfg": as_dict(cfg), "seed": seed, "export": hash_path(export_dir),
                              "tokenizer": hash_path(tokenizer_dir)})
-    result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress)
+    result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress,
+                         live_dir=live_dir)
 
     model = result.model.to("cpu")
     out_dir = Path(out_dir)

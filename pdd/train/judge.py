@@ -60,12 +60,12 @@ def check_inputs(export_dir, cfg) -> None:
 
 
 def train_judge(export_dir, tokenizer_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = False,
-                progress: bool = True):
+                progress: bool = True, live_dir=None):
     """Train the judge CLIP and its category probe into out_dir; returns the CLIP's loop.Trained with the
     probe's figures added to its metrics."""
     judge_seed = derive_seed(seed, "judge")
     t = clip.train_clip(export_dir, tokenizer_dir, out_dir, cfg, judge_seed, ckpt_dir=ckpt_dir, resume=resume,
-                        progress=progress, name="judge")
+                        progress=progress, live_dir=live_dir, name="judge")
     model = t.model.eval()
     processor = CLIPProcessor.from_pretrained(out_dir, local_files_only=True)
     ids = {s: shards.read_split(export_dir, s, columns=["file_id"]).column("file_id").to_pylist() for s in shards.SPLITS}

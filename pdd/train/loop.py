@@ -304,8 +304,9 @@ def make_accelerator(cfg):
 
 
 def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = False, fingerprint: str = "",
-          progress: bool = True, accelerator=None) -> Result:
-    """Train task.model for cfg.steps optimizer steps (cfg: a config.TrainCfg)."""
+          progress: bool = True, accelerator=None, live_dir: str | Path | None = None) -> Result:
+    """Train task.model for cfg.steps optimizer steps (cfg: a config.TrainCfg). With live_dir, the main process
+    logs the run there with dvclive as it trains (LiveLog)."""
     check_config(cfg, task.data.n, task.name)
     ckpt_dir = Path(ckpt_dir)
     accelerator = accelerator or make_accelerator(cfg)
@@ -329,7 +330,7 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
     model = task.model
     optimizer = make_optimizer(model, cfg.optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(cfg.schedule.kind, cfg.schedule.warmup_steps, total, cfg.schedule.min_lr_ratio))
+        optimizer, lr_lambda(cfg.schedule.kind, min(cfg.schedule.warmup_steps, total), total, cfg.schedule.min_lr_ratio))
     sampler = EpochBatches(task.data, cfg.batch_size, seed, task.name, start * accum, total * accum)
     # its own generator: the DataLoader's per-iterator seed draw must not touch the global RNG
     loader = DataLoader(_Batches(task.data), batch_sampler=sampler, collate_fn=_as_is, num_workers=0,
@@ -360,6 +361,7 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
         if accelerator.is_main_process:
             print(f"{task.name}: resumed from {found[-1]} (step {start} of {total})", file=sys.stderr)
 
+    live = LiveLog(live_dir, state, start) if (live_dir and accelerator.is_main_process) else None
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     bar = tqdm(total=total, initial=start, desc=task.name, unit="step", dynamic_ncols=True, mininterval=0.5,
                disable=not (progress and accelerator.is_local_main_process), file=sys.stderr)
@@ -390,6 +392,8 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
         mean_loss = accelerator.gather(loss_sum.reshape(1) / accum).float().mean().item()
         loss_sum = None
         state["train"].append([step, mean_loss, scheduler.get_last_lr()[0]])
+        if live:
+            live.train(*state["train"][-1])
         now = time.perf_counter()
         train_s += now - t0
         step_seconds.append(now - t0)
@@ -398,9 +402,12 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
         bar.set_postfix_str(f"loss={mean_loss:.4f} {task.items}/s={timed_steps * per_step / train_s:.1f}", refresh=False)
 
         if (task.evaluate or task.preview) and cfg.eval_every and (step % cfg.eval_every == 0 or step == total):
-            metrics, preview = _evaluate(task, model, ema, rt, accelerator, with_preview=(step == total))
+            # the preview (a val grid) at every evaluation when logging live, else only at the end
+            metrics, preview = _evaluate(task, model, ema, rt, accelerator, with_preview=bool(live) or step == total)
             if task.evaluate:
                 state["val"].append({"step": step, **metrics})
+            if live:
+                live.val(step, metrics, preview)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
             _save(accelerator, ckpt_dir, step, state, rngs, scheduler, ema)
         if kill_after and step == kill_after:
@@ -418,6 +425,8 @@ def train(task: Task, cfg, seed: int, ckpt_dir: str | Path, *, resume: bool = Fa
         ema.copy_to(unwrapped.parameters())   # the EMA weights are what ships
     if preview is None and task.preview and accelerator.is_main_process:
         preview = _preview(task, unwrapped, rt, accelerator)
+    if live:
+        live.end()
     return Result(unwrapped, step, state["train"], state["val"], train_s,
                   (timed_steps * per_step / train_s) if train_s else 0.0, start, step_seconds, per_step,
                   preview, ema, raw)
@@ -513,12 +522,58 @@ def _load_tensors(path: Path):
                        "rerun without --resume") from None
 
 
-def history_tsv(result: Result) -> tuple[str, str]:
-    """DVC plots: train loss per step, and per evaluation the val metrics."""
-    lines = ["step\tloss\tlr"] + [f"{s}\t{loss!r}\t{lr!r}" for s, loss, lr in result.train_history]
-    keys = list(result.val_history[0]) if result.val_history else ["step"]
-    rows = ["\t".join(keys)] + ["\t".join(repr(r[k]) for k in keys) for r in result.val_history]
-    return "\n".join(lines) + "\n", "\n".join(rows) + "\n"
+class LiveLog:
+    """The run's training logs, written with dvclive as it trains (the main process only): the train loss and
+    learning rate at every step and the val metrics at every evaluation (LIVE/plots/metrics/{train,val}/NAME.tsv,
+    columns step and NAME), the preview grid of each evaluation (LIVE/plots/images/val/STEP.png) and the latest
+    values (LIVE/metrics.json). `dvc plots` draws them (dvc.yaml declares x and y) and `dvc exp show` lists
+    metrics.json, during training too. No timestamps, no dvc.yaml, no experiment saved: a rebuild writes the same
+    bytes, and a resumed run replays the checkpoint's history (and keeps the grids up to its step), so it ends
+    with the same logs as an uninterrupted one. Studio is kept offline (DVC_STUDIO_OFFLINE)."""
+
+    def __init__(self, directory: str | Path, state: dict, start: int):
+        from dvclive import Live   # here: the loop's own tests and the benches train without logging
+
+        # nothing after the pin touches the network: no live metrics posted to DVC Studio, whatever is configured
+        os.environ["DVC_STUDIO_OFFLINE"] = "true"
+        images = Path(directory) / "plots" / "images" / "val"
+        kept = {p.name: p.read_bytes() for p in images.glob("*.png")
+                if p.stem.isdigit() and int(p.stem) <= start} if start else {}
+        self.live = Live(dir=str(directory), resume=False, report=None, save_dvc_exp=False, dvcyaml=None,
+                         monitor_system=False)
+        for step, loss, lr in state["train"]:
+            self.train(step, loss, lr)
+        for row in state["val"]:
+            self.val(row["step"], {k: v for k, v in row.items() if k != "step"}, None)
+        if kept:
+            images.mkdir(parents=True, exist_ok=True)
+            for name, data in sorted(kept.items()):
+                write_atomic(images / name, data)
+        if state["train"]:
+            self._summary()
+
+    def _summary(self) -> None:
+        """metrics.json in one key order however the run got here: train, val, then step (dvclive appends a
+        key where it is first set, and a resumed run sets them in another order)."""
+        self.live.summary.pop("step", None)
+        self.live.make_summary()
+
+    def train(self, step: int, loss: float, lr: float) -> None:
+        self.live.step = step
+        self.live.log_metric("train/loss", loss)
+        self.live.log_metric("train/lr", lr)
+
+    def val(self, step: int, metrics: dict, image) -> None:
+        self.live.step = step
+        for k, v in metrics.items():
+            self.live.log_metric(f"val/{k}", v)
+        if image is not None:
+            self.live.log_image(f"val/{step}.png", image)
+        self._summary()
+
+    def end(self) -> None:
+        self.live.summary.pop("step", None)
+        self.live.end()
 
 
 @dataclass(frozen=True)
@@ -539,10 +594,8 @@ class Trained:
 
 
 def trained(result: Result, model: torch.nn.Module, head: dict, **plots) -> Trained:
-    """The metrics `head` followed by the last evaluation's values (without its step); the plots "loss"
-    and "val" (history_tsv) followed by `plots`."""
+    """The metrics `head` followed by the last evaluation's values (without its step), and `plots` (the loss
+    and val histories are the stage's live log: LiveLog)."""
     final = dict(result.val_history[-1]) if result.val_history else {}
     final.pop("step", None)
-    loss_tsv, val_tsv = history_tsv(result)
-    return Trained(metrics={**head, **final}, plots={"loss": loss_tsv, "val": val_tsv, **plots}, result=result,
-                   model=model)
+    return Trained(metrics={**head, **final}, plots=dict(plots), result=result, model=model)

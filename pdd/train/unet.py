@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel, UNet2DModel
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel,
+                       UNet2DModel)
 from diffusers.training_utils import compute_snr
 
 from pdd.core.config import as_dict
@@ -133,10 +134,40 @@ def check_inputs(cfg, vae_cfg, *, latents_dir=None, export_dir=None) -> dict:
     return index
 
 
+PREVIEW_ROWS, PREVIEW_STEPS, PREVIEW_GUIDANCE = 8, 20, 3.0   # the val sample grid of each evaluation
+
+
+def preview_grid(m, rt, cfg, val, states, seed: int, vae, scaling: float):
+    """The first PREVIEW_ROWS val rows (top: their images; in latent mode the VAE's decoding of their cached
+    latents) above samples drawn for their captions (bottom: DPM-Solver++, PREVIEW_STEPS steps, guidance
+    PREVIEW_GUIDANCE against the empty prompt, noise from a generator seeded alike at every evaluation), at 2x."""
+    n = min(PREVIEW_ROWS, val.n)
+    batch = val.fetch(torch.arange(n))
+    x0 = batch["latent"]
+    sched = sampling_scheduler(cfg, "dpm++")
+    sched.set_timesteps(PREVIEW_STEPS)
+    x = (torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)) * sched.init_noise_sigma).to(rt.device)
+    cond = None
+    if states is not None:   # the empty prompt's states (row 0) first, for classifier-free guidance
+        idx = batch["text_idx"]
+        cond = torch.cat([states[torch.zeros_like(idx)], states[idx]]).to(rt.device)
+    for t in sched.timesteps:
+        if cond is None:
+            pred = m(sched.scale_model_input(x, t), t).sample
+        else:
+            uncond, text = m(sched.scale_model_input(torch.cat([x, x]), t), t, encoder_hidden_states=cond).sample.chunk(2)
+            pred = uncond + PREVIEW_GUIDANCE * (text - uncond)
+        x = sched.step(pred, t, x).prev_sample
+    if vae is None:
+        return imaging.grid([imaging.to_u8(x0), imaging.to_u8(x)], scale=2)
+    vae = vae.to(rt.device)
+    return imaging.grid([imaging.to_u8(vae.decode(z.to(rt.device) / scaling).sample) for z in (x0, x)], scale=2)
+
+
 def train_unet(cfg, seed: int, *, out_dir, ckpt_dir, latents_dir=None, export_dir=None, vae_cfg=None,
-               resume: bool = False, progress: bool = True, **force) -> loop.Trained:
+               resume: bool = False, progress: bool = True, live_dir=None, **force) -> loop.Trained:
     """Train the U-Net and save it (save_pretrained) into out_dir/unet, and the training noise scheduler's
-    config into out_dir/scheduler; returns the metrics, the plots (loss, val TSV), the loop's Result and the U-Net."""
+    config into out_dir/scheduler; returns the metrics, no plots (the loss is in the live log), the loop's Result and the U-Net."""
     index = check_inputs(cfg, vae_cfg, latents_dir=latents_dir, export_dir=export_dir)
     torch.set_num_threads(cfg.train.threads)
     seed_everything(seed)
@@ -186,10 +217,22 @@ def train_unet(cfg, seed: int, *, out_dir, ckpt_dir, latents_dir=None, export_di
         return {"val_loss": float(diffusion_loss(m, x0, cond.to(rt.device) if cond is not None else None,
                                                  scheduler, cfg, noise, t))}
 
-    task = loop.Task("unet", model, source, loss, evaluate=evaluate,
+    vae = {}
+
+    def preview(m, rt):
+        """The val sample grid of each evaluation (the live log's): see preview_grid."""
+        if val.n == 0:
+            return None
+        with torch.random.fork_rng(devices=[]):   # training's global RNG state is left as it was
+            if cfg.mode == LATENT and "vae" not in vae:
+                vae["vae"] = AutoencoderKL.from_pretrained(Path(latents_dir) / "vae", local_files_only=True).eval()
+            return preview_grid(m, rt, cfg, val, states, seed, vae.get("vae"), index.get("scaling_factor", 1.0))
+
+    task = loop.Task("unet", model, source, loss, evaluate=evaluate, preview=preview,
                      items="latents" if cfg.mode == LATENT else "images")
     fingerprint = hash_json({"cfg": as_dict(cfg), "seed": seed, **inputs})
-    result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress)
+    result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress,
+                         live_dir=live_dir)
     unet = result.model.to("cpu")
     out_dir = Path(out_dir)
     unet.save_pretrained(out_dir / "unet", safe_serialization=True)

@@ -159,9 +159,9 @@ def preview(vae, val_u8: torch.Tensor, n: int):
 
 
 def train_vae(export_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = False, progress: bool = True,
-              **force) -> loop.Trained:
+              live_dir=None, **force) -> loop.Trained:
     """Train and save the VAE into out_dir (AutoencoderKL.save_pretrained); returns the metrics, the plots
-    (loss and val TSV, and the preview PNG as "grid" when val has images), the loop's Result and the VAE."""
+    (the preview PNG as "grid" when val has images), the loop's Result and the VAE."""
     check_inputs(export_dir, cfg)
     torch.set_num_threads(cfg.train.threads)
     seed_everything(seed)
@@ -180,7 +180,8 @@ def train_vae(export_dir, out_dir, cfg, seed: int, *, ckpt_dir, resume: bool = F
 
     task = loop.Task("vae", model, source, loss, evaluate=ev, preview=pv)
     fingerprint = hash_json({"cfg": as_dict(cfg), "seed": seed, "export": hash_path(export_dir)})
-    result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress)
+    result = loop.train(task, cfg.train, seed, ckpt_dir, resume=resume, fingerprint=fingerprint, progress=progress,
+                         live_dir=live_dir)
     vae = result.model.vae.to("cpu")
     vae.save_pretrained(Path(out_dir), safe_serialization=True)
     grid = {"grid": imaging.png_bytes(result.preview)} if result.preview is not None else {}

@@ -24,7 +24,7 @@ rule audit:
         audit=directory('data/audit'),
         audit_manifest='data/audit.manifest.json',
         audit_provenance='data/audit.intoto.json',
-        metrics='metrics/audit.json',
+        metrics=report('metrics/audit.json', category='audit', subcategory='metrics'),
     params:
         seed=config["seed"],
         snapshot=config["snapshot"],

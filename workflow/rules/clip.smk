@@ -18,9 +18,8 @@ rule clip:
         clip=directory('models/clip'),
         clip_manifest='models/clip.manifest.json',
         clip_provenance='models/clip.intoto.json',
-        metrics='metrics/clip.json',
-        loss='metrics/clip_loss.tsv',
-        val='metrics/clip_val.tsv',
+        metrics=report('metrics/clip.json', category='clip', subcategory='metrics'),
+        live=report(directory('metrics/live/clip'), category='clip', subcategory='training log', patterns=['plots/metrics/{kind}/{name}.tsv']),
     params:
         seed=config["seed"],
         clip=config["clip"],

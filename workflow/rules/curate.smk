@@ -20,7 +20,7 @@ rule curate:
         curate=directory('data/curate'),
         curate_manifest='data/curate.manifest.json',
         curate_provenance='data/curate.intoto.json',
-        metrics='metrics/curate.json',
+        metrics=report('metrics/curate.json', category='curate', subcategory='metrics'),
     params:
         seed=config["seed"],
         curate=config["curate"],

@@ -59,7 +59,7 @@ rule export:
         export=directory('data/export'),
         export_manifest='data/export.manifest.json',
         export_provenance='data/export.intoto.json',
-        metrics='metrics/export.json',
+        metrics=report('metrics/export.json', category='export', subcategory='metrics'),
     params:
         seed=config["seed"],
         snapshot=config["snapshot"],

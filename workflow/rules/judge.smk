@@ -22,9 +22,8 @@ rule judge:
         judge=directory('models/judge'),
         judge_manifest='models/judge.manifest.json',
         judge_provenance='models/judge.intoto.json',
-        metrics='metrics/judge.json',
-        loss='metrics/judge_loss.tsv',
-        val='metrics/judge_val.tsv',
+        metrics=report('metrics/judge.json', category='judge', subcategory='metrics'),
+        live=report(directory('metrics/live/judge'), category='judge', subcategory='training log', patterns=['plots/metrics/{kind}/{name}.tsv']),
     params:
         seed=config["seed"],
         judge=config["judge"],

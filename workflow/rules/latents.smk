@@ -19,7 +19,7 @@ rule latents:
         latents=directory('data/latents'),
         latents_manifest='data/latents.manifest.json',
         latents_provenance='data/latents.intoto.json',
-        metrics='metrics/latents.json',
+        metrics=report('metrics/latents.json', category='latents', subcategory='metrics'),
     params:
         seed=config["seed"],
         latents=config["latents"],

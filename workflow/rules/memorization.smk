@@ -27,8 +27,8 @@ rule memorization:
         memorization=directory('models/memorization'),
         memorization_manifest='models/memorization.manifest.json',
         memorization_provenance='models/memorization.intoto.json',
-        metrics='metrics/memorization.json',
-        pairs='metrics/memorization_pairs.png',
+        metrics=report('metrics/memorization.json', category='memorization', subcategory='metrics'),
+        pairs=report('metrics/memorization_pairs.png', category='memorization', subcategory='pairs'),
     params:
         seed=config["seed"],
         memorization=config["memorization"],

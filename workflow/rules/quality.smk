@@ -30,8 +30,8 @@ rule quality:
         quality=directory('models/quality'),
         quality_manifest='models/quality.manifest.json',
         quality_provenance='models/quality.intoto.json',
-        metrics='metrics/quality.json',
-        grid='metrics/quality_grid.png',
+        metrics=report('metrics/quality.json', category='quality', subcategory='metrics'),
+        grid=report('metrics/quality_grid.png', category='quality', subcategory='grid'),
     params:
         seed=config["seed"],
         quality=config["quality"],

@@ -22,8 +22,8 @@ rule sample:
         samples=directory('models/samples'),
         samples_manifest='models/samples.manifest.json',
         samples_provenance='models/samples.intoto.json',
-        metrics='metrics/sample.json',
-        grid='metrics/sample_grid.png',
+        metrics=report('metrics/sample.json', category='sample', subcategory='metrics'),
+        grid=report('metrics/sample_grid.png', category='sample', subcategory='grid'),
     params:
         seed=config["seed"],
         sample=config["sample"],

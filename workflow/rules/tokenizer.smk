@@ -14,7 +14,7 @@ rule tokenizer:
         tokenizer=directory('models/tokenizer'),
         tokenizer_manifest='models/tokenizer.manifest.json',
         tokenizer_provenance='models/tokenizer.intoto.json',
-        metrics='metrics/tokenizer.json',
+        metrics=report('metrics/tokenizer.json', category='tokenizer', subcategory='metrics'),
     params:
         seed=config["seed"],
         tokenizer=config["tokenizer"],

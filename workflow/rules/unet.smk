@@ -20,9 +20,8 @@ rule unet:
         unet=directory('models/unet'),
         unet_manifest='models/unet.manifest.json',
         unet_provenance='models/unet.intoto.json',
-        metrics='metrics/unet.json',
-        loss='metrics/unet_loss.tsv',
-        val='metrics/unet_val.tsv',
+        metrics=report('metrics/unet.json', category='unet', subcategory='metrics'),
+        live=report(directory('metrics/live/unet'), category='unet', subcategory='training log', patterns=['plots/metrics/{kind}/{name}.tsv', 'plots/images/val/{step}.png']),
     params:
         seed=config["seed"],
         unet=config["unet"],

@@ -18,10 +18,9 @@ rule vae:
         vae=directory('models/vae'),
         vae_manifest='models/vae.manifest.json',
         vae_provenance='models/vae.intoto.json',
-        metrics='metrics/vae.json',
-        loss='metrics/vae_loss.tsv',
-        val='metrics/vae_val.tsv',
-        grid='metrics/vae_grid.png',
+        metrics=report('metrics/vae.json', category='vae', subcategory='metrics'),
+        grid=report('metrics/vae_grid.png', category='vae', subcategory='grid'),
+        live=report(directory('metrics/live/vae'), category='vae', subcategory='training log', patterns=['plots/metrics/{kind}/{name}.tsv', 'plots/images/val/{step}.png']),
     params:
         seed=config["seed"],
         vae=config["vae"],
