@@ -31,6 +31,8 @@ def quality_table(q: dict) -> str:
         if not isinstance(row, dict):
             continue
         m, r, c, p = (_fmt(key, row.get(k)) for k in ("model", "real", "chance", "prototype"))
+        if key == "clip_score" and row.get("model_unguided") is not None:
+            m += f" (unguided, first {row['unguided_n']}: {row['model_unguided']:.3f}; real on those: {row['real_same_prompts']:.3f})"
         if key == "kid":
             m += f" ± {(row.get('model_se') or 0) * 1e3:.2f}"
             r += f" ± {(row.get('real_se') or 0) * 1e3:.2f}"

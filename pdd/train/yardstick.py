@@ -79,7 +79,8 @@ def prototypes(train_u8: torch.Tensor, train_labels: torch.Tensor, n_classes: in
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8, judge: Judge, cfg, seed: int) -> dict:
+def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8, judge: Judge, cfg, seed: int,
+            unguided=None) -> dict:
     """Every figure for samples (uint8 [n,R,R,3], prompted with val_caps[prompt_ids[j]]), for real images, for
     chance, and for the category prototype (the mean train image of the prompt's category)."""
     n = len(samples)
@@ -119,7 +120,11 @@ def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8,
         **rp,
         "clip_score": {"model": _r(quality.clip_score(f_s, t_prompt)), "real": _r(quality.clip_score(f_v, t_v)),
                        "chance": _r(quality.clip_score(f_v, t_v[shuffled])),
-                       "prototype": _r(quality.clip_score(f_p, t_prompt))},
+                       "prototype": _r(quality.clip_score(f_p, t_prompt)),
+                       **({"model_unguided": _r(quality.clip_score(judge.images(unguided), t_prompt[:len(unguided)])),
+                           "real_same_prompts": _r(quality.clip_score(f_v[torch.tensor(prompt_ids[:len(unguided)])],
+                                                                      t_prompt[:len(unguided)])),
+                           "unguided_n": len(unguided)} if unguided is not None and len(unguided) else {})},
         "precision": {name: _r(v[0]) for name, v in pr.items()},
         "recall": {name: _r(v[1]) for name, v in pr.items()},
         "kid": {**{name: _r(v[0]) for name, v in kids.items()}, **{f"{name}_se": _r(v[1]) for name, v in kids.items()}},
@@ -168,8 +173,13 @@ def evaluate(deps: dict, cfg, sample_cfg, seed: int, progress=print) -> tuple[di
                                         guidance_scale=sample_cfg.guidance_scale, batch=cfg.batch_size)
     timings["sampling"] = time.perf_counter() - t0
     samples = _to_res(samples, res)
+    unguided = None
+    if cfg.unguided_samples and pipeline.is_conditional(pipe):
+        m = min(cfg.unguided_samples, len(prompts))
+        unguided = _to_res(pipeline.generate_batched(pipe, prompts[:m], seed=seed, tag="quality", steps=sample_cfg.steps,
+                                                     guidance_scale=1.0, batch=cfg.batch_size), res)
     t0 = time.perf_counter()
-    metrics = measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8, judge, cfg, seed)
+    metrics = measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8, judge, cfg, seed, unguided)
     timings["measures"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = grid_rows(val_ids, cfg.grid_prompts, seed)
