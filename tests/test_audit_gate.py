@@ -63,11 +63,11 @@ def test_report_must_have_passed_for_this_exact_file(tmp_path, audited, edit, me
 
 
 def test_export_stage_refuses_after_a_failed_audit(tmp_path, monkeypatch):
-    root = make_copy(tmp_path / "r", {"export": {"resolutions": [16]}})
+    root = make_copy(tmp_path / "r", {"export": {"resolutions": [16]}, "curate": {"resolution": 16}})
     monkeypatch.chdir(root)
     from pdd.build.runner import run
 
-    assert run("audit", []) == 0 and run("export", []) == 0
+    assert run("audit", []) == 0 and run("curate", []) == 0 and run("export", []) == 0
     manifest = json.loads((root / "data/export.manifest.json").read_text())
     import yaml
 

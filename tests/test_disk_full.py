@@ -114,6 +114,7 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_previous_export(tmp_pat
 
     root = make_copy(tmp_path / "ref", TINY)
     sh([sys.executable, "-m", "stages.audit"], root, timeout=300)
+    sh([sys.executable, "-m", "stages.curate"], root, timeout=300)
     previous = root / "data/export"
     previous.mkdir(parents=True)
     (previous / "index.json").write_text("the previous export\n")

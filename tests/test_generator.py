@@ -85,7 +85,10 @@ def test_pdd_generate_for_people(built, tmp_path):
     """`pdd generate --model DIR --prompt TEXT -o out.png`: a PNG; one warning for a prompt the text encoder
     cannot read whole; one-line errors for a folder missing a component and for guidance below 1."""
     root, _, _ = built
-    pdd = [sys.executable, "-m", "pdd", "generate", "--model", str(root / "models/pipeline"), "--steps", "2"]
+    # (--no-credentials: content credentials have their own tests, tests/test_credentials.py; without a key
+    # pdd generate says once how to pass one, which would be a second warning line here)
+    pdd = [sys.executable, "-m", "pdd", "generate", "--no-credentials", "--model", str(root / "models/pipeline"),
+           "--steps", "2"]
     ok = subprocess.run([*pdd, "--prompt", "a red apple", "-o", str(tmp_path / "a.png")], cwd=root, env=engine_env(),
                         capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr[-2000:]
@@ -103,7 +106,7 @@ def test_pdd_generate_for_people(built, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(root / "models/pipeline", broken)
     shutil.rmtree(broken / "vae")
-    miss = subprocess.run([sys.executable, "-m", "pdd", "generate", "--model", str(broken), "--prompt", "x", "-o",
+    miss = subprocess.run([sys.executable, "-m", "pdd", "generate", "--no-credentials", "--model", str(broken), "--prompt", "x", "-o",
                            str(tmp_path / "d.png")], cwd=root, env=engine_env(), capture_output=True, text=True, timeout=300)
     assert miss.returncode == 2 and miss.stderr.count("\n") == 1
     assert "the component 'vae' (AutoencoderKL) is missing" in miss.stderr

@@ -338,8 +338,6 @@ class QualityCfg:
     pr_k: int = knob(3, "k of the k-NN manifolds of precision / recall", minimum=1, maximum=100)
     distractors: int = knob(31, "other val captions each image's own prompt is ranked against (R-precision)",
                             minimum=1, maximum=1023)
-    unguided_samples: int = knob(200, "samples also drawn without guidance (guidance 1) for the CLIP score: guidance "
-                                      "pushes samples past real images on it; 0: none", minimum=0, maximum=20000)
     grid_prompts: int = knob(8, "val captions in metrics/quality_grid.png (one row each)", minimum=1, maximum=64)
     grid_samples: int = knob(4, "samples beside each real image in the grid", minimum=1, maximum=32)
     threads: int = knob(2, "torch CPU threads", **THREADS)

@@ -26,6 +26,11 @@ from pdd.train import imaging, pipeline, quality
 from pdd.train.judge import Judge, category_of
 
 
+# the first prompts are also sampled without guidance (guidance 1), for the CLIP score: guidance pushes samples past
+# real images on it, and the unguided figure shows by how much
+UNGUIDED_SAMPLES = 200
+
+
 def _r(x):
     return None if x is None else round(float(x), 6)
 
@@ -174,8 +179,8 @@ def evaluate(deps: dict, cfg, sample_cfg, seed: int, progress=print) -> tuple[di
     timings["sampling"] = time.perf_counter() - t0
     samples = _to_res(samples, res)
     unguided = None
-    if cfg.unguided_samples and pipeline.is_conditional(pipe):
-        m = min(cfg.unguided_samples, len(prompts))
+    if pipeline.is_conditional(pipe):
+        m = min(UNGUIDED_SAMPLES, len(prompts))
         unguided = _to_res(pipeline.generate_batched(pipe, prompts[:m], seed=seed, tag="quality", steps=sample_cfg.steps,
                                                      guidance_scale=1.0, batch=cfg.batch_size), res)
     t0 = time.perf_counter()
