@@ -70,7 +70,7 @@ def signed(tiny_chain_dvc, tmp_path_factory):
     assert "Running stage 'pipeline'" in out.stdout and "Running stage 'unet'" not in out.stdout
     before = sh(["git", "status", "--porcelain"], root).stdout
     done = pdd_cli(["sign", "--key", str(keys / "signer.pem")], root, check=True)
-    assert fpr in done.stdout and "10 provenance statements" in done.stdout
+    assert fpr in done.stdout and "13 provenance statements" in done.stdout
     # the signatures sit beside the folder, git-ignored: signing changes nothing git or DVC track
     assert sh(["git", "status", "--porcelain"], root).stdout == before
     assert sh(["git", "check-ignore", "models/pipeline.sig", "models/pipeline.intoto.jsonl"], root).returncode == 0
@@ -84,7 +84,7 @@ def test_signed_build_verifies_with_pdd_and_the_stock_model_signing_cli(signed):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "verified: all" in ok.stdout
     lines = (root / "models/pipeline.intoto.jsonl").read_text().splitlines()
-    assert len(lines) == 10   # one DSSE envelope per stage the pipeline is built from
+    assert len(lines) == 13   # one DSSE envelope per stage the pipeline is built from
     env = json.loads(lines[-1])
     assert env["payloadType"] == "application/vnd.in-toto+json" and env["signatures"][0]["keyid"] == fpr.split(":")[1]
     stock = stock_verify(root, keys / "signer.pub")
