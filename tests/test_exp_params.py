@@ -33,7 +33,7 @@ def test_params_as_dvc_rewrites_them_load(tmp_path):
     assert 'mixed_precision: "no"' in PARAMS and "mixed_precision: no " in text   # DVC dropped the quotes
     assert yaml.safe_load(text)["clip"]["train"]["mixed_precision"] is False      # what YAML 1.1 makes of it
     params = params_mod.load(path)
-    assert [params[s]["train"]["mixed_precision"] for s in ("clip", "vae", "unet")] == ["no", "no", "no"]
+    assert [params[s]["train"]["mixed_precision"] for s in ("clip", "vae", "unet")] == ["no", "bf16", "bf16"]
     assert params["unet"]["train"]["steps"] == 20 and params["clip"]["train"]["steps"] == 30
     assert config.check(params)["unet"].train.steps == 20   # steps alone changed: warm-up 100, evals 500 stay valid
 

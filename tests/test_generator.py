@@ -199,8 +199,8 @@ def test_too_many_down_blocks_for_the_resolution(tmp_path):
 
 
 def test_latent_channels_must_match_the_unet(tmp_path):
-    err = bad_params(tmp_path, {"vae": {"latent_channels": 8}})
-    assert "unet.in_channels: 4 does not match vae.latent_channels=8" in err
+    err = bad_params(tmp_path, {"vae": {"latent_channels": 4}})
+    assert "unet.in_channels: 8 does not match vae.latent_channels=4" in err
 
 
 def test_unknown_unet_mode_and_low_guidance(tmp_path):

@@ -132,13 +132,13 @@ def test_a_cross_field_error_names_the_file_given(tmp_path):
     ({"unet": {"norm_num_groups": 24}},
      "params.yaml: unet.block_out_channels entry 64 is not a multiple of unet.norm_num_groups=24"),
     ({"unet": {"mode": "pixel-unconditional"}},
-     "params.yaml: unet.in_channels=4: the pixel-unconditional U-Net sees RGB (3)"),
+     "params.yaml: unet.in_channels=8: the pixel-unconditional U-Net sees RGB (3)"),
     ({"unet": {"mode": "pixel-unconditional", "in_channels": 3, "resolution": 16}},
      "params.yaml: unet.resolution: 16 is not an exported resolution (export.resolutions is [32])"),
     ({"clip": {"image_size": 16}},
      "params.yaml: clip.image_size: 16 is not an exported resolution (export.resolutions is [32])"),
-    ({"unet": {"in_channels": 8}},
-     "params.yaml: unet.in_channels: 8 does not match vae.latent_channels=4: the U-Net denoises the VAE's latents"),
+    ({"unet": {"in_channels": 4}},
+     "params.yaml: unet.in_channels: 4 does not match vae.latent_channels=8: the U-Net denoises the VAE's latents"),
 ])
 def test_the_cross_field_rules_are_in_config(update, message):
     """The rules that were in pdd/train/vae.py and unet.py (check_config) run in config.check now."""

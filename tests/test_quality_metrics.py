@@ -169,3 +169,16 @@ def test_a_category_prototype_is_told_apart_only_by_category():
     hard = [quality.r_precision(proto, txt, own, quality.distractors(own, caps, seed=s, k=3, groups=groups))
             for s in range(4)]
     assert sum(hard) / 4 < 0.45 and sum(easy) / 4 > 0.7     # chance: 1/4
+
+
+def test_ssim_keeps_full_precision_inside_a_bf16_autocast_region():
+    """The training loop evaluates under the stage's mixed precision; the VAE's SSIM must not come back rounded to
+    bf16 (it did: val SSIM 0.78125 = 25/32)."""
+    import torch
+    from pdd.train import imaging
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 256, (4, 32, 32, 3), generator=g, dtype=torch.uint8)
+    b = (a.int() + torch.randint(-30, 30, a.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = imaging.ssim(a, b)
+    assert inside.dtype == torch.float32 and torch.equal(inside, imaging.ssim(a, b))

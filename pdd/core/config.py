@@ -112,9 +112,9 @@ class TrainCfg:
 
 
 def _train(steps, batch_size, eval_every, checkpoint_every, lr, betas, eps, weight_decay, warmup_steps, min_lr_ratio,
-           ema_decay=0.0, ema_warmup=False) -> dict:
+           ema_decay=0.0, ema_warmup=False, mixed_precision="no") -> dict:
     """A training section's committed values (what params.yaml says for clip, vae and unet)."""
-    return dict(steps=steps, batch_size=batch_size, grad_accum=1, max_grad_norm=1.0, mixed_precision="no",
+    return dict(steps=steps, batch_size=batch_size, grad_accum=1, max_grad_norm=1.0, mixed_precision=mixed_precision,
                 eval_every=eval_every, checkpoint_every=checkpoint_every, threads=2, memory_budget_mb=2048,
                 optimizer=dict(kind="adamw", lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
                 schedule=dict(kind="cosine", warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio),
@@ -255,19 +255,23 @@ class GanCfg:
 class VaeCfg:
     """The VAE (diffusers AutoencoderKL) trained from scratch."""
     resolution: int = knob(32, "image size in px it trains on; one of export.resolutions", **RESOLUTION)
-    latent_channels: int = knob(4, "latent channels", minimum=1, maximum=64)
+    latent_channels: int = knob(8, "latent channels", minimum=1, maximum=64)
     block_out_channels: tuple[int, ...] = knob([32, 64, 64], "channels per block; downsampling factor "
-                                                             "2**(blocks-1): 32 px -> 8x8x4", **CHANNELS)
+                                                             "2**(blocks-1): 32 px -> 8x8x8", **CHANNELS)
     layers_per_block: int = knob(1, "resnet layers per block", minimum=1, maximum=8)
     norm_num_groups: int = knob(8, "group-norm groups (divides every block's channels); channels per group >= 4: "
                                    "per-channel norms at the first block wash out colour", minimum=1, maximum=256)
     mid_attention: bool = knob(False, "self-attention in the mid block")
     loss: str = knob("l1", "reconstruction loss", enum=["l1", "l2"])
     kl_weight: float = knob(1.0e-4, "x KL(posterior || N(0, I)) per latent element", minimum=0, maximum=100)
+    chroma_weight: float = knob(0.0, "x the same loss on the two opponent-colour channels (R - G, (R + G) / 2 - B) "
+                                     "of image and reconstruction, added to the RGB loss: a hue shift costs more; "
+                                     "0: off", minimum=0, maximum=100)
     gan: GanCfg = knob(help="patch-GAN from scratch; weight 0: off")
     preview_images: int = knob(8, "val images shown above their reconstructions in metrics/vae_grid.png",
                                minimum=1, maximum=64)
-    train: TrainCfg = knob(_train(1000, 32, 500, 200, 0.001, [0.9, 0.99], 1.0e-8, 0.0, 50, 0.1), "training")
+    train: TrainCfg = knob(_train(1000, 32, 500, 200, 0.001, [0.9, 0.99], 1.0e-8, 0.0, 50, 0.1,
+                                           mixed_precision="bf16"), "training")
 
 
 @dataclass(frozen=True)
@@ -293,7 +297,7 @@ class UnetCfg:
     mode: str = knob("latent-conditional", "latent-conditional (StableDiffusionPipeline) | pixel-unconditional "
                                            "(DDPMPipeline)", enum=["latent-conditional", "pixel-unconditional"])
     resolution: int = knob(32, "pixel mode: the export resolution it trains on (latent mode: the VAE's)", **RESOLUTION)
-    in_channels: int = knob(4, "latent mode: must equal vae.latent_channels; pixel mode: 3", minimum=1, maximum=64)
+    in_channels: int = knob(8, "latent mode: must equal vae.latent_channels; pixel mode: 3", minimum=1, maximum=64)
     block_out_channels: tuple[int, ...] = knob([64, 128, 128], "channels per block", **CHANNELS)
     attention: tuple[bool, ...] = knob([False, True, True], "per block: cross-attention to the text (latent mode) / "
                                                             "self-attention", min_items=1, max_items=8)
@@ -303,7 +307,8 @@ class UnetCfg:
     caption_dropout: float = knob(0.1, "share of captions replaced by the empty prompt (classifier-free guidance)",
                                   minimum=0, maximum=1)
     noise: NoiseCfg = knob(help="the training noise schedule")
-    train: TrainCfg = knob(_train(2500, 32, 500, 500, 0.001, [0.9, 0.999], 1.0e-8, 0.01, 100, 0.1, 0.995, True),
+    train: TrainCfg = knob(_train(2500, 32, 500, 500, 0.001, [0.9, 0.999], 1.0e-8, 0.01, 100, 0.1, 0.995, True,
+                                           mixed_precision="bf16"),
                            "training")
 
 

@@ -8,11 +8,11 @@ ROWS = [
     ("r_precision", "R-precision: own prompt first among 32 random val captions (judge)", "higher"),
     ("clip_score", "CLIP score: image-prompt cosine x 100 (judge)", "higher"),
     ("category_accuracy", "category accuracy (judge's probe; real: val images)", "higher"),
-    ("precision", "precision (k-NN manifold of val, judge features)", "higher"),
-    ("recall", "recall (k-NN manifold of val, judge features)", "higher"),
-    ("kid", "KID x 1e3 vs val (judge features)", "lower"),
-    ("colour", "colour: hue/saturation histogram distance to val", "lower"),
-    ("swd", "SWD x 1e3 vs val (pixel patches)", "lower"),
+    ("precision", "precision (k-NN manifold of held-out val half B, judge features)", "higher"),
+    ("recall", "recall (k-NN manifold of held-out val half B, judge features)", "higher"),
+    ("kid", "KID x 1e3 vs val half B (judge features)", "lower"),
+    ("colour", "colour: hue/saturation histogram distance to val half B", "lower"),
+    ("swd", "SWD x 1e3 vs val half B (pixel patches)", "lower"),
 ]
 
 
@@ -31,7 +31,10 @@ def quality_table(q: dict) -> str:
         if not isinstance(row, dict):
             continue
         m, r, c, p = (_fmt(key, row.get(k)) for k in ("model", "real", "chance", "prototype"))
-        if key == "clip_score" and row.get("model_unguided") is not None:
+        if key.startswith("r_precision") and row.get("model_se") is not None:
+            m += f" ± {row['model_se']:.3f}"
+            r += f" ± {row['real_se']:.3f}"
+        if key in ("clip_score", "r_precision", "r_precision_same_category") and row.get("model_unguided") is not None:
             m += f" (unguided, first {row['unguided_n']}: {row['model_unguided']:.3f}; real on those: {row['real_same_prompts']:.3f})"
         if key == "kid":
             m += f" ± {(row.get('model_se') or 0) * 1e3:.2f}"
@@ -39,8 +42,12 @@ def quality_table(q: dict) -> str:
         lines.append(f"| {what} | {better} | {m} | {r} | {c} | {p} |")
     n = q.get("n_samples")
     lines.append("")
-    lines.append(f"{n} samples prompted with held-out val captions; real: a random train subset of the same size "
-                 f"(distribution measures) or the {q.get('n_val')} val images with their own captions; chance: Gaussian "
+    paired = q.get("n_paired", n)
+    lines.append(f"{n} samples prompted with held-out val captions; real: the {q.get('n_val')} val images with their own "
+                 f"captions. The distribution measures (precision to SWD) cut val in two: the first {paired} samples, "
+                 f"prompted with the captions of half A, and the {paired} real images of half A are each compared with "
+                 f"the other {q.get('n_reference', n)} val images (half B), which neither was drawn from (real: the "
+                 f"floor of two real halves). ± is a standard error; chance: Gaussian "
                  f"noise with the data's colours, 1/{q.get('r_precision', {}).get('candidates', 32)} for R-precision, "
                  f"shuffled image-caption pairs for the CLIP score, the train split's majority class for categories. "
                  f"Category prototype: a trivial generator that draws, for every prompt, the mean train image of the "

@@ -36,7 +36,14 @@ def _gauss(size: int = 7, sigma: float = 1.5) -> torch.Tensor:
 
 
 def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM (Wang et al. 2004, 7x7 Gaussian window, sigma 1.5, on RGB averaged over channels)."""
+    """Per-image SSIM (Wang et al. 2004, 7x7 Gaussian window, sigma 1.5, on RGB averaged over channels), in fp32
+    even inside a bf16 autocast region (the training loop evaluates under the stage's mixed precision, where
+    the window convolutions would otherwise round the figure to bf16's 8 bits)."""
+    with torch.autocast(a_u8.device.type, enabled=False):
+        return _ssim(a_u8, b_u8)
+
+
+def _ssim(a_u8: torch.Tensor, b_u8: torch.Tensor) -> torch.Tensor:
     a = a_u8.permute(0, 3, 1, 2).float() / 255.0
     b = b_u8.permute(0, 3, 1, 2).float() / 255.0
     w = _gauss()

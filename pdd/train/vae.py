@@ -1,6 +1,7 @@
 """The VAE of stage `vae`: a `diffusers.AutoencoderKL` built from params and trained from scratch.
 
-Objective: reconstruction (L1 or L2, `vae.loss`) of a posterior *sample* (drawn from the loop's named
+Objective: reconstruction (L1 or L2, `vae.loss`, plus `vae.chroma_weight` x the same on opponent-colour
+channels) of a posterior *sample* (drawn from the loop's named
 generators' 'posterior' draws) plus `vae.kl_weight` x the KL to N(0, I) per latent element; optionally a
 patch-GAN discriminator trained from scratch (hinge loss, `vae.gan.weight` > 0, off by default). No
 pretrained perceptual network (LPIPS, VGG) is used: their weights are not ours to use.
@@ -77,6 +78,22 @@ class PatchDiscriminator(torch.nn.Module):
         return self.net(x)
 
 
+def opponent(x: torch.Tensor) -> torch.Tensor:
+    """The two opponent-colour channels of an RGB batch (N, 3, H, W): red-green and yellow-blue."""
+    r, g, b = x.unbind(1)
+    return torch.stack([r - g, (r + g) / 2 - b], 1)
+
+
+def reconstruction_loss(rec: torch.Tensor, x: torch.Tensor, cfg) -> torch.Tensor:
+    """L1 or L2 (vae.loss) over RGB, plus vae.chroma_weight x the same over the opponent-colour channels: a red
+    turned brown or a green turned grey moves the RGB values a little but the opponent channels a lot."""
+    dist = (lambda d: d.abs().mean()) if cfg.loss == "l1" else (lambda d: (d ** 2).mean())
+    loss = dist(rec - x)
+    if cfg.chroma_weight:
+        loss = loss + cfg.chroma_weight * dist(opponent(rec) - opponent(x))
+    return loss
+
+
 class VaeObjective(torch.nn.Module):
     """The trained module: the VAE (and the discriminator when the GAN is on); forward returns the loss."""
 
@@ -91,7 +108,7 @@ class VaeObjective(torch.nn.Module):
         post = self.vae.encode(x).latent_dist
         z = post.mean + post.std * draw_normal(post.mean.shape, post.mean.dtype)   # = post.sample(), its draws ours
         rec = self.vae.decode(z).sample
-        rec_loss = (rec - x).abs().mean() if self.cfg.loss == "l1" else ((rec - x) ** 2).mean()
+        rec_loss = reconstruction_loss(rec, x, self.cfg)
         kl = post.kl().mean() / z[0].numel()
         loss = rec_loss + self.cfg.kl_weight * kl
         if self.disc is not None and step >= self.cfg.gan.start_step:
@@ -131,7 +148,11 @@ def reconstruct(vae, images_u8: torch.Tensor, batch_size: int = 64) -> tuple[tor
         x = imaging.to_model(images_u8[s:s + batch_size]).to(device)
         post = vae.encode(x).latent_dist
         out.append(imaging.to_u8(vae.decode(post.mean).sample))
-        kls.append(post.kl() / post.mean[0].numel())
+        # KL to N(0, I) in fp32 (diffusers' formula): under a bf16 autocast the posterior comes back in bf16, and
+        # its KL would be rounded to bf16's 8 bits (val KL 5.0)
+        mean, logvar = post.mean.float(), post.logvar.float()
+        kl = 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+        kls.append(kl / post.mean[0].numel())
     return torch.cat(out), float(torch.cat(kls).mean())
 
 

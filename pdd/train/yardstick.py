@@ -12,6 +12,7 @@ images (left column), each beside quality.grid_samples samples of its caption.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -53,6 +54,10 @@ def check(cfg, n_val: int, n_val_captions: int, where) -> None:
                        f"{cfg.max_per_val * n_val}, or use a larger val split")
     if cfg.n_samples <= cfg.pr_k:
         raise PddError(f"{where}: quality.n_samples={cfg.n_samples} must be more than quality.pr_k={cfg.pr_k}")
+    if n_val < 2 * (cfg.pr_k + 1):
+        raise PddError(f"{where}: the val split has {n_val} images; the distribution measures cut it in two halves of "
+                       f"more than quality.pr_k={cfg.pr_k} images each, so it needs at least {2 * (cfg.pr_k + 1)}: use a "
+                       f"larger snapshot or raise export.val_fraction")
 
 
 def prompt_order(n_val: int, n: int, seed: int) -> list[int]:
@@ -87,56 +92,76 @@ def prototypes(train_u8: torch.Tensor, train_labels: torch.Tensor, n_classes: in
 def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8, judge: Judge, cfg, seed: int,
             unguided=None) -> dict:
     """Every figure for samples (uint8 [n,R,R,3], prompted with val_caps[prompt_ids[j]]), for real images, for
-    chance, and for the category prototype (the mean train image of the prompt's category)."""
+    chance, and for the category prototype (the mean train image of the prompt's category).
+
+    Distribution measures (KID, precision / recall, colour, SWD) are paired and held out: the val split is cut
+    in two by the prompt order. The first m = min(n, val / 2) samples were prompted with the captions of half
+    A; they and the m real images of half A (the same captions) are each set against half B, the other val
+    images, which neither was drawn from. Against val itself, samples of val's own captions would start with an
+    advantage (their layouts follow those very images); against the train split, samples would (the curate
+    stage drops val images that look like train images, so val is less train-like than train itself). Half
+    against half is like against like. Prompt adherence (R-precision, CLIP score, category) uses all n samples
+    against the val captions."""
     n = len(samples)
-    g = torch.Generator().manual_seed(derive_seed(seed, "quality", "real-subset"))
-    sub = torch.randperm(len(train_u8), generator=g)[:n]
-    real = train_u8[sub]
-    noise = quality.noise_like(val_u8, n, derive_seed(seed, "quality", "noise"))
+    m = min(n, len(val_u8) // 2)
+    order = prompt_order(len(val_u8), len(val_u8), seed)     # the first n_val prompts: val, each caption once
+    half_a, half_b = torch.tensor(order[:m]), torch.tensor(order[m:])
+    ref = val_u8[half_b]
+    real = val_u8[half_a]
+    noise = quality.noise_like(val_u8, m, derive_seed(seed, "quality", "noise"))
     lab_v, lab_t = judge.labels(val_ids), judge.labels(train_ids)
     lab_s = lab_v[torch.tensor(prompt_ids)]
-    proto = prototypes(train_u8, lab_t, max(len(judge.classes), 1))[lab_s]
-    f_s, f_v, f_r, f_n, f_p = (judge.images(x) for x in (samples, val_u8, real, noise, proto))
+    proto_all = prototypes(train_u8, lab_t, max(len(judge.classes), 1))[lab_s]
+    f_s, f_v, f_p = (judge.images(x) for x in (samples, val_u8, proto_all))
+    f_ref, f_n = f_v[half_b], judge.images(noise)
     t_v = judge.texts(val_caps)
     k_seed = derive_seed(seed, "quality", "kid")
-
-    def kid(f):
-        return quality.kid(f, f_v, k_seed, cfg.kid_subsets, cfg.kid_subset_size)
-
-    kids = {name: kid(f) for name, f in (("model", f_s), ("real", f_r), ("chance", f_n), ("prototype", f_p))}
-    gens = (("model", f_s), ("real", f_r), ("chance", f_n), ("prototype", f_p))
-    pr = {name: quality.precision_recall(f_v, f, cfg.pr_k) for name, f in gens}
+    # the paired sets of the distribution measures: m images each, the captions of half A
+    dist_images = {"model": samples[:m], "real": real, "chance": noise, "prototype": proto_all[:m]}
+    dist_feats = {"model": f_s[:m], "real": f_v[half_a], "chance": f_n, "prototype": f_p[:m]}
+    # subsets of at most half a set, so that they differ and the standard error means something
+    k_size = min(cfg.kid_subset_size, max(2, m // 2), max(2, len(half_b) // 2))
+    kids = {name: quality.kid(f, f_ref, k_seed, cfg.kid_subsets, k_size) for name, f in dist_feats.items()}
+    pr = {name: quality.precision_recall(f_ref, f, cfg.pr_k) for name, f in dist_feats.items()}
     # prompt adherence: samples vs their prompts; val images vs their own captions; shuffled pairs
     k = min(cfg.distractors, len(set(val_caps)) - 1)
     d_seed = derive_seed(seed, "quality", "distractors")
     own = list(range(len(val_caps)))
     groups = lab_v.tolist()
+    f_u = judge.images(unguided) if unguided is not None and len(unguided) else None
     rp = {}
     for key, grp in (("r_precision", None), ("r_precision_same_category", groups)):
         o_s = quality.distractors(prompt_ids, val_caps, d_seed, k, grp)
         o_v = quality.distractors(own, val_caps, d_seed, k, grp)
-        rp[key] = {"model": _r(quality.r_precision(f_s, t_v, prompt_ids, o_s)),
-                   "real": _r(quality.r_precision(f_v, t_v, own, o_v)), "chance": _r(1 / (k + 1)),
-                   "prototype": _r(quality.r_precision(f_p, t_v, prompt_ids, o_s)), "candidates": k + 1}
+        model, real_rp = quality.r_precision(f_s, t_v, prompt_ids, o_s), quality.r_precision(f_v, t_v, own, o_v)
+        rp[key] = {"model": _r(model), "real": _r(real_rp), "chance": _r(1 / (k + 1)),
+                   "prototype": _r(quality.r_precision(f_p, t_v, prompt_ids, o_s)), "candidates": k + 1,
+                   "model_se": _r(_binomial_se(model, n)), "real_se": _r(_binomial_se(real_rp, len(own)))}
+        if f_u is not None:
+            # guidance pushes samples towards their own caption: the same model unguided, and the val images of
+            # the same prompts, with the same distractors
+            u = len(f_u)
+            first = prompt_ids[:u]
+            rp[key].update({"model_unguided": _r(quality.r_precision(f_u, t_v, first, o_s[:u])),
+                            "real_same_prompts": _r(quality.r_precision(f_v[torch.tensor(first)], t_v, first, o_s[:u])),
+                            "unguided_n": u})
     shuffled = torch.randperm(len(val_caps), generator=torch.Generator().manual_seed(derive_seed(seed, "quality", "shuffle")))
     t_prompt = t_v[torch.tensor(prompt_ids)]
     out = {
-        "n_samples": n, "n_val": len(val_u8), "n_real": len(real),
+        "n_samples": n, "n_val": len(val_u8), "n_paired": m, "n_reference": len(half_b), "kid_subset_size": k_size,
         **rp,
         "clip_score": {"model": _r(quality.clip_score(f_s, t_prompt)), "real": _r(quality.clip_score(f_v, t_v)),
                        "chance": _r(quality.clip_score(f_v, t_v[shuffled])),
                        "prototype": _r(quality.clip_score(f_p, t_prompt)),
-                       **({"model_unguided": _r(quality.clip_score(judge.images(unguided), t_prompt[:len(unguided)])),
-                           "real_same_prompts": _r(quality.clip_score(f_v[torch.tensor(prompt_ids[:len(unguided)])],
-                                                                      t_prompt[:len(unguided)])),
-                           "unguided_n": len(unguided)} if unguided is not None and len(unguided) else {})},
+                       **({"model_unguided": _r(quality.clip_score(f_u, t_prompt[:len(f_u)])),
+                           "real_same_prompts": _r(quality.clip_score(f_v[torch.tensor(prompt_ids[:len(f_u)])],
+                                                                      t_prompt[:len(f_u)])),
+                           "unguided_n": len(f_u)} if f_u is not None else {})},
         "precision": {name: _r(v[0]) for name, v in pr.items()},
         "recall": {name: _r(v[1]) for name, v in pr.items()},
         "kid": {**{name: _r(v[0]) for name, v in kids.items()}, **{f"{name}_se": _r(v[1]) for name, v in kids.items()}},
-        "colour": {name: _r(quality.colour_distance(x, val_u8))
-                   for name, x in (("model", samples), ("real", real), ("chance", noise), ("prototype", proto))},
-        "swd": {name: _r(quality.swd(x, val_u8, seed))
-                for name, x in (("model", samples), ("real", real), ("chance", noise), ("prototype", proto))},
+        "colour": {name: _r(quality.colour_distance(x, ref)) for name, x in dist_images.items()},
+        "swd": {name: _r(quality.swd(x, ref, seed)) for name, x in dist_images.items()},
         "palette": {"model": quality.hue_shares(samples), "val": quality.hue_shares(val_u8)},
     }
     if judge.probe is not None:
@@ -150,6 +175,10 @@ def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8,
                                     "classes": len(judge.classes),
                                     "why": "fewer than 2 categories in the train split: nothing to tell apart"}
     return out
+
+
+def _binomial_se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
 
 
 def evaluate(deps: dict, cfg, sample_cfg, seed: int, progress=print) -> tuple[dict, bytes, dict]:
