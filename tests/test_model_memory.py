@@ -36,7 +36,7 @@ def test_a_vae_far_beyond_memory_is_refused_by_the_stage_preflight(export_dir):
     with pytest.raises(PddError) as err:
         stage.check(SimpleNamespace(deps={"export": export_dir}, cfg=cfg))
     msg = str(err.value)
-    assert msg.startswith("vae: the model has 22,651.7 M parameters; training it needs at least 337.5 GiB (16 bytes "
+    assert msg.startswith("vae: the model has 22,652.2 M parameters; training it needs at least 337.5 GiB (16 bytes "
                           "per parameter"), msg
     assert "lower vae.block_out_channels, vae.layers_per_block" in msg and "\n" not in msg
 
