@@ -30,8 +30,7 @@ import train_unet  # noqa: E402
 import train_vae  # noqa: E402
 from pdd.core import config  # noqa: E402
 from pdd.core.hashing import hash_path  # noqa: E402
-from pdd.train import clip, synthetic, unet, vae  # noqa: E402
-from pdd.train import tokenizer as tk  # noqa: E402
+from pdd.train import clip, unet, vae  # noqa: E402
 
 PRECISIONS = ("no", "bf16")
 
@@ -93,8 +92,7 @@ def main(argv=None) -> int:
                                    progress=False)
 
         m, x = train_vae.bare_setup(root, vcfg)
-        fpi = {"vae": train_vae.flops_per_image(m, x, vcfg) if hasattr(train_vae, "flops_per_image")
-               else _common.flops_per_item(m, lambda: train_vae.bare_loss(m, x, vcfg, torch.Generator().manual_seed(1)), len(x))}
+        fpi = {"vae": train_vae.flops_per_image(m, x, vcfg)}
         m, x0, ti, st = train_unet.bare_setup(root, ucfg)
         fpi["unet"] = train_unet.flops_per_image(m, x0, ti, st, ucfg)
         m, batch = train_clip.bare_setup(root, ccfg)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from pdd.core.config import as_dict
 from pdd.core.determinism import seed_everything, use_attention
@@ -148,11 +149,9 @@ def reconstruct(vae, images_u8: torch.Tensor, batch_size: int = 64) -> tuple[tor
         x = imaging.to_model(images_u8[s:s + batch_size]).to(device)
         post = vae.encode(x).latent_dist
         out.append(imaging.to_u8(vae.decode(post.mean).sample))
-        # KL to N(0, I) in fp32 (diffusers' formula): under a bf16 autocast the posterior comes back in bf16, and
-        # its KL would be rounded to bf16's 8 bits (val KL 5.0)
-        mean, logvar = post.mean.float(), post.logvar.float()
-        kl = 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
-        kls.append(kl / post.mean[0].numel())
+        # the KL in fp32: under a bf16 autocast the posterior comes back in bf16, and its KL would be rounded to
+        # bf16's 8 bits (val KL 5.0); the same diffusers distribution, built from fp32 parameters
+        kls.append(DiagonalGaussianDistribution(post.parameters.float()).kl() / post.mean[0].numel())
     return torch.cat(out), float(torch.cat(kls).mean())
 
 

@@ -27,8 +27,8 @@ from pdd.train import imaging, pipeline, quality
 from pdd.train.judge import Judge, category_of
 
 
-# the first prompts are also sampled without guidance (guidance 1), for the CLIP score: guidance pushes samples past
-# real images on it, and the unguided figure shows by how much
+# the first prompts are also sampled without guidance (guidance 1), for the CLIP score and R-precision: guidance
+# pushes samples past real images on them, and the unguided figures show by how much
 UNGUIDED_SAMPLES = 200
 
 
