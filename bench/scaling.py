@@ -10,7 +10,7 @@ metrics/quality.json would hold. Each run's record (changes, wall-clock of each 
 FLOPs, the yardstick's figures) is appended to the --out JSON-lines file.
 
     python bench/scaling.py run NAME [--set unet.train.steps=1250 ...]     # one candidate
-    python bench/scaling.py budgets --factors 0.25 0.5 1 2 [--set ...]     # the scaling curve: unet.train.steps x f
+    python bench/scaling.py budgets --factors 0.25 0.5 1 2 [--prefix budget-] [--set ...]   # the scaling curve: unet.train.steps x f
     python bench/scaling.py plot [--out bench/scaling.jsonl] [--png bench/scaling.png]
     python bench/scaling.py [table]                                        # markdown rows for bench/RESULTS.md
 """
@@ -150,19 +150,31 @@ FIGS = [("r_precision", "R-precision (random distractors)"), ("r_precision_same_
         ("kid", "KID (lower better)")]
 
 
-def plot(out: Path, png: Path, prefix: str = "budget-") -> None:
+# the curves drawn: runs named PREFIX<factor>x (`budgets --prefix`), oldest recipe first
+SERIES = [("budget-", "model, lr 1e-3"), ("lr2e-3-budget-", "model, lr 2e-3 (default)")]
+
+
+def plot(out: Path, png: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    recs = sorted((r for r in read(out) if r["name"].startswith(prefix)), key=lambda r: r["unet_train_flops"])
-    if not recs:
-        raise PddError(f"{out}: no runs named {prefix}*; run `python bench/scaling.py budgets` first")
+    series = [(label, sorted((r for r in read(out) if r["name"].startswith(prefix)), key=lambda r: r["unet_train_flops"]))
+              for prefix, label in SERIES]
+    series = [(label, recs) for label, recs in series if recs]
+    if not series:
+        raise PddError(f"{out}: no runs named {' or '.join(p + '*' for p, _ in SERIES)}; "
+                       "run `python bench/scaling.py budgets` first")
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
-    x = [r["unet_train_flops"] / 1e12 for r in recs]
+    xs = sorted({r["unet_train_flops"] / 1e12 for _, recs in series for r in recs})
     for ax, (key, title) in zip(axes.flat, FIGS):
-        q = [r["quality"][key] for r in recs]
         scale = 1e3 if key == "kid" else 1.0
-        ax.plot(x, [v["model"] * scale for v in q], "o-", label="model")
+        for label, recs in series:
+            x = [r["unet_train_flops"] / 1e12 for r in recs]
+            ax.plot(x, [r["quality"][key]["model"] * scale for r in recs], "o-", label=label)
+            for xi, r in zip(x, recs):
+                ax.annotate(f"{r['unet_steps']}", (xi, r["quality"][key]["model"] * scale), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        q = [series[-1][1][-1]["quality"][key]]
         ax.axhline(q[-1]["real"] * scale, color="green", ls="--", label="real val images")
         chance = q[-1]["chance"] * scale
         if key in ("kid", "colour", "swd"):     # chance is far off the scale of these: named, not drawn
@@ -172,11 +184,8 @@ def plot(out: Path, png: Path, prefix: str = "budget-") -> None:
         if key == "colour":
             ax.axhline(2 * q[-1]["real"], color="orange", ls="-.", label="target: 2 x real")
             ax.legend(fontsize=7)
-        for xi, r in zip(x, recs):
-            ax.annotate(f"{r['unet_steps']}", (xi, r["quality"][key]["model"] * scale), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
         ax.set_xscale("log")
-        ax.set_xticks(x, [f"{v:.0f}" for v in x])
+        ax.set_xticks(xs, [f"{v:.0f}" for v in xs])
         ax.minorticks_off()
         ax.set_title(title + (" x 1e3" if key == "kid" else ""), fontsize=9)
         ax.set_xlabel("U-Net training TFLOP (labels: steps)", fontsize=8)
@@ -207,6 +216,8 @@ def main(argv=None) -> int:
     p.add_argument("name", nargs="?", default="candidate")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a params change (dotted key)")
     p.add_argument("--factors", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
+    p.add_argument("--prefix", default="budget-", help="budgets: runs are named PREFIX<factor>x (the plot draws "
+                   "one curve per prefix in SERIES)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--png", type=Path, default=ROOT / "bench" / "scaling.png")
     p.add_argument("--keep-grid", action="store_true", help="copy each run's quality grid beside --out")
@@ -229,7 +240,7 @@ def main(argv=None) -> int:
                                 f"unet.train.eval_every={min(base['eval_every'], steps)}",
                                 f"unet.train.schedule.warmup_steps={min(base['schedule']['warmup_steps'], steps // 10)}"]
                 # the default budget of a run already made (--reuse RUN) is only graded again
-                run(f"budget-{f:g}x", sets, a.out, a.keep_grid, reuse=a.reuse if f == 1 else None,
+                run(f"{a.prefix}{f:g}x", sets, a.out, a.keep_grid, reuse=a.reuse if f == 1 else None,
                     vae_from=None if f == 1 and a.reuse else a.vae_from)
             plot(a.out, a.png)
         elif a.command == "plot":

@@ -109,7 +109,7 @@ def test_the_card_is_a_valid_hub_card_without_personal_data(built):
                     "## Training\n", "## Limitations"):
         assert section in text, section
     assert "Creative Commons Public Domain Dedication (retired)" in text and "CC0 1.0" not in text
-    assert "| unet | 2500 | 32 | adamw lr 0.001 |" in text
+    assert "| unet | 2500 | 32 | adamw lr 0.002 |" in text
     assert f"{len(meta)} e-mail addresses, {len(meta)} phone numbers and {len(meta)} URLs" in text
 
 

@@ -307,7 +307,7 @@ class UnetCfg:
     caption_dropout: float = knob(0.1, "share of captions replaced by the empty prompt (classifier-free guidance)",
                                   minimum=0, maximum=1)
     noise: NoiseCfg = knob(help="the training noise schedule")
-    train: TrainCfg = knob(_train(2500, 32, 500, 500, 0.001, [0.9, 0.999], 1.0e-8, 0.01, 100, 0.1, 0.995, True,
+    train: TrainCfg = knob(_train(2500, 32, 500, 500, 0.002, [0.9, 0.999], 1.0e-8, 0.01, 100, 0.1, 0.995, True,
                                            mixed_precision="bf16"),
                            "training")
 

@@ -16,6 +16,10 @@ ROWS = [
 ]
 
 
+# prompt measures: guidance pushes samples towards their prompt, so each is also measured unguided on the first prompts
+GUIDED = ("clip_score", "r_precision", "r_precision_same_category", "category_accuracy")
+
+
 def _fmt(key: str, v) -> str:
     if v is None:
         return "n/a"
@@ -31,10 +35,10 @@ def quality_table(q: dict) -> str:
         if not isinstance(row, dict):
             continue
         m, r, c, p = (_fmt(key, row.get(k)) for k in ("model", "real", "chance", "prototype"))
-        if key.startswith("r_precision") and row.get("model_se") is not None:
+        if key in ("r_precision", "r_precision_same_category", "category_accuracy") and row.get("model_se") is not None:
             m += f" ± {row['model_se']:.3f}"
             r += f" ± {row['real_se']:.3f}"
-        if key in ("clip_score", "r_precision", "r_precision_same_category") and row.get("model_unguided") is not None:
+        if key in GUIDED and row.get("model_unguided") is not None:
             m += f" (unguided, first {row['unguided_n']}: {row['model_unguided']:.3f}; real on those: {row['real_same_prompts']:.3f})"
         if key == "kid":
             m += f" ± {(row.get('model_se') or 0) * 1e3:.2f}"

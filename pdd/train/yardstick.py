@@ -165,11 +165,19 @@ def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8,
         "palette": {"model": quality.hue_shares(samples), "val": quality.hue_shares(val_u8)},
     }
     if judge.probe is not None:
-        out["category_accuracy"] = {"model": _r(quality.accuracy(judge.probe, f_s, lab_s)),
-                                    "real": _r(quality.accuracy(judge.probe, f_v, lab_v)),
+        acc_s, acc_v = quality.accuracy(judge.probe, f_s, lab_s), quality.accuracy(judge.probe, f_v, lab_v)
+        out["category_accuracy"] = {"model": _r(acc_s), "real": _r(acc_v),
                                     "chance": _r(quality.majority_rate(lab_t, lab_v, len(judge.classes))),
                                     "prototype": _r(quality.accuracy(judge.probe, f_p, lab_s)),
-                                    "classes": len(judge.classes)}
+                                    "classes": len(judge.classes),
+                                    "model_se": _r(_binomial_se(acc_s, n)), "real_se": _r(_binomial_se(acc_v, len(lab_v)))}
+        if f_u is not None:
+            # a prompt measure too: guidance pushes samples towards their caption's category
+            first = torch.tensor(prompt_ids[:len(f_u)])
+            out["category_accuracy"].update({
+                "model_unguided": _r(quality.accuracy(judge.probe, f_u, lab_s[:len(f_u)])),
+                "real_same_prompts": _r(quality.accuracy(judge.probe, f_v[first], lab_v[first])),
+                "unguided_n": len(f_u)})
     else:
         out["category_accuracy"] = {"model": None, "real": None, "chance": None, "prototype": None,
                                     "classes": len(judge.classes),
