@@ -129,6 +129,12 @@ def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8,
     own = list(range(len(val_caps)))
     groups = lab_v.tolist()
     f_u = judge.images(unguided) if unguided is not None and len(unguided) else None
+    if f_u is not None:
+        # guidance pushes samples towards their own caption (and its category): the prompt measures are also taken
+        # for the same model unguided on the first u prompts, beside the val images of those same prompts
+        u = len(f_u)
+        first = prompt_ids[:u]
+        f_first = f_v[torch.tensor(first)]
     rp = {}
     for key, grp in (("r_precision", None), ("r_precision_same_category", groups)):
         o_s = quality.distractors(prompt_ids, val_caps, d_seed, k, grp)
@@ -137,13 +143,9 @@ def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8,
         rp[key] = {"model": _r(model), "real": _r(real_rp), "chance": _r(1 / (k + 1)),
                    "prototype": _r(quality.r_precision(f_p, t_v, prompt_ids, o_s)), "candidates": k + 1,
                    "model_se": _r(_binomial_se(model, n)), "real_se": _r(_binomial_se(real_rp, len(own)))}
-        if f_u is not None:
-            # guidance pushes samples towards their own caption: the same model unguided, and the val images of
-            # the same prompts, with the same distractors
-            u = len(f_u)
-            first = prompt_ids[:u]
+        if f_u is not None:     # with the same distractors
             rp[key].update({"model_unguided": _r(quality.r_precision(f_u, t_v, first, o_s[:u])),
-                            "real_same_prompts": _r(quality.r_precision(f_v[torch.tensor(first)], t_v, first, o_s[:u])),
+                            "real_same_prompts": _r(quality.r_precision(f_first, t_v, first, o_s[:u])),
                             "unguided_n": u})
     shuffled = torch.randperm(len(val_caps), generator=torch.Generator().manual_seed(derive_seed(seed, "quality", "shuffle")))
     t_prompt = t_v[torch.tensor(prompt_ids)]
@@ -153,10 +155,9 @@ def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8,
         "clip_score": {"model": _r(quality.clip_score(f_s, t_prompt)), "real": _r(quality.clip_score(f_v, t_v)),
                        "chance": _r(quality.clip_score(f_v, t_v[shuffled])),
                        "prototype": _r(quality.clip_score(f_p, t_prompt)),
-                       **({"model_unguided": _r(quality.clip_score(f_u, t_prompt[:len(f_u)])),
-                           "real_same_prompts": _r(quality.clip_score(f_v[torch.tensor(prompt_ids[:len(f_u)])],
-                                                                      t_prompt[:len(f_u)])),
-                           "unguided_n": len(f_u)} if f_u is not None else {})},
+                       **({"model_unguided": _r(quality.clip_score(f_u, t_prompt[:u])),
+                           "real_same_prompts": _r(quality.clip_score(f_first, t_prompt[:u])),
+                           "unguided_n": u} if f_u is not None else {})},
         "precision": {name: _r(v[0]) for name, v in pr.items()},
         "recall": {name: _r(v[1]) for name, v in pr.items()},
         "kid": {**{name: _r(v[0]) for name, v in kids.items()}, **{f"{name}_se": _r(v[1]) for name, v in kids.items()}},
@@ -172,12 +173,9 @@ def measure(samples, prompt_ids, val_ids, val_caps, val_u8, train_ids, train_u8,
                                     "classes": len(judge.classes),
                                     "model_se": _r(_binomial_se(acc_s, n)), "real_se": _r(_binomial_se(acc_v, len(lab_v)))}
         if f_u is not None:
-            # a prompt measure too: guidance pushes samples towards their caption's category
-            first = torch.tensor(prompt_ids[:len(f_u)])
-            out["category_accuracy"].update({
-                "model_unguided": _r(quality.accuracy(judge.probe, f_u, lab_s[:len(f_u)])),
-                "real_same_prompts": _r(quality.accuracy(judge.probe, f_v[first], lab_v[first])),
-                "unguided_n": len(f_u)})
+            out["category_accuracy"].update({"model_unguided": _r(quality.accuracy(judge.probe, f_u, lab_s[:u])),
+                                             "real_same_prompts": _r(quality.accuracy(judge.probe, f_first, lab_s[:u])),
+                                             "unguided_n": u})
     else:
         out["category_accuracy"] = {"model": None, "real": None, "chance": None, "prototype": None,
                                     "classes": len(judge.classes),
