@@ -385,6 +385,7 @@ def render(p: dict) -> str:
     curation = p.get("export_curation") or {}
     for reason, n in (curation.get("dropped") or {}).items():
         counts.append(({"cluster_cap": "dropped before export: more than curate.cap_per_cluster near-duplicates in train",
+                         "caption_cap": "dropped before export: more than curate.cap_per_caption train images of one caption",
                          "val_near_train": "dropped before export: val near-duplicate of a train image"}.get(reason, reason), n))
     if curation:
         counts.append(("(byte-identical groups / rows; near-duplicate clusters / rows)",

@@ -108,3 +108,29 @@ def test_the_cap_cannot_pass_a_capped_cluster_unnoticed():
 def test_a_missing_curation_is_one_clear_line(tmp_path):
     with pytest.raises(PddError, match="dvc repro curate"):
         curate.read(tmp_path)
+
+
+def test_the_caption_cap_keeps_the_first_by_sha256_of_each_series_in_train_only():
+    """A series (one caption on many different pictures) keeps curate.cap_per_caption train images, the first by
+    sha256; val rows and other captions are untouched, and 0 keeps all."""
+    imgs = shapes(120, 8)                                   # 120 distinct pictures
+    ids = [f"t:{i:04d}" for i in range(120)]
+    shas = [f"{(13 * i) % 120:064x}" for i in range(120)]
+    caps = ["Part of a series, icons"] * 60 + [f"picture {i}" for i in range(60)]
+    rows = curate.decide(ids, shas, imgs, cfg(cap_per_caption=5, near_distance=-1), 0.3, 7, caps).to_pylist()
+    series_train = [r for r in rows[:60] if r["split"] == "train"]
+    kept = [r for r in series_train if r["keep"]]
+    assert len(series_train) > 5 and len(kept) == 5
+    assert sorted(r["sha256"] for r in kept) == sorted(r["sha256"] for r in series_train)[:5]
+    assert all(r["reason"] == "caption_cap" for r in series_train if not r["keep"])
+    assert all(r["keep"] for r in rows[:60] if r["split"] == "val")
+    assert all(r["keep"] for r in rows[60:])
+    assert curate.counts(curate.decide(ids, shas, imgs, cfg(cap_per_caption=5, near_distance=-1), 0.3, 7, caps), 8, 4)["dropped"][
+        "caption_cap"] == len(series_train) - 5
+    off = curate.decide(ids, shas, imgs, cfg(cap_per_caption=0, near_distance=-1), 0.3, 7, caps)
+    assert all(off.column("keep").to_pylist())
+
+
+def test_the_caption_cap_refuses_to_guess_without_captions():
+    with pytest.raises(PddError, match="cap_per_caption"):
+        curate.decide(["t:0"], ["0" * 64], shapes(1, 9), cfg(cap_per_caption=2), 0.3, 7)

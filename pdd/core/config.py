@@ -162,6 +162,8 @@ class CurateCfg:
                                enum=["drop", "keep"])
     cap_per_cluster: int = knob(4, "train images kept per near-duplicate cluster (same perceptual key), the first by "
                                    "sha256; 0: keep all", minimum=0)
+    cap_per_caption: int = knob(0, "train images kept per identical caption (a series: one caption on many pictures), "
+                                   "the first by sha256; 0: keep all", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,11 @@ deterministic, and independent of file names); 0 keeps all. Diffusion models cop
 (Somepalli et al. 2023, Carlini et al. 2023), and one series of 1,220 near-identical stars was a fifth of the
 demo's training set.
 
+A series cap: a text-to-image model learns nothing from a caption that names hundreds of different pictures
+("Part of the Flat Icon Collection (...)" on 478 icons, "gramastar" on 446 ring-like star polygons) but their
+average, and such series take steps from every other caption. `curate.cap_per_caption` keeps at most that many
+train images per identical caption (as the export builds it), again the first by sha256; 0 keeps all.
+
 Writes data/curate/curation.parquet (file_id order: file_id, sha256, key, dhash (hex), split, keep, reason)
 and returns the counts for metrics/curate.json.
 """
@@ -39,7 +44,7 @@ from PIL import Image
 from pdd.core.errors import PddError
 
 FILE = "curation.parquet"
-REASONS = ("kept", "val_near_train", "cluster_cap")
+REASONS = ("kept", "val_near_train", "cluster_cap", "caption_cap")
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -86,8 +91,10 @@ def near(query: np.ndarray, ref: np.ndarray, distance: int, chunk: int = 512) ->
     return hit
 
 
-def decide(file_ids: list[str], sha256s: list[str], rgb_u8: np.ndarray, cfg, val_fraction: float, seed: int) -> pa.Table:
-    """The curation table (see the module doc) for rows in file_id order with their rendered pixels."""
+def decide(file_ids: list[str], sha256s: list[str], rgb_u8: np.ndarray, cfg, val_fraction: float, seed: int,
+           captions: list[str] | None = None) -> pa.Table:
+    """The curation table (see the module doc) for rows in file_id order with their rendered pixels (and their
+    captions, for the series cap)."""
     key, dh = keys(rgb_u8, cfg.hash_size)
     split = [split_of_key(k, seed, val_fraction) for k in key]
     keep = [True] * len(file_ids)
@@ -106,6 +113,17 @@ def decide(file_ids: list[str], sha256s: list[str], rgb_u8: np.ndarray, cfg, val
         for rows in members.values():
             for i in sorted(rows, key=lambda i: (sha256s[i], file_ids[i]))[cfg.cap_per_cluster:]:
                 keep[i], reason[i] = False, "cluster_cap"
+    cap = getattr(cfg, "cap_per_caption", 0)
+    if cap:
+        if captions is None or len(captions) != len(file_ids):
+            raise PddError("curate: curate.cap_per_caption needs every row's caption")
+        series: dict[str, list[int]] = defaultdict(list)
+        for i, c in enumerate(captions):
+            if split[i] == "train" and keep[i]:
+                series[c].append(i)
+        for rows in series.values():
+            for i in sorted(rows, key=lambda i: (sha256s[i], file_ids[i]))[cap:]:
+                keep[i], reason[i] = False, "caption_cap"
     return pa.table({"file_id": pa.array(file_ids, pa.string()), "sha256": pa.array(sha256s, pa.string()),
                      "key": pa.array(key, pa.string()), "dhash": pa.array([d.tobytes().hex() for d in dh], pa.string()),
                      "split": pa.array(split, pa.string()), "keep": pa.array(keep, pa.bool_()),

@@ -179,20 +179,23 @@ def kept_rows(snapshot_path, decided: dict):
 def curation(snapshot_path, cfg, ex, seed: int):
     """Stage curate's table: every row rendered at cfg.resolution as the export renders it, then decided
     (pdd/data/curate.py)."""
-    ids, shas, pixels = [], [], []
+    ids, shas, pixels, captions = [], [], [], []
+    tpl, allowed, fallback = ex.caption.template, list(ex.caption.label_licences), ex.caption.fallback
 
     def render(row):
         rec = render_row(row, [cfg.resolution], ex.resample, ex.fit, ex.background)
-        return rec["file_id"], rec["sha256"], rec[shards.image_column(cfg.resolution)]
+        cap = build_caption(personal.scrub_labels(json.loads(row["labels"])), tpl, allowed, fallback, ex.caption.max_parts)
+        return rec["file_id"], rec["sha256"], rec[shards.image_column(cfg.resolution)], cap
 
     with ThreadPoolExecutor(max_workers=ex.threads) as pool:
-        for fid, sha, px in ordered_map(pool, render, rows_in_order(snapshot_path), window=8 * ex.threads + 16):
+        for fid, sha, px, cap in ordered_map(pool, render, rows_in_order(snapshot_path), window=8 * ex.threads + 16):
             ids.append(fid)
             shas.append(sha)
             pixels.append(np.frombuffer(px, dtype=np.uint8).reshape(cfg.resolution, cfg.resolution, 3))
+            captions.append(cap)
     if not ids:
         raise PddError(f"curate: snapshot {snapshot_path} has no rows")
-    return curate.decide(ids, shas, np.stack(pixels), cfg, ex.val_fraction, seed)
+    return curate.decide(ids, shas, np.stack(pixels), cfg, ex.val_fraction, seed, captions)
 
 
 def check_counts(snapshot_path, counts: dict, cfg) -> None:
