@@ -153,3 +153,23 @@ def test_junk_in_labels_is_cleaned_where_captions_are_built():
               {"field": "keywords", "lang": "en", "text": "hash(0x8a3ecd4), <b>cat</b>", "licence": "pd"}]
     cap = export.build_caption(labels, "{title}, {creator}, {keywords}", ["pd"], "fallback")
     assert cap == "Tom & Jerry <3, cat"      # the placeholder creator is dropped with its comma
+
+
+def test_the_caption_cap_follows_the_captions_the_export_writes(tmp_path, generated_snapshot):
+    """Stage curate builds each row's caption as the export does, so curate.cap_per_caption=1 leaves one train row
+    of the fallback caption the CC BY-SA rows share; with the cap off (0) the same export has several."""
+    base = config.section(config.declared(), "curate")
+    counts = {}
+    for cap in (0, 1):
+        out = tmp_path / f"cap{cap}"
+        table = export.curation(generated_snapshot.path, config.replace(base, resolution=16, cap_per_caption=cap),
+                                CFG, 7)
+        (out / "curate").mkdir(parents=True)
+        curate.write(table, out / "curate")
+        export.export(generated_snapshot.path, out / "export", CFG, seed=7, curate_dir=out / "curate")
+        captions = shards.read_split(out / "export", "train").column("caption").to_pylist()
+        counts[cap] = captions.count("a painting")
+        if cap:
+            assert len(captions) == len(set(captions))
+            assert sum(r == "caption_cap" for r in table.column("reason").to_pylist()) == counts[0] - 1
+    assert counts[0] > 1 and counts[1] == 1

@@ -13,7 +13,8 @@ from pdd.data import curate
 
 
 def cfg(**kw):
-    base = dict(resolution=16, hash_size=8, near_distance=4, val_near_train="drop", cap_per_cluster=0)
+    base = dict(resolution=16, hash_size=8, near_distance=4, val_near_train="drop", cap_per_cluster=0,
+                cap_per_caption=0)
     return types.SimpleNamespace(**{**base, **kw})
 
 

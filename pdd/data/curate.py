@@ -113,7 +113,7 @@ def decide(file_ids: list[str], sha256s: list[str], rgb_u8: np.ndarray, cfg, val
         for rows in members.values():
             for i in sorted(rows, key=lambda i: (sha256s[i], file_ids[i]))[cfg.cap_per_cluster:]:
                 keep[i], reason[i] = False, "cluster_cap"
-    cap = getattr(cfg, "cap_per_caption", 0)
+    cap = cfg.cap_per_caption
     if cap:
         if captions is None or len(captions) != len(file_ids):
             raise PddError("curate: curate.cap_per_caption needs every row's caption")
