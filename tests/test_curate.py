@@ -118,7 +118,8 @@ def test_the_caption_cap_keeps_the_first_by_sha256_of_each_series_in_train_only(
     ids = [f"t:{i:04d}" for i in range(120)]
     shas = [f"{(13 * i) % 120:064x}" for i in range(120)]
     caps = ["Part of a series, icons"] * 60 + [f"picture {i}" for i in range(60)]
-    rows = curate.decide(ids, shas, imgs, cfg(cap_per_caption=5, near_distance=-1), 0.3, 7, caps).to_pylist()
+    capped = curate.decide(ids, shas, imgs, cfg(cap_per_caption=5, near_distance=-1), 0.3, 7, caps)
+    rows = capped.to_pylist()
     series_train = [r for r in rows[:60] if r["split"] == "train"]
     kept = [r for r in series_train if r["keep"]]
     assert len(series_train) > 5 and len(kept) == 5
@@ -126,8 +127,7 @@ def test_the_caption_cap_keeps_the_first_by_sha256_of_each_series_in_train_only(
     assert all(r["reason"] == "caption_cap" for r in series_train if not r["keep"])
     assert all(r["keep"] for r in rows[:60] if r["split"] == "val")
     assert all(r["keep"] for r in rows[60:])
-    assert curate.counts(curate.decide(ids, shas, imgs, cfg(cap_per_caption=5, near_distance=-1), 0.3, 7, caps), 8, 4)["dropped"][
-        "caption_cap"] == len(series_train) - 5
+    assert curate.counts(capped, 8, 4)["dropped"]["caption_cap"] == len(series_train) - 5
     off = curate.decide(ids, shas, imgs, cfg(cap_per_caption=0, near_distance=-1), 0.3, 7, caps)
     assert all(off.column("keep").to_pylist())
 

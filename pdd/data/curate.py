@@ -105,25 +105,22 @@ def decide(file_ids: list[str], sha256s: list[str], rgb_u8: np.ndarray, cfg, val
         for i, c in zip(np.nonzero(is_val)[0], close):
             if c and cfg.val_near_train == "drop":
                 keep[i], reason[i] = False, "val_near_train"
-    if cfg.cap_per_cluster:
+    def cap_groups(group_of: list[str], cap: int, why: str) -> None:
+        """Keep the first `cap` kept train rows of each group by (sha256, file_id); drop the rest for `why`."""
         members: dict[str, list[int]] = defaultdict(list)
-        for i, k in enumerate(key):
-            if split[i] == "train":
-                members[k].append(i)
+        for i, g in enumerate(group_of):
+            if split[i] == "train" and keep[i]:
+                members[g].append(i)
         for rows in members.values():
-            for i in sorted(rows, key=lambda i: (sha256s[i], file_ids[i]))[cfg.cap_per_cluster:]:
-                keep[i], reason[i] = False, "cluster_cap"
-    cap = cfg.cap_per_caption
-    if cap:
+            for i in sorted(rows, key=lambda i: (sha256s[i], file_ids[i]))[cap:]:
+                keep[i], reason[i] = False, why
+
+    if cfg.cap_per_cluster:
+        cap_groups(key, cfg.cap_per_cluster, "cluster_cap")
+    if cfg.cap_per_caption:
         if captions is None or len(captions) != len(file_ids):
             raise PddError("curate: curate.cap_per_caption needs every row's caption")
-        series: dict[str, list[int]] = defaultdict(list)
-        for i, c in enumerate(captions):
-            if split[i] == "train" and keep[i]:
-                series[c].append(i)
-        for rows in series.values():
-            for i in sorted(rows, key=lambda i: (sha256s[i], file_ids[i]))[cap:]:
-                keep[i], reason[i] = False, "caption_cap"
+        cap_groups(captions, cfg.cap_per_caption, "caption_cap")
     return pa.table({"file_id": pa.array(file_ids, pa.string()), "sha256": pa.array(sha256s, pa.string()),
                      "key": pa.array(key, pa.string()), "dhash": pa.array([d.tobytes().hex() for d in dh], pa.string()),
                      "split": pa.array(split, pa.string()), "keep": pa.array(keep, pa.bool_()),

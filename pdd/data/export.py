@@ -134,16 +134,22 @@ def rows_in_order(snapshot_path, columns: list[str] | None = None):
             yield row
 
 
+def row_caption(row: dict, cfg) -> str:
+    """A snapshot row's training caption (cfg: the export config): its labels, personal data removed, through
+    the caption template. The export writes it; stage curate groups series by it."""
+    c = cfg.caption
+    return build_caption(personal.scrub_labels(json.loads(row["labels"])), c.template, list(c.label_licences),
+                         c.fallback, c.max_parts)
+
+
 def renderer(cfg, decided: dict):
     """row -> shard record (images at every resolution, caption) with its split under "split"
     (decided: file_id -> (split, keep), from stage curate)."""
     resolutions = sorted(cfg.resolutions)
-    tpl, allowed, fallback = cfg.caption.template, list(cfg.caption.label_licences), cfg.caption.fallback
 
     def render(row: dict) -> dict:
         rec = render_row(row, resolutions, cfg.resample, cfg.fit, cfg.background)
-        rec["caption"] = build_caption(personal.scrub_labels(json.loads(row["labels"])), tpl, allowed, fallback,
-                                       cfg.caption.max_parts)
+        rec["caption"] = row_caption(row, cfg)
         rec["split"] = decided[row["file_id"]][0]
         return rec
     return render
@@ -180,12 +186,10 @@ def curation(snapshot_path, cfg, ex, seed: int):
     """Stage curate's table: every row rendered at cfg.resolution as the export renders it, then decided
     (pdd/data/curate.py)."""
     ids, shas, pixels, captions = [], [], [], []
-    tpl, allowed, fallback = ex.caption.template, list(ex.caption.label_licences), ex.caption.fallback
 
     def render(row):
         rec = render_row(row, [cfg.resolution], ex.resample, ex.fit, ex.background)
-        cap = build_caption(personal.scrub_labels(json.loads(row["labels"])), tpl, allowed, fallback, ex.caption.max_parts)
-        return rec["file_id"], rec["sha256"], rec[shards.image_column(cfg.resolution)], cap
+        return rec["file_id"], rec["sha256"], rec[shards.image_column(cfg.resolution)], row_caption(row, ex)
 
     with ThreadPoolExecutor(max_workers=ex.threads) as pool:
         for fid, sha, px, cap in ordered_map(pool, render, rows_in_order(snapshot_path), window=8 * ex.threads + 16):
